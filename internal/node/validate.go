@@ -1,0 +1,110 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// Validation errors. Each ValidationError wraps one of these, so callers
+// (the API's 400 answers, the CLI) can branch with errors.Is.
+var (
+	ErrInvalidUUID           = errors.New("invalid UUID")
+	ErrInvalidName           = errors.New("invalid name")
+	ErrUnknownDriver         = errors.New("unknown driver")
+	ErrMissingDriverInfo     = errors.New("missing driver_info")
+	ErrMalformedDriverInfo   = errors.New("malformed driver_info")
+	ErrInvalidPowerState     = errors.New("invalid power state")
+	ErrInvalidProvisionState = errors.New("invalid provision state")
+)
+
+// ValidationError names the field at fault and why.
+type ValidationError struct {
+	Field  string
+	Err    error
+	Detail string
+}
+
+func (e *ValidationError) Error() string {
+	return fmt.Sprintf("%s: %s %s", e.Err, e.Field, e.Detail)
+}
+
+func (e *ValidationError) Unwrap() error { return e.Err }
+
+func invalid(field string, err error, format string, args ...any) error {
+	return &ValidationError{Field: field, Err: err, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Ironic's names are RFC 3986 unreserved characters (logical names).
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9\-._~]{1,255}$`)
+
+// ValidUUID reports whether s is a canonical UUID (the form Ironic stores).
+func ValidUUID(s string) bool {
+	u, err := uuid.Parse(s)
+	return err == nil && u.String() == s
+}
+
+// Validate checks every field a client can set and returns the first
+// problem found.
+func (n *Node) Validate() error {
+	if !ValidUUID(n.UUID) {
+		return invalid("uuid", ErrInvalidUUID, "%q is not a canonical UUID", n.UUID)
+	}
+	if n.Name != "" {
+		if !nameRE.MatchString(n.Name) {
+			return invalid("name", ErrInvalidName, "%q: use 1-255 letters, digits and - . _ ~", n.Name)
+		}
+		// A name shaped like a UUID would make lookups by ident ambiguous.
+		if _, err := uuid.Parse(n.Name); err == nil {
+			return invalid("name", ErrInvalidName, "%q looks like a UUID", n.Name)
+		}
+	}
+	if n.InstanceUUID != "" && !ValidUUID(n.InstanceUUID) {
+		return invalid("instance_uuid", ErrInvalidUUID, "%q is not a canonical UUID", n.InstanceUUID)
+	}
+	switch n.Driver {
+	case DriverIPMI:
+		if _, err := n.DriverInfo.IPMI(); err != nil {
+			return err
+		}
+	case DriverRedfish:
+		if _, err := n.DriverInfo.Redfish(); err != nil {
+			return err
+		}
+	default:
+		return invalid("driver", ErrUnknownDriver, "%q: use %s or %s", n.Driver, DriverIPMI, DriverRedfish)
+	}
+	switch n.PowerState {
+	case "", PowerOn, PowerOff, PowerError:
+	default:
+		return invalid("power_state", ErrInvalidPowerState, "%q: use %q, %q, %q or null", n.PowerState, PowerOn, PowerOff, PowerError)
+	}
+	switch n.TargetPowerState {
+	case "", PowerOn, PowerOff:
+	default:
+		return invalid("target_power_state", ErrInvalidPowerState, "%q: use %q, %q or null", n.TargetPowerState, PowerOn, PowerOff)
+	}
+	if !slices.Contains(ProvisionStates, n.ProvisionState) {
+		return invalid("provision_state", ErrInvalidProvisionState, "%q is not a provision state", n.ProvisionState)
+	}
+	return nil
+}
+
+// New returns a node in Ironic's initial state (enroll, power unknown) with
+// a fresh UUID unless one is given.
+func New(uuidStr, name, driver string, info DriverInfo) *Node {
+	if uuidStr == "" {
+		uuidStr = uuid.NewString()
+	}
+	return &Node{
+		UUID:           strings.ToLower(uuidStr),
+		Name:           name,
+		Driver:         driver,
+		DriverInfo:     info,
+		ProvisionState: Enroll,
+	}
+}
