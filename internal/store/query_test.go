@@ -1,0 +1,174 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/metalpower/metalpower/internal/node"
+)
+
+// fleet creates nodes covering every filter dimension and returns them by name.
+func fleet(t *testing.T, s Store) map[string]*node.Node {
+	t.Helper()
+	mk := func(name, driver, prov string, change func(n *node.Node)) *node.Node {
+		info := node.DriverInfo{"ipmi_address": "10.0.0.1"}
+		if driver == node.DriverRedfish {
+			info = node.DriverInfo{"redfish_address": "https://10.0.0.1"}
+		}
+		n := node.New("", name, driver, info)
+		n.ProvisionState = prov
+		if change != nil {
+			change(n)
+		}
+		return mustCreate(t, s, n)
+	}
+	return map[string]*node.Node{
+		"plain":     mk("plain", node.DriverIPMI, node.Available, nil),
+		"active":    mk("active", node.DriverRedfish, node.Active, func(n *node.Node) { n.InstanceUUID = uuid.NewString() }),
+		"maint":     mk("maint", node.DriverIPMI, node.Manageable, func(n *node.Node) { n.Maintenance = true; n.MaintenanceReason = "admin" }),
+		"powerfail": mk("powerfail", node.DriverRedfish, node.Active, func(n *node.Node) { n.Maintenance, n.Fault = true, node.FaultPowerFailure }),
+		"busy":      mk("busy", node.DriverIPMI, node.Active, func(n *node.Node) { n.TargetPowerState = node.PowerOff }),
+		"enroll":    mk("enroll", node.DriverRedfish, node.Enroll, nil),
+		"cleanwait": mk("cleanwait", node.DriverIPMI, node.CleanWait, func(n *node.Node) { n.SyncFailures = 2 }),
+	}
+}
+
+func names(nodes []*node.Node) []string {
+	var out []string
+	for _, n := range nodes {
+		out = append(out, n.Name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestListFilters(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		fleet(t, s)
+		active := ""
+		all, _ := s.List(ctx, Query{})
+		for _, n := range all {
+			if n.Name == "active" {
+				active = n.InstanceUUID
+			}
+		}
+		tests := []struct {
+			name string
+			f    Filter
+			want []string
+		}{
+			{"all", Filter{}, []string{"active", "busy", "cleanwait", "enroll", "maint", "plain", "powerfail"}},
+			{"not in maintenance", Filter{Maintenance: Bool(false)}, []string{"active", "busy", "cleanwait", "enroll", "plain"}},
+			{"power failure fault", Filter{Fault: node.FaultPowerFailure}, []string{"powerfail"}},
+			{"provision states", Filter{ProvisionStates: []string{node.Active, node.Enroll}}, []string{"active", "busy", "enroll", "powerfail"}},
+			{"driver", Filter{Driver: node.DriverRedfish}, []string{"active", "enroll", "powerfail"}},
+			{"target set", Filter{TargetPowerStateSet: Bool(true)}, []string{"busy"}},
+			{"associated", Filter{Associated: Bool(true)}, []string{"active"}},
+			{"unassociated redfish", Filter{Associated: Bool(false), Driver: node.DriverRedfish}, []string{"enroll", "powerfail"}},
+			{"instance uuid", Filter{InstanceUUID: active}, []string{"active"}},
+			{"sync eligible", Filter{
+				Maintenance: Bool(false), TargetPowerStateSet: Bool(false), ExcludeProvisionStates: node.SyncExcludedStates,
+			}, []string{"active", "plain"}},
+		}
+		for _, tt := range tests {
+			got, err := s.List(ctx, Query{Filter: tt.f})
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if !slices.Equal(names(got), tt.want) {
+				t.Errorf("%s: got %v, want %v", tt.name, names(got), tt.want)
+			}
+		}
+	})
+}
+
+func TestKeysetPaginationVisitsEveryNodeOnceInOrder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		const total = 53
+		for i := 0; i < total; i++ {
+			n := ipmiNode(fmt.Sprintf("n%03d", i))
+			n.SyncFailures = i % 4 // many ties, so the id tiebreak matters
+			n.ProvisionState = []string{node.Available, node.Active, node.Manageable}[i%3]
+			mustCreate(t, s, n)
+		}
+		for _, key := range SortKeys {
+			for _, dir := range []string{"asc", "desc"} {
+				var seen []*node.Node
+				marker := ""
+				for pages := 0; ; pages++ {
+					page, err := s.List(ctx, Query{SortKey: key, SortDir: dir, Marker: marker, Limit: 10})
+					if err != nil {
+						t.Fatalf("%s %s: %v", key, dir, err)
+					}
+					seen = append(seen, page...)
+					if len(page) < 10 {
+						break
+					}
+					marker = page[len(page)-1].UUID
+				}
+				if len(seen) != total {
+					t.Fatalf("%s %s: saw %d nodes, want %d", key, dir, len(seen), total)
+				}
+				if got := len(names(seen)); got != total || len(slices.Compact(names(seen))) != total {
+					t.Fatalf("%s %s: duplicates across pages", key, dir)
+				}
+				if key == "sync_failures" {
+					for i := 1; i < len(seen); i++ {
+						a, b := seen[i-1].SyncFailures, seen[i].SyncFailures
+						if (dir == "asc" && a > b) || (dir == "desc" && a < b) {
+							t.Fatalf("sync_failures %s out of order at %d: %d then %d", dir, i, a, b)
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+func TestListRejectsBadQueries(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		for _, q := range []Query{
+			{SortKey: "password"},
+			{SortKey: "name; DROP TABLE nodes"},
+			{SortDir: "up"},
+			{Limit: -1},
+			{Limit: MaxLimit + 1},
+			{Marker: "not-a-uuid"},
+			{Marker: uuid.NewString()},
+		} {
+			if _, err := s.List(ctx, q); !errors.Is(err, ErrInvalidQuery) {
+				t.Errorf("List(%+v): err = %v, want ErrInvalidQuery", q, err)
+			}
+		}
+	})
+}
+
+func TestSetPowerStatesInOneTransaction(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		a, b := mustCreate(t, s, ipmiNode("a")), mustCreate(t, s, ipmiNode("b"))
+		if err := s.SetPowerStates(ctx, []PowerStateUpdate{{a.UUID, node.PowerOn}, {b.UUID, node.PowerOff}}); err != nil {
+			t.Fatal(err)
+		}
+		for n, want := range map[*node.Node]string{a: node.PowerOn, b: node.PowerOff} {
+			got, _ := s.Get(ctx, n.UUID)
+			if got.PowerState != want || got.Version != 2 {
+				t.Errorf("%s: power_state %q version %d, want %q and 2", n.Name, got.PowerState, got.Version, want)
+			}
+		}
+		// An unknown node rolls back the whole batch.
+		err := s.SetPowerStates(ctx, []PowerStateUpdate{{a.UUID, node.PowerOff}, {uuid.NewString(), node.PowerOff}})
+		if !errors.Is(err, ErrNotFound) {
+			t.Fatalf("err = %v, want ErrNotFound", err)
+		}
+		if got, _ := s.Get(ctx, a.UUID); got.PowerState != node.PowerOn {
+			t.Fatalf("failed batch changed node a to %q", got.PowerState)
+		}
+		if err := s.SetPowerStates(ctx, []PowerStateUpdate{{a.UUID, node.Reboot}}); !errors.Is(err, node.ErrInvalidPowerState) {
+			t.Fatalf("err = %v, want ErrInvalidPowerState", err)
+		}
+	})
+}

@@ -1,0 +1,293 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/metalpower/metalpower/internal/node"
+)
+
+// dialect holds what differs between SQLite and PostgreSQL; everything else
+// is the one implementation in this file.
+type dialect interface {
+	// rebind turns the ? placeholders used here into the database's own.
+	rebind(query string) string
+	// uniqueViolation returns the column a unique constraint failed on, or "".
+	uniqueViolation(err error) string
+}
+
+type sqlStore struct {
+	db *sql.DB
+	d  dialect
+}
+
+const columns = `uuid, name, driver, driver_info, power_state, target_power_state,
+	provision_state, maintenance, maintenance_reason, fault, last_error, instance_uuid,
+	disable_power_off, extra, sync_failures, version, created_at, updated_at`
+
+func (s *sqlStore) Close() error { return s.db.Close() }
+
+func (s *sqlStore) Create(ctx context.Context, n *node.Node) error {
+	if err := n.Validate(); err != nil {
+		return err
+	}
+	info, extra, err := encodeMaps(n)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	_, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO nodes (`+columns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`),
+		n.UUID, nullString(n.Name), n.Driver, info, nullString(n.PowerState), nullString(n.TargetPowerState),
+		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
+		nullString(n.InstanceUUID), n.DisablePowerOff, extra, n.SyncFailures, now, now)
+	if err != nil {
+		return s.classify("create node", err)
+	}
+	n.Version, n.CreatedAt, n.UpdatedAt = 1, now, now
+	return nil
+}
+
+func (s *sqlStore) Get(ctx context.Context, ident string) (*node.Node, error) {
+	col := "name"
+	if node.ValidUUID(ident) {
+		col = "uuid"
+	}
+	row := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT `+columns+` FROM nodes WHERE `+col+` = ?`), ident)
+	n, err := scanNode(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, ident)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get node %s: %w", ident, err)
+	}
+	return n, nil
+}
+
+func (s *sqlStore) Update(ctx context.Context, n *node.Node) error {
+	if err := n.Validate(); err != nil {
+		return err
+	}
+	info, extra, err := encodeMaps(n)
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	res, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE nodes SET name = ?, driver = ?, driver_info = ?,
+		power_state = ?, target_power_state = ?, provision_state = ?, maintenance = ?, maintenance_reason = ?,
+		fault = ?, last_error = ?, instance_uuid = ?, disable_power_off = ?, extra = ?, sync_failures = ?,
+		version = version + 1, updated_at = ?
+		WHERE uuid = ? AND version = ?`),
+		nullString(n.Name), n.Driver, info, nullString(n.PowerState), nullString(n.TargetPowerState),
+		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
+		nullString(n.InstanceUUID), n.DisablePowerOff, extra, n.SyncFailures, now, n.UUID, n.Version)
+	if err != nil {
+		return s.classify("update node "+n.UUID, err)
+	}
+	if rows, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("update node %s: %w", n.UUID, err)
+	} else if rows == 0 {
+		if _, err := s.Get(ctx, n.UUID); err != nil {
+			return err
+		}
+		return fmt.Errorf("%w: %s (version %d)", ErrConflict, n.UUID, n.Version)
+	}
+	n.Version++
+	n.UpdatedAt = now
+	return nil
+}
+
+func (s *sqlStore) Delete(ctx context.Context, uuid string) error {
+	res, err := s.db.ExecContext(ctx, s.d.rebind(`DELETE FROM nodes WHERE uuid = ?`), uuid)
+	if err != nil {
+		return fmt.Errorf("delete node %s: %w", uuid, err)
+	}
+	if rows, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("delete node %s: %w", uuid, err)
+	} else if rows == 0 {
+		return fmt.Errorf("%w: %s", ErrNotFound, uuid)
+	}
+	return nil
+}
+
+func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
+	q, err := q.normalized()
+	if err != nil {
+		return nil, err
+	}
+	where, args := filterSQL(q.Filter)
+	cmp, dir := ">", "ASC"
+	if q.SortDir == "desc" {
+		cmp, dir = "<", "DESC"
+	}
+	if q.Marker != "" {
+		// The marker's own row gives the position; a row-value comparison
+		// turns it into one index range scan.
+		var exists bool
+		if err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT EXISTS (SELECT 1 FROM nodes WHERE uuid = ?)`), q.Marker).Scan(&exists); err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		if !exists {
+			return nil, fmt.Errorf("%w: marker %s: %w", ErrInvalidQuery, q.Marker, ErrNotFound)
+		}
+		where = append(where, fmt.Sprintf(`(%[1]s, id) %[2]s (SELECT %[1]s, id FROM nodes WHERE uuid = ?)`, q.SortKey, cmp))
+		args = append(args, q.Marker)
+	}
+	query := `SELECT ` + columns + ` FROM nodes`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	query += fmt.Sprintf(` ORDER BY %s %s, id %s LIMIT %d`, q.SortKey, dir, dir, q.Limit)
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	defer rows.Close()
+	nodes := make([]*node.Node, 0, min(q.Limit, 256))
+	for rows.Next() {
+		n, err := scanNode(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		nodes = append(nodes, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return nodes, nil
+}
+
+func filterSQL(f Filter) (where []string, args []any) {
+	if f.Maintenance != nil {
+		where, args = append(where, `maintenance = ?`), append(args, *f.Maintenance)
+	}
+	if f.Fault != "" {
+		where, args = append(where, `fault = ?`), append(args, f.Fault)
+	}
+	if len(f.ProvisionStates) > 0 {
+		where = append(where, `provision_state IN (`+placeholders(len(f.ProvisionStates))+`)`)
+		for _, s := range f.ProvisionStates {
+			args = append(args, s)
+		}
+	}
+	if len(f.ExcludeProvisionStates) > 0 {
+		where = append(where, `provision_state NOT IN (`+placeholders(len(f.ExcludeProvisionStates))+`)`)
+		for _, s := range f.ExcludeProvisionStates {
+			args = append(args, s)
+		}
+	}
+	if f.Driver != "" {
+		where, args = append(where, `driver = ?`), append(args, f.Driver)
+	}
+	if f.TargetPowerStateSet != nil {
+		where = append(where, map[bool]string{true: `target_power_state IS NOT NULL`, false: `target_power_state IS NULL`}[*f.TargetPowerStateSet])
+	}
+	if f.Associated != nil {
+		where = append(where, map[bool]string{true: `instance_uuid IS NOT NULL`, false: `instance_uuid IS NULL`}[*f.Associated])
+	}
+	if f.InstanceUUID != "" {
+		where, args = append(where, `instance_uuid = ?`), append(args, f.InstanceUUID)
+	}
+	return where, args
+}
+
+func (s *sqlStore) SetPowerStates(ctx context.Context, updates []PowerStateUpdate) error {
+	for _, u := range updates {
+		switch u.PowerState {
+		case "", node.PowerOn, node.PowerOff, node.PowerError:
+		default:
+			return &node.ValidationError{Field: "power_state", Err: node.ErrInvalidPowerState, Detail: strconv.Quote(u.PowerState)}
+		}
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("set power states: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, s.d.rebind(`UPDATE nodes SET power_state = ?, version = version + 1, updated_at = ? WHERE uuid = ?`))
+	if err != nil {
+		return fmt.Errorf("set power states: %w", err)
+	}
+	defer stmt.Close()
+	now := time.Now().UTC()
+	for _, u := range updates {
+		res, err := stmt.ExecContext(ctx, nullString(u.PowerState), now, u.UUID)
+		if err != nil {
+			return fmt.Errorf("set power state of %s: %w", u.UUID, err)
+		}
+		if rows, err := res.RowsAffected(); err == nil && rows == 0 {
+			return fmt.Errorf("set power state: %w: %s", ErrNotFound, u.UUID)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("set power states: %w", err)
+	}
+	return nil
+}
+
+// classify maps a unique-constraint failure to its typed error.
+func (s *sqlStore) classify(op string, err error) error {
+	switch s.d.uniqueViolation(err) {
+	case "name":
+		return fmt.Errorf("%s: %w", op, ErrNameInUse)
+	case "uuid":
+		return fmt.Errorf("%s: %w", op, ErrUUIDInUse)
+	case "instance_uuid":
+		return fmt.Errorf("%s: %w", op, ErrInstanceAssociated)
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanNode(r scanner) (*node.Node, error) {
+	var (
+		n                                               node.Node
+		name, ps, tps, reason, fault, lastErr, instance sql.NullString
+		info, extra                                     []byte
+	)
+	err := r.Scan(&n.UUID, &name, &n.Driver, &info, &ps, &tps, &n.ProvisionState, &n.Maintenance, &reason,
+		&fault, &lastErr, &instance, &n.DisablePowerOff, &extra, &n.SyncFailures, &n.Version, &n.CreatedAt, &n.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	n.Name, n.PowerState, n.TargetPowerState = name.String, ps.String, tps.String
+	n.MaintenanceReason, n.Fault, n.LastError, n.InstanceUUID = reason.String, fault.String, lastErr.String, instance.String
+	n.CreatedAt, n.UpdatedAt = n.CreatedAt.UTC(), n.UpdatedAt.UTC()
+	if err := json.Unmarshal(info, &n.DriverInfo); err != nil {
+		return nil, fmt.Errorf("node %s: driver_info: %w", n.UUID, err)
+	}
+	if err := json.Unmarshal(extra, &n.Extra); err != nil {
+		return nil, fmt.Errorf("node %s: extra: %w", n.UUID, err)
+	}
+	return &n, nil
+}
+
+func encodeMaps(n *node.Node) (info, extra string, err error) {
+	b, err := json.Marshal(orEmpty(n.DriverInfo))
+	if err != nil {
+		return "", "", &node.ValidationError{Field: "driver_info", Err: node.ErrMalformedDriverInfo, Detail: "is not JSON-encodable"}
+	}
+	e, err := json.Marshal(orEmpty(n.Extra))
+	if err != nil {
+		return "", "", fmt.Errorf("extra is not JSON-encodable: %w", err)
+	}
+	return string(b), string(e), nil
+}
+
+func orEmpty[M ~map[string]any](m M) M {
+	if m == nil {
+		return M{}
+	}
+	return m
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func placeholders(n int) string { return strings.TrimSuffix(strings.Repeat("?, ", n), ", ") }
