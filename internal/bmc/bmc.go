@@ -1,0 +1,97 @@
+// Package bmc reads and sets server power through a BMC. The ipmi and
+// redfish subpackages implement it; errors are classified here once, so
+// workflows branch on Kind, never on message text.
+package bmc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// PowerManager is what the power workflows need from a BMC. Targets and
+// states use Ironic's strings (node.PowerOn, node.Reboot, ...).
+type PowerManager interface {
+	// PowerState reads the current state: node.PowerOn or node.PowerOff.
+	PowerState(ctx context.Context) (string, error)
+	// SetPowerState issues a power action (node.PowerOn, node.PowerOff,
+	// node.Reboot, node.SoftReboot, node.SoftPowerOff). It returns once the
+	// BMC accepted the request; callers verify the outcome by reading.
+	SetPowerState(ctx context.Context, target string) error
+	// Close releases the connection or session.
+	Close() error
+}
+
+// Kind classifies a BMC error by what a caller should do about it.
+type Kind int
+
+const (
+	// Transient errors may succeed on retry: timeouts, refused or reset
+	// connections, 5xx, a BMC busy finishing the previous request.
+	Transient Kind = iota
+	// Auth: the BMC rejected the credentials. Retrying will not help and may
+	// lock the account.
+	Auth
+	// Unsupported: the BMC does not offer the action (a reset type it does
+	// not advertise, a completion code meaning "invalid command").
+	Unsupported
+	// Config: the driver_info cannot work (malformed address, unknown
+	// system). Fix the node, then retry.
+	Config
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Transient:
+		return "transient"
+	case Auth:
+		return "authentication"
+	case Unsupported:
+		return "unsupported"
+	case Config:
+		return "configuration"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Error is every error a driver returns. It names the BMC by address only;
+// credentials never appear in it.
+type Error struct {
+	Kind Kind
+	// Op is what was attempted: "get power state", "set power state to power off".
+	Op string
+	// BMC is the address (host:port or URL) of the BMC.
+	BMC string
+	Err error
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("%s on BMC %s failed (%s): %v", e.Op, e.BMC, e.Kind, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Permanent reports whether retrying the same call cannot help.
+func (e *Error) Permanent() bool { return e.Kind != Transient }
+
+// IsPermanent reports whether err is a BMC error that retrying cannot fix.
+// Errors that are not *Error (a cancelled context, say) are not permanent.
+func IsPermanent(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Permanent()
+}
+
+// KindOf returns the kind of a BMC error, and false for other errors.
+func KindOf(err error) (Kind, bool) {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Kind, true
+	}
+	return 0, false
+}
+
+// Sentinels wrapped by drivers for common causes.
+var (
+	ErrUnsupportedTarget = errors.New("unsupported power target")
+	ErrTimeout           = errors.New("timed out waiting for the BMC")
+)

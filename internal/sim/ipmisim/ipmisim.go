@@ -1,0 +1,285 @@
+// Package ipmisim runs a fleet of simulated IPMI BMCs on go-ipmi's reference
+// BMC (pkg/server), one UDP port per BMC on 127.0.0.1, with a power state
+// that follows every chassis control command and knobs for latency,
+// power-transition delay and faults.
+package ipmisim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/bougou/go-ipmi/pkg/bmc"
+	"github.com/bougou/go-ipmi/pkg/clock"
+	"github.com/bougou/go-ipmi/pkg/hal"
+	"github.com/bougou/go-ipmi/pkg/hal/mock"
+	"github.com/bougou/go-ipmi/pkg/server"
+	"github.com/bougou/go-ipmi/pkg/transport/udp"
+	"github.com/bougou/go-ipmi/pkg/types"
+)
+
+// Fault is an injected misbehaviour of one BMC.
+type Fault string
+
+const (
+	FaultNone Fault = ""
+	// FaultHang: chassis commands never answer (the client times out).
+	FaultHang Fault = "hang"
+	// FaultError: chassis commands fail with completion code 0xFF.
+	FaultError Fault = "error"
+	// FaultBusy: chassis commands fail with "node busy" (0xC0), as a BMC
+	// still handling the previous command answers.
+	FaultBusy Fault = "busy"
+	// FaultStuck: power commands are accepted but the state never changes.
+	FaultStuck Fault = "stuck"
+	// FaultFlap: the reported power state alternates on every read.
+	FaultFlap Fault = "flap"
+)
+
+// Options configures a fleet.
+type Options struct {
+	BMCs               int
+	Username, Password string
+	// Latency is added to every chassis command.
+	Latency time.Duration
+	// TransitionDelay: a power change takes effect this long after the
+	// command is accepted, as real hardware does.
+	TransitionDelay time.Duration
+}
+
+// Fleet is a set of running BMCs.
+type Fleet struct {
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	bmcs   []*BMC
+}
+
+// BMC is one simulated BMC and the server it manages.
+type BMC struct {
+	Host string
+	Port int
+	srv  *server.Server
+	ch   *chassis
+}
+
+// Start runs opts.BMCs simulated BMCs, each powered on.
+func Start(opts Options) (*Fleet, error) {
+	if opts.BMCs <= 0 {
+		opts.BMCs = 1
+	}
+	if opts.Username == "" {
+		opts.Username, opts.Password = "admin", "password"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &Fleet{cancel: cancel}
+	for i := 0; i < opts.BMCs; i++ {
+		b, err := startBMC(ctx, i, opts)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		f.bmcs = append(f.bmcs, b)
+		f.wg.Add(1)
+		go func() {
+			defer f.wg.Done()
+			b.srv.Serve(ctx)
+		}()
+	}
+	return f, nil
+}
+
+func startBMC(ctx context.Context, i int, opts Options) (*BMC, error) {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		return nil, fmt.Errorf("bmc %d: listen: %w", i, err)
+	}
+	ch := &chassis{Chassis: &mock.Chassis{}, on: true, opts: opts, done: ctx.Done()}
+	h := &halWithChassis{HAL: mock.New(), ch: ch}
+	var guid [16]byte
+	copy(guid[:], fmt.Sprintf("metalpower-%05d", i))
+	info := bmc.DeviceInfo{DeviceID: 32, DeviceRevision: 1, FirmwareMajor: 1, IPMIVersion: 0x20, ManufacturerID: 0x000157, ProductID: 1, AdditionalDeviceSupport: 0x39}
+	b := bmc.New(info, guid, h, bmc.WithClock(clock.Real))
+	user, err := b.Users.Add(2, opts.Username)
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("bmc %d: add user: %w", i, err)
+	}
+	user.SetPassword([]byte(opts.Password))
+	user.Enabled = true
+	user.ChannelAccess[1] = bmc.UserChannelAccess{MaxPrivilege: bmc.PrivilegeLevelAdministrator, Enabled: true}
+	addr := conn.LocalAddr().(*net.UDPAddr)
+	return &BMC{Host: "127.0.0.1", Port: addr.Port, srv: server.NewServer(b, udp.Wrap(conn)), ch: ch}, nil
+}
+
+// BMCs returns the fleet's BMCs in start order.
+func (f *Fleet) BMCs() []*BMC { return f.bmcs }
+
+// Close stops every BMC.
+func (f *Fleet) Close() {
+	f.cancel()
+	for _, b := range f.bmcs {
+		b.srv.Close()
+	}
+	f.wg.Wait()
+}
+
+// PowerOn reports the real power state (not affected by FaultFlap).
+func (b *BMC) PowerOn() bool { return b.ch.isOn() }
+
+// SetPowerOn sets the power state directly, as someone at the server would.
+func (b *BMC) SetPowerOn(on bool) {
+	b.ch.mu.Lock()
+	defer b.ch.mu.Unlock()
+	b.ch.on, b.ch.pendingAt = on, time.Time{}
+}
+
+// SetFault injects a fault; FaultNone clears it.
+func (b *BMC) SetFault(f Fault) {
+	b.ch.mu.Lock()
+	defer b.ch.mu.Unlock()
+	b.ch.fault = f
+}
+
+// Actions lists the chassis controls received, in order: "on", "off",
+// "cycle", "reset", "soft".
+func (b *BMC) Actions() []string {
+	b.ch.mu.Lock()
+	defer b.ch.mu.Unlock()
+	return append([]string(nil), b.ch.actions...)
+}
+
+// halWithChassis replaces the mock HAL's chassis, whose power does not
+// follow cycle or soft shutdown.
+type halWithChassis struct {
+	*mock.HAL
+	ch *chassis
+}
+
+func (h *halWithChassis) Chassis() hal.ChassisHAL { return h.ch }
+
+// chassis keeps one server's power. A pending change is applied lazily when
+// its time comes, so a fleet needs no timers.
+type chassis struct {
+	*mock.Chassis // identify, boot flags: unchanged from the reference
+	opts          Options
+	done          <-chan struct{}
+
+	mu        sync.Mutex
+	on        bool
+	pendingOn bool
+	pendingAt time.Time
+	fault     Fault
+	flapped   bool
+	actions   []string
+}
+
+var errUnspecified = types.CodeUnspecifiedError
+
+// enter applies latency and faults common to every chassis command.
+func (c *chassis) enter(ctx context.Context) error {
+	c.mu.Lock()
+	fault := c.fault
+	c.mu.Unlock()
+	if c.opts.Latency > 0 {
+		select {
+		case <-time.After(c.opts.Latency):
+		case <-c.done:
+		}
+	}
+	switch fault {
+	case FaultHang:
+		select {
+		case <-ctx.Done():
+		case <-c.done:
+		}
+		return errors.New("hung")
+	case FaultError:
+		return errUnspecified
+	case FaultBusy:
+		return types.CodeNodeBusy
+	}
+	return nil
+}
+
+func (c *chassis) isOn() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.settle()
+	return c.on
+}
+
+// settle applies a pending change whose time has come. Callers hold mu.
+func (c *chassis) settle() {
+	if !c.pendingAt.IsZero() && !time.Now().Before(c.pendingAt) {
+		c.on, c.pendingAt = c.pendingOn, time.Time{}
+	}
+}
+
+// change records an action and schedules the resulting state.
+func (c *chassis) change(action string, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.settle()
+	c.actions = append(c.actions, action)
+	if c.fault == FaultStuck {
+		return
+	}
+	if c.opts.TransitionDelay <= 0 {
+		c.on = on
+		return
+	}
+	c.pendingOn, c.pendingAt = on, time.Now().Add(c.opts.TransitionDelay)
+}
+
+func (c *chassis) PowerState(ctx context.Context) (bool, error) {
+	if err := c.enter(ctx); err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.settle()
+	if c.fault == FaultFlap {
+		c.flapped = !c.flapped
+		return c.flapped, nil
+	}
+	return c.on, nil
+}
+
+func (c *chassis) SetPower(ctx context.Context, on bool) error {
+	if err := c.enter(ctx); err != nil {
+		return err
+	}
+	c.change(map[bool]string{true: "on", false: "off"}[on], on)
+	return nil
+}
+
+// PowerCycle, like a real chassis, ends powered on; from off it powers on.
+func (c *chassis) PowerCycle(ctx context.Context) error {
+	if err := c.enter(ctx); err != nil {
+		return err
+	}
+	c.change("cycle", true)
+	return nil
+}
+
+// ColdReset is the hard reset: a pulse, the server stays (or comes) on.
+func (c *chassis) ColdReset(ctx context.Context) error {
+	if err := c.enter(ctx); err != nil {
+		return err
+	}
+	c.change("reset", true)
+	return nil
+}
+
+// WarmReset is what go-ipmi's server calls for a soft shutdown (ACPI
+// power button): the OS shuts down and the server ends off.
+func (c *chassis) WarmReset(ctx context.Context) error {
+	if err := c.enter(ctx); err != nil {
+		return err
+	}
+	c.change("soft", false)
+	return nil
+}
