@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // PowerManager is what the power workflows need from a BMC. Targets and
@@ -95,3 +97,32 @@ var (
 	ErrUnsupportedTarget = errors.New("unsupported power target")
 	ErrTimeout           = errors.New("timed out waiting for the BMC")
 )
+
+// WaitForState polls read until it returns want, waiting interval between
+// reads and growing the wait 1.5x, as Ironic's back-off loop does. It
+// returns a read's error as is, and ErrTimeout when ctx ends first.
+func WaitForState(ctx context.Context, read func(context.Context) (string, error), want string, interval time.Duration) error {
+	for {
+		state, err := read(ctx)
+		if err != nil {
+			return err
+		}
+		if state == want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: still %s, want %s", ErrTimeout, state, want)
+		case <-time.After(interval):
+			interval = interval * 3 / 2
+		}
+	}
+}
+
+// Scrub removes a secret from an error's text, whatever a library put there.
+func Scrub(err error, secret string) error {
+	if err == nil || secret == "" || !strings.Contains(err.Error(), secret) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), secret, "******"))
+}

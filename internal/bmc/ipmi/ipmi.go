@@ -5,7 +5,6 @@ package ipmi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -117,8 +116,8 @@ func (c *Client) SetPowerState(ctx context.Context, target string) error {
 			if err := c.control(ctx, target, off); err != nil {
 				return err
 			}
-			if err := c.waitOff(ctx, target); err != nil {
-				return err
+			if err := bmc.WaitForState(ctx, c.PowerState, node.PowerOff, c.opts.PollInterval); err != nil {
+				return c.classify(ctx, "set power state to "+target, err)
 			}
 		}
 		return c.control(ctx, target, chassis.ChassisControlPowerUp)
@@ -131,26 +130,6 @@ func (c *Client) control(ctx context.Context, target string, ctl chassis.Chassis
 		_, err := conn.ChassisControl(ctx, ctl)
 		return err
 	})
-}
-
-func (c *Client) waitOff(ctx context.Context, target string) error {
-	wait := c.opts.PollInterval
-	for {
-		state, err := c.PowerState(ctx)
-		if err != nil {
-			return err
-		}
-		if state == node.PowerOff {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return &bmc.Error{Kind: bmc.Transient, Op: "set power state to " + target, BMC: c.info.HostPort(),
-				Err: fmt.Errorf("%w: server still on before powering it back on", bmc.ErrTimeout)}
-		case <-time.After(wait):
-			wait = wait * 3 / 2
-		}
-	}
 }
 
 // do runs one request on the session, opening it if needed. A failed
@@ -218,6 +197,9 @@ func (c *Client) Close() error {
 // authentication failures only in message text, so that text is read here,
 // once, and nowhere else.
 func (c *Client) classify(ctx context.Context, op string, err error) error {
+	if _, ok := bmc.KindOf(err); ok {
+		return err
+	}
 	kind := bmc.Transient
 	var rerr *types.ResponseError
 	var nerr net.Error
@@ -237,7 +219,7 @@ func (c *Client) classify(ctx context.Context, op string, err error) error {
 		strings.Contains(msg, "invalid role"), strings.Contains(msg, "unauthorized role"):
 		kind = bmc.Auth
 	}
-	return &bmc.Error{Kind: kind, Op: op, BMC: c.info.HostPort(), Err: scrub(err, c.info.Password)}
+	return &bmc.Error{Kind: kind, Op: op, BMC: c.info.HostPort(), Err: bmc.Scrub(err, c.info.Password)}
 }
 
 // completionKind sorts IPMI completion codes (IPMI 2.0 table 5-2).
@@ -252,12 +234,4 @@ func completionKind(cc types.CompletionCode) bmc.Kind {
 	// Busy, timeout, unspecified, cannot respond, not supported in the
 	// present state: a later attempt can succeed.
 	return bmc.Transient
-}
-
-// scrub keeps the password out of an error, whatever the library put in it.
-func scrub(err error, password string) error {
-	if password == "" || !strings.Contains(err.Error(), password) {
-		return err
-	}
-	return errors.New(strings.ReplaceAll(err.Error(), password, node.Masked))
 }

@@ -1,0 +1,49 @@
+# metalpower: build, test and benchmark. `make test` is what CI runs.
+SHELL := /bin/bash
+GO ?= go
+APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+
+.PHONY: all build test deps vet unit bench race clean
+
+all: build
+
+build:
+	$(GO) build -o bin/ ./worker ./starter
+
+# deps installs what the tests drive (Debian's ipmi_sim, ipmitool,
+# redfishtool, python3-sushy) when missing and starts the local PostgreSQL
+# when it is down. It fails loudly rather than letting tests skip.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
+			|| { echo "apt-get install$$missing failed"; exit 1; }; \
+	fi
+	@if [ -z "$$METALPOWER_TEST_POSTGRES_URL" ] && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
+		echo "starting PostgreSQL"; \
+		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || { echo "cannot start PostgreSQL"; exit 1; }; \
+		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+	@pg_isready -h $${METALPOWER_TEST_POSTGRES_HOST:-127.0.0.1} -p 5432 >/dev/null || { echo "PostgreSQL is not reachable"; exit 1; }
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+
+unit:
+	$(GO) test -count=1 ./...
+
+test: deps vet unit
+
+# Benchmarks: the store over 100,000 nodes and one power read per driver.
+bench: deps
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/store/
+	$(GO) test -run '^$$' -bench . ./internal/bmc/...
+
+race: deps
+	$(GO) test -race -count=1 ./...
+
+clean:
+	rm -rf bin
