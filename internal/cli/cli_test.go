@@ -1,0 +1,66 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	var out, errOut bytes.Buffer
+	code := Main(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestConfigCommands(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	os.WriteFile(good, []byte("[nova]\nauth_url = \"http://keystone:5000/v3\"\nusername = \"ironic\"\npassword = \"nova-secret\"\n"), 0o600)
+	bad := filepath.Join(dir, "bad.toml")
+	os.WriteFile(bad, []byte("[conductor]\npower_state_change_timeout = 1\n"), 0o600)
+	tests := []struct {
+		name   string
+		env    []string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"show masks secrets", nil, []string{"-config", good, "config", "show"}, 0, "password = \"******\"", ""},
+		{"check ok", nil, []string{"-config", good, "config", "check"}, 0, "configuration ok", ""},
+		{"check names the option", nil, []string{"-config", bad, "config", "check"}, 1, "", "[conductor] power_state_change_timeout"},
+		{"env override is validated", []string{"METALPOWER_API_PORT=70000"}, []string{"config", "check"}, 1, "", "[api] port"},
+		{"missing file", nil, []string{"-config", filepath.Join(dir, "nope.toml"), "config", "check"}, 1, "", "does not exist"},
+		{"unknown command", nil, []string{"frobnicate"}, 2, "", "usage: starter"},
+		{"extra argument", nil, []string{"config", "show", "x"}, 2, "", "usage: starter config show"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, tt.env, tt.args...)
+			if code != tt.code || !strings.Contains(out, tt.stdout) || !strings.Contains(errOut, tt.stderr) {
+				t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+			}
+			if strings.Contains(out+errOut, "nova-secret") {
+				t.Fatal("output leaks the Nova password")
+			}
+		})
+	}
+}
+
+func TestDBMigrate(t *testing.T) {
+	url := "sqlite://" + filepath.Join(t.TempDir(), "db", "nodes.db")
+	for i := 0; i < 2; i++ {
+		code, out, errOut := run(t, []string{"METALPOWER_DATABASE_URL=" + url}, "db", "migrate")
+		if code != 0 || !strings.Contains(out, "up to date") {
+			t.Fatalf("run %d: exit %d %q %q", i, code, out, errOut)
+		}
+	}
+}

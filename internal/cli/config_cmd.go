@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+func init() {
+	register("config show", "config show            print the effective configuration (secrets masked)", configShow)
+	register("config check", "config check           validate the configuration and exit", configCheck)
+	register("db migrate", "db migrate             apply the node store's schema migrations", dbMigrate)
+}
+
+func configShow(_ context.Context, env *Env, args []string) error {
+	if len(args) > 0 {
+		return errUsage
+	}
+	c, err := env.Config()
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(env.Stdout, c.String())
+	return nil
+}
+
+func configCheck(_ context.Context, env *Env, args []string) error {
+	if len(args) > 0 {
+		return errUsage
+	}
+	if _, err := env.Config(); err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, "configuration ok")
+	return nil
+}
+
+func dbMigrate(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 {
+		return errUsage
+	}
+	c, err := env.Config()
+	if err != nil {
+		return err
+	}
+	s, err := store.Open(ctx, c.Database.URL)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	fmt.Fprintln(env.Stdout, "node store schema is up to date")
+	return nil
+}
