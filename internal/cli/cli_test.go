@@ -64,3 +64,21 @@ func TestDBMigrate(t *testing.T) {
 		}
 	}
 }
+
+// TestREADMEListsEveryOption keeps the README's option table in step with
+// the configuration.
+func TestREADMEListsEveryOption(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := run(t, nil, "config", "options")
+	if code != 0 {
+		t.Fatalf("config options exit %d", code)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.Contains(string(readme), line) {
+			t.Errorf("README lacks the row (run `starter config options`):\n%s", line)
+		}
+	}
+}
