@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -38,6 +39,30 @@ func (postgresDialect) uniqueViolation(err error) string {
 	}
 	// Constraints are named nodes_<column>_key in the migration.
 	return strings.TrimSuffix(strings.TrimPrefix(e.ConstraintName, "nodes_"), "_key")
+}
+
+// setPowerStates sends the whole batch as two arrays in one statement: a
+// round trip per row would dominate over the network.
+func (postgresDialect) setPowerStates(ctx context.Context, tx *sql.Tx, updates []PowerStateUpdate, now time.Time) error {
+	uuids := make([]string, len(updates))
+	states := make([]*string, len(updates))
+	for i, u := range updates {
+		uuids[i] = u.UUID
+		if u.PowerState != "" {
+			states[i] = &updates[i].PowerState
+		}
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE nodes SET power_state = u.power_state, version = version + 1, updated_at = $3
+		FROM unnest($1::text[], $2::text[]) AS u(uuid, power_state) WHERE nodes.uuid = u.uuid`, uuids, states, now)
+	if err != nil {
+		return fmt.Errorf("set power states: %w", err)
+	}
+	if rows, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("set power states: %w", err)
+	} else if rows != int64(len(updates)) {
+		return fmt.Errorf("set power states: %w: %d of %d nodes", ErrNotFound, int64(len(updates))-rows, len(updates))
+	}
+	return nil
 }
 
 // OpenPostgres connects through pgx and applies migrations.

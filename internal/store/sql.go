@@ -20,6 +20,8 @@ type dialect interface {
 	rebind(query string) string
 	// uniqueViolation returns the column a unique constraint failed on, or "".
 	uniqueViolation(err error) string
+	// setPowerStates writes a batch of power states inside tx.
+	setPowerStates(ctx context.Context, tx *sql.Tx, updates []PowerStateUpdate, now time.Time) error
 }
 
 type sqlStore struct {
@@ -210,12 +212,23 @@ func (s *sqlStore) SetPowerStates(ctx context.Context, updates []PowerStateUpdat
 		return fmt.Errorf("set power states: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, s.d.rebind(`UPDATE nodes SET power_state = ?, version = version + 1, updated_at = ? WHERE uuid = ?`))
+	if err := s.d.setPowerStates(ctx, tx, updates, time.Now().UTC()); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("set power states: %w", err)
+	}
+	return nil
+}
+
+// setPowerStatesEach updates row by row inside tx: cheap where the database
+// is in-process (SQLite).
+func setPowerStatesEach(ctx context.Context, d dialect, tx *sql.Tx, updates []PowerStateUpdate, now time.Time) error {
+	stmt, err := tx.PrepareContext(ctx, d.rebind(`UPDATE nodes SET power_state = ?, version = version + 1, updated_at = ? WHERE uuid = ?`))
 	if err != nil {
 		return fmt.Errorf("set power states: %w", err)
 	}
 	defer stmt.Close()
-	now := time.Now().UTC()
 	for _, u := range updates {
 		res, err := stmt.ExecContext(ctx, nullString(u.PowerState), now, u.UUID)
 		if err != nil {
@@ -224,9 +237,6 @@ func (s *sqlStore) SetPowerStates(ctx context.Context, updates []PowerStateUpdat
 		if rows, err := res.RowsAffected(); err == nil && rows == 0 {
 			return fmt.Errorf("set power state: %w: %s", ErrNotFound, u.UUID)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("set power states: %w", err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
@@ -21,6 +22,10 @@ const DefaultSQLitePath = ".data/metalpower.db"
 type sqliteDialect struct{}
 
 func (sqliteDialect) rebind(q string) string { return q }
+
+func (d sqliteDialect) setPowerStates(ctx context.Context, tx *sql.Tx, updates []PowerStateUpdate, now time.Time) error {
+	return setPowerStatesEach(ctx, d, tx, updates, now)
+}
 
 func (sqliteDialect) uniqueViolation(err error) string {
 	var e *sqlite.Error
