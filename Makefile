@@ -14,7 +14,7 @@ build:
 # deps installs what the tests drive (Debian's ipmi_sim, ipmitool,
 # redfishtool, python3-sushy) when missing and starts the local PostgreSQL
 # when it is down. It fails loudly rather than letting tests skip.
-deps:
+deps: tools/bin/temporal
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -27,6 +27,10 @@ deps:
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 	@pg_isready -h $${METALPOWER_TEST_POSTGRES_HOST:-127.0.0.1} -p 5432 >/dev/null || { echo "PostgreSQL is not reachable"; exit 1; }
+
+# The temporal CLI (dev server with Web UI), pinned in its own module.
+tools/bin/temporal: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o bin/temporal github.com/temporalio/cli/cmd/temporal
 
 vet:
 	$(GO) vet ./...

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -162,5 +163,22 @@ func TestCloneIsDeep(t *testing.T) {
 	c.Extra["rack"] = "r2"
 	if n.DriverInfo["ipmi_address"] != "10.0.0.7" || n.Extra["rack"] != "r1" {
 		t.Fatal("Clone shares maps with the original")
+	}
+}
+
+func TestJSONMasksSecretsAndUsesNulls(t *testing.T) {
+	n := validIPMI()
+	b, err := json.Marshal(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for _, want := range []string{`"ipmi_password":"******"`, `"power_state":null`, `"name":"r1-n07"`, `"provision_state":"enroll"`, `"instance_uuid":null`} {
+		if !strings.Contains(s, want) {
+			t.Errorf("JSON lacks %s: %s", want, s)
+		}
+	}
+	if strings.Contains(s, "s3cret") {
+		t.Fatalf("JSON leaks the password: %s", s)
 	}
 }

@@ -1,0 +1,113 @@
+// Package activities holds the side effects of metalpower's workflows: each
+// activity is a thin adapter over one internal package (the node store, a
+// BMC driver, Nova). Activities load credentials by node UUID, so no secret
+// ever travels in a workflow's input, result or history.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// BMCs hands out a power client for a node (internal/bmc/pool).
+type BMCs interface {
+	For(n *node.Node) (bmc.PowerManager, error)
+}
+
+// Notifier sends one power-update event to Nova (internal/nova).
+type Notifier interface {
+	PowerUpdate(ctx context.Context, instanceUUID, powerState string) error
+}
+
+// Activities carries the dependencies every activity uses. Register one
+// value with the worker; workflows call its methods by reference.
+type Activities struct {
+	Store     store.Store
+	BMCs      BMCs
+	Conductor config.Conductor
+	IPMI      config.IPMI
+	// Nova is nil when notifications cannot be sent; NovaDisabled says why
+	// (switched off, or credentials missing), and is recorded on each change.
+	Nova         Notifier
+	NovaDisabled string
+	// Temporal starts and signals the Nova notifier workflows.
+	Temporal client.Client
+	// TaskQueue is where notifier workflows run.
+	TaskQueue string
+}
+
+// Error types a workflow can branch on (temporal.ApplicationError.Type()).
+const (
+	ErrNodeNotFound      = "NodeNotFound"
+	ErrInvalidTarget     = "InvalidTarget"
+	ErrInvalidState      = "InvalidStateRequested"
+	ErrPowerOffDisabled  = "PowerOffDisabled"
+	ErrInvalidParameter  = "InvalidParameterValue"
+	ErrNodeLocked        = "NodeLocked"
+	ErrBMCAuth           = "BMCAuthenticationFailed"
+	ErrBMCUnsupported    = "BMCUnsupportedAction"
+	ErrBMCConfig         = "BMCConfigurationError"
+	ErrBMCTransient      = "BMCTransientError"
+	ErrPowerStateTimeout = "PowerStateTimeout"
+	ErrStore             = "StoreError"
+)
+
+// NonRetryable lists the error types retrying cannot fix; retry policies
+// name them so only transient failures are retried.
+var NonRetryable = []string{ErrNodeNotFound, ErrInvalidTarget, ErrInvalidState, ErrPowerOffDisabled,
+	ErrInvalidParameter, ErrNodeLocked, ErrBMCAuth, ErrBMCUnsupported, ErrBMCConfig, ErrPowerStateTimeout}
+
+// bmcError classifies a driver error at the activity boundary: permanent
+// kinds fail at once, transient ones are retried by the activity's policy.
+func bmcError(err error) error {
+	if err == nil {
+		return nil
+	}
+	kind, ok := bmc.KindOf(err)
+	if !ok {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return temporal.NewApplicationError(err.Error(), ErrBMCTransient)
+		}
+		return err
+	}
+	switch kind {
+	case bmc.Auth:
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrBMCAuth, nil)
+	case bmc.Unsupported:
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrBMCUnsupported, nil)
+	case bmc.Config:
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrBMCConfig, nil)
+	}
+	return temporal.NewApplicationError(err.Error(), ErrBMCTransient)
+}
+
+// loadNode reads a node for an activity, turning a missing node into a
+// non-retryable error in Ironic's wording.
+func (a *Activities) loadNode(ctx context.Context, ident string) (*node.Node, error) {
+	n, err := a.Store.Get(ctx, ident)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("Node %s could not be found.", ident), ErrNodeNotFound, nil)
+	}
+	if err != nil {
+		return nil, temporal.NewApplicationError(err.Error(), ErrStore)
+	}
+	return n, nil
+}
+
+// powerManager returns the node's BMC client.
+func (a *Activities) powerManager(n *node.Node) (bmc.PowerManager, error) {
+	pm, err := a.BMCs.For(n)
+	if err != nil {
+		return nil, bmcError(err)
+	}
+	return pm, nil
+}

@@ -1,0 +1,99 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalpower/metalpower/internal/nova"
+)
+
+// The Nova notifier workflow: one per instance, fed by signal-with-start,
+// so a Nova outage holds no node lock and loses no notification.
+const (
+	NovaNotifyWorkflow = "NovaNotify"
+	PowerUpdateSignal  = "power-update"
+	novaNotifyPrefix   = "nova-notify/"
+)
+
+// NovaNotifyID is the notifier workflow ID of an instance.
+func NovaNotifyID(instanceUUID string) string { return novaNotifyPrefix + instanceUUID }
+
+// PowerUpdate is one state to tell Nova about.
+type PowerUpdate struct {
+	InstanceUUID string    `json:"instance_uuid"`
+	NodeUUID     string    `json:"node_uuid"`
+	PowerState   string    `json:"power_state"`
+	ChangedAt    time.Time `json:"changed_at"`
+	// Source is the workflow that made the change.
+	Source string `json:"source,omitempty"`
+}
+
+// NovaNotifyInput starts a notifier; Pending carries an unsent update
+// across continue-as-new.
+type NovaNotifyInput struct {
+	InstanceUUID string       `json:"instance_uuid"`
+	Pending      *PowerUpdate `json:"pending,omitempty"`
+}
+
+// Notification outcomes recorded on a power change.
+const (
+	NovaQueued        = "queued"
+	NovaNoInstance    = "no instance"
+	NovaDisabledState = "not sent: [nova] send_power_notifications is false"
+)
+
+// QueueNovaNotification hands the update to the instance's notifier
+// workflow (starting it if needed) and returns at once. It returns why
+// nothing was queued when notifications are off or not configured. A local
+// activity.
+func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (string, error) {
+	if a.Nova == nil {
+		return a.NovaDisabled, nil
+	}
+	if _, ok := nova.Tag(u.PowerState); !ok {
+		return fmt.Sprintf("not sent: %q is not a state Nova accepts", u.PowerState), nil
+	}
+	_, err := a.Temporal.SignalWithStartWorkflow(ctx, NovaNotifyID(u.InstanceUUID), PowerUpdateSignal, u,
+		client.StartWorkflowOptions{
+			ID:                       NovaNotifyID(u.InstanceUUID),
+			TaskQueue:                a.TaskQueue,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			StaticSummary:            "notify Nova of instance " + u.InstanceUUID + " power changes",
+		},
+		NovaNotifyWorkflow, NovaNotifyInput{InstanceUUID: u.InstanceUUID})
+	if err != nil {
+		return "", temporal.NewApplicationError("queue Nova notification: "+err.Error(), ErrStore)
+	}
+	return NovaQueued, nil
+}
+
+// Delivery outcomes of SendPowerUpdate.
+const (
+	NovaDelivered = "delivered"
+	NovaRejected  = "rejected"
+)
+
+// SendPowerUpdate posts one power-update event to Nova. A permanent
+// rejection (unknown instance, no host, bad request, forbidden) is a
+// result, not an error, so it is recorded and never retried; transient
+// failures (Nova down, 5xx, 429) are errors the retry policy retries.
+func (a *Activities) SendPowerUpdate(ctx context.Context, u PowerUpdate) (string, error) {
+	if a.Nova == nil {
+		return a.NovaDisabled, nil
+	}
+	err := a.Nova.PowerUpdate(ctx, u.InstanceUUID, u.PowerState)
+	switch {
+	case err == nil:
+		return NovaDelivered, nil
+	case nova.IsPermanent(err):
+		activity.GetLogger(ctx).Warn("Nova rejected a power-update event", "instance_uuid", u.InstanceUUID, "power_state", u.PowerState, "error", err.Error())
+		return NovaRejected + ": " + err.Error(), nil
+	}
+	return "", temporal.NewApplicationError(err.Error(), "NovaUnavailable")
+}

@@ -1,0 +1,290 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// PrepareInput asks to validate a power change and, with Mark, to record
+// it on the node.
+type PrepareInput struct {
+	Node    string `json:"node"`
+	Target  string `json:"target"`
+	Timeout int    `json:"timeout,omitempty"`
+	// Mark records target_power_state and clears last_error. Only the
+	// workflow holding the node's lock marks.
+	Mark bool `json:"mark,omitempty"`
+}
+
+// Plan is a validated power change.
+type Plan struct {
+	NodeUUID     string `json:"node_uuid"`
+	NodeName     string `json:"node_name,omitempty"`
+	Driver       string `json:"driver"`
+	BMC          string `json:"bmc"`
+	InstanceUUID string `json:"instance_uuid,omitempty"`
+	Target       string `json:"target"`
+	// Final is the state the change ends in: on for reboots.
+	Final string `json:"final"`
+	// Timeout in seconds to reach Final.
+	Timeout int `json:"timeout"`
+	// CommandRetryTimeout in seconds bounds retries of the BMC command.
+	CommandRetryTimeout int `json:"command_retry_timeout"`
+}
+
+// PreparePowerChange loads the node and applies Ironic's checks
+// (change_node_power_state and node_power_action): a known target, not
+// while cleaning, no power off with disable_power_off; soft actions default
+// to soft_power_off_timeout. With Mark it then records target_power_state
+// and clears last_error (kept in failure states). A local activity.
+func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (Plan, error) {
+	if !node.IsTarget(in.Target) {
+		return Plan{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("Invalid power target %q: use one of %q, %q, %q, %q or %q.", in.Target, node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff),
+			ErrInvalidTarget, nil)
+	}
+	if in.Timeout < 0 {
+		return Plan{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("Invalid timeout %d: must be a positive number of seconds.", in.Timeout), ErrInvalidParameter, nil)
+	}
+	n, err := a.loadNode(ctx, in.Node)
+	if err != nil {
+		return Plan{}, err
+	}
+	if err := checkPowerChange(n, in.Target); err != nil {
+		return Plan{}, err
+	}
+	plan := Plan{NodeUUID: n.UUID, NodeName: n.Name, Driver: n.Driver, BMC: bmcAddress(n), InstanceUUID: n.InstanceUUID,
+		Target: in.Target, Final: node.FinalState(in.Target), Timeout: in.Timeout, CommandRetryTimeout: a.IPMI.CommandRetryTimeout}
+	if plan.CommandRetryTimeout <= 0 {
+		plan.CommandRetryTimeout = 60
+	}
+	if plan.Timeout == 0 {
+		plan.Timeout = a.Conductor.PowerStateChangeTimeout
+		if in.Target == node.SoftReboot || in.Target == node.SoftPowerOff {
+			plan.Timeout = a.Conductor.SoftPowerOffTimeout
+		}
+	}
+	if in.Mark {
+		if err := a.mark(ctx, n.UUID, in.Target, plan.Final); err != nil {
+			return Plan{}, err
+		}
+	}
+	return plan, nil
+}
+
+// MarkPowerChange records a change in progress once the lock is held, for
+// changes whose lock was only known after resolving the node. A local
+// activity.
+func (a *Activities) MarkPowerChange(ctx context.Context, p Plan) error {
+	return a.mark(ctx, p.NodeUUID, p.Target, p.Final)
+}
+
+func (a *Activities) mark(ctx context.Context, uuid, target, final string) error {
+	_, err := store.Modify(ctx, a.Store, uuid, func(n *node.Node) error {
+		// Re-check under the write: the node may have changed since it was read.
+		if err := checkPowerChange(n, target); err != nil {
+			return err
+		}
+		n.TargetPowerState = final
+		if !n.InFailureState() {
+			n.LastError = ""
+		}
+		return nil
+	})
+	return storeError(err)
+}
+
+func checkPowerChange(n *node.Node, target string) error {
+	if n.ProvisionState == node.Cleaning || n.ProvisionState == node.CleanWait {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("Can not change power state because node %s is in %s provision state.", n.UUID, n.ProvisionState), ErrInvalidState, nil)
+	}
+	if n.DisablePowerOff && node.FinalState(target) == node.PowerOff {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("Node %s does not allow power off: disable_power_off is set.", n.UUID), ErrPowerOffDisabled, nil)
+	}
+	return nil
+}
+
+// bmcAddress names a node's BMC without credentials, for summaries and logs.
+func bmcAddress(n *node.Node) string {
+	switch n.Driver {
+	case node.DriverIPMI:
+		if info, err := n.DriverInfo.IPMI(); err == nil {
+			return info.HostPort()
+		}
+	case node.DriverRedfish:
+		if info, err := n.DriverInfo.Redfish(); err == nil {
+			return info.Endpoint + info.SystemID
+		}
+	}
+	return "unknown"
+}
+
+// SetPowerInput names the node and the action; the activity loads the
+// credentials itself.
+type SetPowerInput struct {
+	NodeUUID string `json:"node_uuid"`
+	Target   string `json:"target"`
+}
+
+// SetPowerResult says whether the action was sent or skipped because the
+// hardware was already in the requested state.
+type SetPowerResult struct {
+	Skipped bool `json:"skipped,omitempty"`
+	// HardwareState is what the BMC reported before acting, when read.
+	HardwareState string `json:"hardware_state,omitempty"`
+}
+
+// SetPowerState reads the hardware (for on, off and soft off) and skips
+// when it is already there, as Ironic's _can_skip_state_change; otherwise
+// it sends the action. Reboots always run.
+func (a *Activities) SetPowerState(ctx context.Context, in SetPowerInput) (SetPowerResult, error) {
+	n, err := a.loadNode(ctx, in.NodeUUID)
+	if err != nil {
+		return SetPowerResult{}, err
+	}
+	pm, err := a.powerManager(n)
+	if err != nil {
+		return SetPowerResult{}, err
+	}
+	var res SetPowerResult
+	if in.Target == node.PowerOn || in.Target == node.PowerOff || in.Target == node.SoftPowerOff {
+		state, err := pm.PowerState(ctx)
+		if err != nil {
+			return res, bmcError(err)
+		}
+		res.HardwareState = state
+		if state == node.FinalState(in.Target) {
+			res.Skipped = true
+			return res, nil
+		}
+	}
+	if err := pm.SetPowerState(ctx, in.Target); err != nil {
+		return res, bmcError(err)
+	}
+	return res, nil
+}
+
+// VerifyInput asks to poll the node until it reaches Want or Deadline.
+type VerifyInput struct {
+	NodeUUID string    `json:"node_uuid"`
+	Want     string    `json:"want"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// VerifyPowerState polls the hardware with a growing interval (1 s, x1.5,
+// at most 5 s), as Ironic's node_wait_for_power_state, until it reads
+// Want or the deadline passes. Each read is a heartbeat, so the Web UI
+// shows the last reading and a retried attempt resumes where it was.
+// Transient read errors are tolerated until the deadline.
+func (a *Activities) VerifyPowerState(ctx context.Context, in VerifyInput) (string, error) {
+	n, err := a.loadNode(ctx, in.NodeUUID)
+	if err != nil {
+		return "", err
+	}
+	pm, err := a.powerManager(n)
+	if err != nil {
+		return "", err
+	}
+	interval := time.Second
+	var lastErr error
+	last := ""
+	for {
+		readCtx, cancel := context.WithDeadline(ctx, in.Deadline)
+		state, err := pm.PowerState(readCtx)
+		cancel()
+		switch {
+		case err == nil:
+			last, lastErr = state, nil
+			activity.RecordHeartbeat(ctx, state)
+			if state == in.Want {
+				return state, nil
+			}
+		case bmc.IsPermanent(err):
+			return "", bmcError(err)
+		default:
+			lastErr = err
+			activity.RecordHeartbeat(ctx, "read failed")
+		}
+		wait := min(interval, time.Until(in.Deadline))
+		if wait <= 0 {
+			msg := fmt.Sprintf("Failed to set node power state to %s.", in.Want)
+			if lastErr != nil {
+				msg += " Last read failed: " + lastErr.Error()
+			} else if last != "" {
+				msg += " The node is still " + last + "."
+			}
+			return "", temporal.NewNonRetryableApplicationError(msg, ErrPowerStateTimeout, nil)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(wait):
+		}
+		interval = min(interval*3/2, 5*time.Second)
+	}
+}
+
+// FinishInput records a power change's outcome.
+type FinishInput struct {
+	NodeUUID string `json:"node_uuid"`
+	Target   string `json:"target"`
+	Final    string `json:"final"`
+	// Skipped: the hardware already was in Final (HardwareState).
+	Skipped       bool   `json:"skipped,omitempty"`
+	HardwareState string `json:"hardware_state,omitempty"`
+	// Failure is the error that ended the change; empty on success.
+	Failure string `json:"failure,omitempty"`
+}
+
+// FinishResult is the node after the change.
+type FinishResult struct {
+	PowerState   string `json:"power_state"`
+	InstanceUUID string `json:"instance_uuid,omitempty"`
+}
+
+// FinishPowerChange writes the outcome as Ironic's node_power_action does:
+// on success power_state = final state; on a skip the state read and no
+// last_error; on failure last_error in Ironic's wording and power_state
+// unchanged. target_power_state is cleared in every case. A local activity.
+func (a *Activities) FinishPowerChange(ctx context.Context, in FinishInput) (FinishResult, error) {
+	n, err := store.Modify(ctx, a.Store, in.NodeUUID, func(n *node.Node) error {
+		n.TargetPowerState = ""
+		switch {
+		case in.Failure != "":
+			n.LastError = fmt.Sprintf("Failed to change power state to '%s' by '%s': %s", in.Final, in.Target, in.Failure)
+		case in.Skipped:
+			n.PowerState, n.LastError = in.HardwareState, ""
+		default:
+			n.PowerState = in.Final
+		}
+		return nil
+	})
+	if err != nil {
+		return FinishResult{}, storeError(err)
+	}
+	return FinishResult{PowerState: n.PowerState, InstanceUUID: n.InstanceUUID}, nil
+}
+
+func storeError(err error) error {
+	var appErr *temporal.ApplicationError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &appErr):
+		return err
+	case errors.Is(err, store.ErrNotFound):
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrNodeNotFound, nil)
+	}
+	return temporal.NewApplicationError(err.Error(), ErrStore)
+}

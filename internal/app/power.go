@@ -1,0 +1,134 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/workflows"
+)
+
+// ErrNodeLocked: another workflow holds the node's lock.
+var ErrNodeLocked = errors.New("node locked")
+
+// LockedError names the workflow holding a node.
+type LockedError struct {
+	NodeUUID string
+	Holder   string
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("node %s is locked by running workflow %s: a power change or sync is in progress", e.NodeUUID, e.Holder)
+}
+
+func (e *LockedError) Unwrap() error { return ErrNodeLocked }
+
+// ErrInvalidRequest wraps a request refused before anything started.
+var ErrInvalidRequest = errors.New("invalid request")
+
+// PowerRequest is a power change an operator asks for.
+type PowerRequest struct {
+	Target  string
+	Timeout int
+	// Via names the caller in the Web UI summary: cli, api.
+	Via string
+}
+
+// StartPowerChange checks the request against the node and starts
+// PowerChange under the node's lock ID. A running change or sync on the
+// node gives a *LockedError.
+func StartPowerChange(ctx context.Context, c client.Client, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
+	if !node.IsTarget(req.Target) {
+		return nil, fmt.Errorf("%w: power target %q: use one of %q, %q, %q, %q or %q", ErrInvalidRequest, req.Target,
+			node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff)
+	}
+	if req.Timeout < 0 {
+		return nil, fmt.Errorf("%w: timeout %d: must be a positive number of seconds", ErrInvalidRequest, req.Timeout)
+	}
+	if n.DisablePowerOff && node.FinalState(req.Target) == node.PowerOff {
+		return nil, fmt.Errorf("%w: node %s does not allow power off: disable_power_off is set", ErrInvalidRequest, n.Ident())
+	}
+	id := workflows.LockID(n.UUID)
+	attrs := []temporal.SearchAttributeUpdate{workflows.NodeUUIDKey.ValueSet(n.UUID), workflows.PowerTargetKey.ValueSet(req.Target)}
+	if n.Name != "" {
+		attrs = append(attrs, workflows.NodeNameKey.ValueSet(n.Name))
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       id,
+		TaskQueue:                                taskQueue,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            workflows.Summary(req.Target, n.Ident(), req.Via),
+		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
+	}, workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, RequestedVia: req.Via})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil, &LockedError{NodeUUID: n.UUID, Holder: id}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("start power change: %w", err)
+	}
+	return run, nil
+}
+
+// ErrInvalidState: the node's provision state does not allow the action.
+var ErrInvalidState = errors.New("invalid provision state")
+
+// Manage moves a node from enroll to manageable after reading its power
+// state through the BMC, as Ironic's verify step: bad credentials or an
+// unreachable BMC leave the node in enroll with last_error set.
+func Manage(ctx context.Context, s store.Store, bmcs activities.BMCs, ident string) (*node.Node, error) {
+	n, err := s.Get(ctx, ident)
+	if err != nil {
+		return nil, err
+	}
+	if n.ProvisionState == node.Manageable {
+		return n, nil
+	}
+	if n.ProvisionState != node.Enroll {
+		return nil, fmt.Errorf("%w: node %s is %s; manage needs enroll", ErrInvalidState, n.Ident(), n.ProvisionState)
+	}
+	state, readErr := readPower(ctx, bmcs, n)
+	n, err = store.Modify(ctx, s, n.UUID, func(n *node.Node) error {
+		if readErr != nil {
+			n.LastError = "Failed to verify node power access: " + readErr.Error()
+			return nil
+		}
+		n.ProvisionState, n.PowerState, n.LastError = node.Manageable, state, ""
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if readErr != nil {
+		return n, fmt.Errorf("verify BMC access of node %s: %w", n.Ident(), readErr)
+	}
+	return n, nil
+}
+
+func readPower(ctx context.Context, bmcs activities.BMCs, n *node.Node) (string, error) {
+	pm, err := bmcs.For(n)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
+	defer cancel()
+	state, err := pm.PowerState(ctx)
+	if err != nil {
+		return "", err
+	}
+	return state, nil
+}
+
+// readTimeout bounds one interactive BMC read.
+const readTimeout = 30 * time.Second

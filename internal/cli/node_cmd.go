@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/bmc/pool"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+func init() {
+	register("node create", "node create --driver ipmi|redfish --driver-info KEY=VALUE... [--name N] [--uuid U] [--instance-uuid U] [--extra KEY=VALUE...]", nodeCreate)
+	register("node list", "node list [--maintenance true|false] [--provision-state S] [--driver D] [--limit N] [--marker UUID]", nodeList)
+	register("node show", "node show NODE", nodeShow)
+	register("node delete", "node delete NODE", nodeDelete)
+	register("node manage", "node manage NODE      read the BMC to verify access and record the power state: enroll -> manageable", nodeManage)
+}
+
+func withStore(ctx context.Context, env *Env, fn func(store.Store) error) error {
+	c, err := env.Config()
+	if err != nil {
+		return err
+	}
+	s, err := store.Open(ctx, c.Database.URL)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s)
+}
+
+func printNode(env *Env, n *node.Node) error {
+	b, err := json.MarshalIndent(n, "", "  ")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, string(b))
+	return nil
+}
+
+func nodeCreate(ctx context.Context, env *Env, args []string) error {
+	fs := flags("node create", env)
+	name := fs.String("name", "", "unique name")
+	uuid := fs.String("uuid", "", "UUID (generated when empty)")
+	driver := fs.String("driver", "", "ipmi or redfish")
+	instance := fs.String("instance-uuid", "", "Nova instance on the node")
+	info, extra := keyValues{}, keyValues{}
+	fs.Var(info, "driver-info", "driver_info KEY=VALUE (repeat)")
+	fs.Var(extra, "extra", "extra KEY=VALUE (repeat)")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	n := node.New(*uuid, *name, *driver, node.DriverInfo{})
+	for k, v := range info {
+		n.DriverInfo[k] = v
+	}
+	if len(extra) > 0 {
+		n.Extra = map[string]any{}
+		for k, v := range extra {
+			n.Extra[k] = v
+		}
+	}
+	n.InstanceUUID = *instance
+	return withStore(ctx, env, func(s store.Store) error {
+		if err := s.Create(ctx, n); err != nil {
+			return err
+		}
+		return printNode(env, n)
+	})
+}
+
+func nodeList(ctx context.Context, env *Env, args []string) error {
+	fs := flags("node list", env)
+	maint := fs.String("maintenance", "", "true or false")
+	prov := fs.String("provision-state", "", "only nodes in this provision state")
+	driver := fs.String("driver", "", "only nodes with this driver")
+	limit := fs.Int("limit", 0, "at most this many nodes (default 1000)")
+	marker := fs.String("marker", "", "start after the node with this UUID")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	q := store.Query{Limit: *limit, Marker: *marker}
+	q.Driver = *driver
+	if *prov != "" {
+		q.ProvisionStates = []string{*prov}
+	}
+	switch *maint {
+	case "":
+	case "true", "false":
+		q.Maintenance = store.Bool(*maint == "true")
+	default:
+		return fmt.Errorf("--maintenance %q: use true or false", *maint)
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		nodes, err := s.List(ctx, q)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "UUID\tNAME\tDRIVER\tPOWER STATE\tPROVISION STATE\tMAINTENANCE")
+		for _, n := range nodes {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", n.UUID, orNone(n.Name), n.Driver, orNone(n.PowerState), n.ProvisionState, n.Maintenance)
+		}
+		return tw.Flush()
+	})
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "None"
+	}
+	return s
+}
+
+func oneNode(name string, env *Env, args []string) (string, error) {
+	fs := flags(name, env)
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		return "", errUsage
+	}
+	return fs.Arg(0), nil
+}
+
+func nodeShow(ctx context.Context, env *Env, args []string) error {
+	ident, err := oneNode("node show", env, args)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		n, err := s.Get(ctx, ident)
+		if err != nil {
+			return err
+		}
+		return printNode(env, n)
+	})
+}
+
+func nodeDelete(ctx context.Context, env *Env, args []string) error {
+	ident, err := oneNode("node delete", env, args)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		n, err := s.Get(ctx, ident)
+		if err != nil {
+			return err
+		}
+		if err := s.Delete(ctx, n.UUID); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "deleted node %s\n", n.UUID)
+		return nil
+	})
+}
+
+func nodeManage(ctx context.Context, env *Env, args []string) error {
+	ident, err := oneNode("node manage", env, args)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		p := pool.New(pool.Options{})
+		defer p.Close()
+		n, err := app.Manage(ctx, s, p, ident)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "node %s is %s, power state %s\n", n.Ident(), n.ProvisionState, orNone(n.PowerState))
+		return nil
+	})
+}

@@ -1,0 +1,96 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/logging"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/temporalconn"
+	"github.com/metalpower/metalpower/workflows"
+)
+
+// powerVerbs maps the CLI's verbs to Ironic's targets.
+var powerVerbs = map[string]string{
+	"on": node.PowerOn, "off": node.PowerOff, "reboot": node.Reboot,
+	"soft-off": node.SoftPowerOff, "soft-reboot": node.SoftReboot,
+}
+
+func init() {
+	for verb, target := range powerVerbs {
+		register("power "+verb, "power "+verb+" NODE [--timeout S] [--wait]   "+target, powerCommand(verb, target))
+	}
+}
+
+func powerCommand(verb, target string) func(context.Context, *Env, []string) error {
+	return func(ctx context.Context, env *Env, args []string) error {
+		fs := flags("power "+verb, env)
+		timeout := fs.Int("timeout", 0, "seconds to reach the state (default [conductor] power_state_change_timeout, soft_power_off_timeout for soft actions)")
+		wait := fs.Bool("wait", false, "wait for the outcome; exit non-zero on failure")
+		if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
+			return errUsage
+		}
+		cfg, err := env.Config()
+		if err != nil {
+			return err
+		}
+		s, err := store.Open(ctx, cfg.Database.URL)
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		n, err := s.Get(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		log, err := logging.New(env.Stderr, "error", "console")
+		if err != nil {
+			return err
+		}
+		c, err := temporalconn.Dial(ctx, cfg.Temporal, logging.NewTemporalLogger(log))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		run, err := app.StartPowerChange(ctx, c, cfg.Temporal.TaskQueue, n, app.PowerRequest{Target: target, Timeout: *timeout, Via: "cli"})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "workflow %s run %s: %s %s\n", run.GetID(), run.GetRunID(), target, n.Ident())
+		if !*wait {
+			return nil
+		}
+		var res workflows.PowerChangeResult
+		if err := run.Get(ctx, &res); err != nil {
+			return fmt.Errorf("power %s %s failed: %w", verb, n.Ident(), err)
+		}
+		b, _ := json.MarshalIndent(res, "", "  ")
+		fmt.Fprintln(env.Stdout, string(b))
+		return nil
+	}
+}
+
+// reorder lets flags follow the node argument (power off r1-n07 --wait), as
+// operators type them.
+func reorder(args []string) []string {
+	var flagArgs, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--timeout" || a == "-timeout":
+			flagArgs = append(flagArgs, a)
+			if i+1 < len(args) {
+				flagArgs = append(flagArgs, args[i+1])
+				i++
+			}
+		case len(a) > 1 && a[0] == '-':
+			flagArgs = append(flagArgs, a)
+		default:
+			rest = append(rest, a)
+		}
+	}
+	return append(flagArgs, rest...)
+}

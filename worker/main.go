@@ -1,0 +1,44 @@
+// Command worker runs metalpower's Temporal worker: every workflow and
+// activity on [temporal] task_queue. SIGINT or SIGTERM stops it gracefully.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/logging"
+)
+
+func main() {
+	path := flag.String("config", os.Getenv("METALPOWER_CONFIG"), "configuration file (TOML); env METALPOWER_CONFIG")
+	flag.Parse()
+	if err := run(*path); err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(1)
+	}
+}
+
+func run(path string) error {
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	log, err := logging.New(os.Stderr, cfg.Log.Level, cfg.Log.Format)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	w, err := app.NewWorker(ctx, cfg, log, app.WorkerOptions{})
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	return w.Run(ctx)
+}

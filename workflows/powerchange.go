@@ -1,0 +1,323 @@
+// Package workflows holds metalpower's deterministic orchestration: IDs,
+// order, retries and timers. Side effects live in package activities.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/node"
+)
+
+// acts is only a handle: workflows name activities by method, and the
+// worker runs them on its registered Activities value.
+var acts *activities.Activities
+
+// PowerChangeWorkflow is the registered type name.
+const PowerChangeWorkflow = "PowerChange"
+
+// LockPrefix starts the workflow ID of every workflow that drives a node's
+// power: node-power/<node uuid>. Temporal allows one running workflow per
+// ID, so the ID is the node's lock.
+const LockPrefix = "node-power/"
+
+// LockID is the workflow ID that holds a node's lock.
+func LockID(nodeUUID string) string { return LockPrefix + nodeUUID }
+
+// Search attributes metalpower sets, for filtering in the Web UI.
+var (
+	NodeUUIDKey    = temporal.NewSearchAttributeKeyKeyword("NodeUUID")
+	NodeNameKey    = temporal.NewSearchAttributeKeyKeyword("NodeName")
+	PowerTargetKey = temporal.NewSearchAttributeKeyKeyword("PowerTarget")
+)
+
+// SearchAttributes names them, for creating them at worker start.
+var SearchAttributes = []string{NodeUUIDKey.GetName(), NodeNameKey.GetName(), PowerTargetKey.GetName()}
+
+// PowerChangeInput is the workflow input, as an operator types it:
+// {"node": "r1-n07", "target": "power off", "timeout": 120}.
+type PowerChangeInput struct {
+	Node    string `json:"node"`
+	Target  string `json:"target"`
+	Timeout int    `json:"timeout,omitempty"`
+	// RequestedVia says who asked (api, cli, sync); shown in summaries.
+	RequestedVia string `json:"requested_via,omitempty"`
+}
+
+// PowerChangeResult is what the change did.
+type PowerChangeResult struct {
+	NodeUUID   string `json:"node_uuid"`
+	NodeName   string `json:"node_name,omitempty"`
+	Target     string `json:"target"`
+	PowerState string `json:"power_state"`
+	// Skipped: the hardware already was in the requested state.
+	Skipped bool `json:"skipped,omitempty"`
+	// Nova says what became of the Nova notification.
+	Nova string `json:"nova"`
+	// LockWorkflowID is the workflow that held the lock, when this one
+	// was started under another ID and delegated to it.
+	LockWorkflowID string `json:"lock_workflow_id,omitempty"`
+}
+
+// Status is the answer to the "status" query.
+type Status struct {
+	Step       string `json:"step"`
+	NodeUUID   string `json:"node_uuid,omitempty"`
+	Target     string `json:"target"`
+	PowerState string `json:"power_state,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// Summary is the one-line description shown in the Web UI and CLI.
+func Summary(target, node, via string) string {
+	if via == "" {
+		via = "temporal"
+	}
+	return fmt.Sprintf("%s %s (requested via %s)", target, node, via)
+}
+
+// PowerChange changes one node's power as Ironic's change_node_power_state
+// and node_power_action: validate and mark, set (or skip when already
+// there), verify, persist, then queue the Nova notification. It holds the
+// node's lock by running under LockID; started under any other ID (tctl,
+// a name) it runs the change as a child under the lock ID.
+func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, error) {
+	status := &Status{Step: "validating", Target: in.Target}
+	if err := workflow.SetQueryHandler(ctx, "status", func() (Status, error) { return *status, nil }); err != nil {
+		return PowerChangeResult{}, err
+	}
+	info := workflow.GetInfo(ctx)
+	holdsLock := info.WorkflowExecution.ID == LockID(in.Node)
+
+	plan, err := prepare(ctx, activities.PrepareInput{Node: in.Node, Target: in.Target, Timeout: in.Timeout, Mark: holdsLock})
+	if err != nil {
+		status.Step, status.Error = "failed", err.Error()
+		return PowerChangeResult{}, err
+	}
+	status.NodeUUID = plan.NodeUUID
+	if !holdsLock && info.WorkflowExecution.ID != LockID(plan.NodeUUID) {
+		status.Step = "waiting for " + LockID(plan.NodeUUID)
+		return runUnderLock(ctx, in, plan)
+	}
+	if !holdsLock {
+		// Started under the lock ID with a node name: mark now.
+		if err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.MarkPowerChange, plan).Get(ctx, nil); err != nil {
+			return PowerChangeResult{}, err
+		}
+	}
+	upsertSearchAttributes(ctx, plan)
+	return change(ctx, plan, status)
+}
+
+func prepare(ctx workflow.Context, in activities.PrepareInput) (activities.Plan, error) {
+	var plan activities.Plan
+	err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.PreparePowerChange, in).Get(ctx, &plan)
+	return plan, err
+}
+
+// change runs the steps once the lock is held.
+func change(ctx workflow.Context, plan activities.Plan, status *Status) (PowerChangeResult, error) {
+	res := PowerChangeResult{NodeUUID: plan.NodeUUID, NodeName: plan.NodeName, Target: plan.Target, Nova: activities.NovaNoInstance}
+	name := plan.NodeName
+	if name == "" {
+		name = plan.NodeUUID
+	}
+
+	// However the workflow ends, the node must not keep a stale
+	// target_power_state: the outcome is written from a context that
+	// survives cancellation.
+	finish := func(in activities.FinishInput) (activities.FinishResult, error) {
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		var out activities.FinishResult
+		err := workflow.ExecuteLocalActivity(localCtx(dctx), acts.FinishPowerChange, in).Get(dctx, &out)
+		return out, err
+	}
+	fail := func(err error) (PowerChangeResult, error) {
+		status.Step, status.Error = "failed", err.Error()
+		if _, ferr := finish(activities.FinishInput{NodeUUID: plan.NodeUUID, Target: plan.Target, Final: plan.Final, Failure: failureMessage(err)}); ferr != nil {
+			return res, errors.Join(err, ferr)
+		}
+		return res, err
+	}
+
+	status.Step = "setting power"
+	var set activities.SetPowerResult
+	attempt, total := setTimeouts(plan)
+	setCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:                fmt.Sprintf("%s %s via %s %s", plan.Target, name, plan.Driver, plan.BMC),
+		StartToCloseTimeout:    attempt,
+		ScheduleToCloseTimeout: total,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+	if err := workflow.ExecuteActivity(setCtx, acts.SetPowerState,
+		activities.SetPowerInput{NodeUUID: plan.NodeUUID, Target: plan.Target}).Get(ctx, &set); err != nil {
+		return fail(err)
+	}
+
+	finishIn := activities.FinishInput{NodeUUID: plan.NodeUUID, Target: plan.Target, Final: plan.Final}
+	if set.Skipped {
+		// Ironic: record the corrected state and tell Nova nothing.
+		finishIn.Skipped, finishIn.HardwareState = true, set.HardwareState
+		out, err := finish(finishIn)
+		if err != nil {
+			return res, err
+		}
+		status.Step, status.PowerState = "done (already "+out.PowerState+")", out.PowerState
+		res.PowerState, res.Skipped, res.Nova = out.PowerState, true, "not sent: no change"
+		return res, nil
+	}
+
+	status.Step = "verifying " + plan.Final
+	deadline := workflow.Now(ctx).Add(time.Duration(plan.Timeout) * time.Second)
+	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             fmt.Sprintf("wait until %s is %s (timeout %ds)", name, plan.Final, plan.Timeout),
+		StartToCloseTimeout: time.Duration(plan.Timeout)*time.Second + 30*time.Second,
+		HeartbeatTimeout:    15 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+	if err := workflow.ExecuteActivity(verifyCtx, acts.VerifyPowerState,
+		activities.VerifyInput{NodeUUID: plan.NodeUUID, Want: plan.Final, Deadline: deadline}).Get(ctx, nil); err != nil {
+		return fail(err)
+	}
+
+	out, err := finish(finishIn)
+	if err != nil {
+		return res, err
+	}
+	res.PowerState = out.PowerState
+	status.PowerState = out.PowerState
+
+	if out.InstanceUUID != "" {
+		status.Step = "queueing Nova notification"
+		u := activities.PowerUpdate{InstanceUUID: out.InstanceUUID, NodeUUID: plan.NodeUUID, PowerState: plan.Final,
+			ChangedAt: workflow.Now(ctx), Source: workflow.GetInfo(ctx).WorkflowExecution.ID}
+		if err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.QueueNovaNotification, u).Get(ctx, &res.Nova); err != nil {
+			// The power change itself succeeded; the notification is lost
+			// only if queueing keeps failing, and the result says so.
+			res.Nova = "not sent: " + err.Error()
+		}
+	}
+	status.Step = "done"
+	return res, nil
+}
+
+// runUnderLock runs the change as a child holding the node's lock, for a
+// workflow started under another ID. A running holder means the node is
+// locked: refused, naming the holder.
+func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Plan) (PowerChangeResult, error) {
+	lock := LockID(plan.NodeUUID)
+	name := plan.NodeName
+	if name == "" {
+		name = plan.NodeUUID
+	}
+	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+		WorkflowID:            lock,
+		StaticSummary:         Summary(plan.Target, name, in.RequestedVia),
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		TypedSearchAttributes: searchAttributes(plan),
+	})
+	child := workflow.ExecuteChildWorkflow(cctx, PowerChangeWorkflow, PowerChangeInput{
+		Node: plan.NodeUUID, Target: in.Target, Timeout: in.Timeout, RequestedVia: in.RequestedVia,
+	})
+	var res PowerChangeResult
+	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
+		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
+		if errors.As(err, &started) {
+			return res, NodeLockedError(plan.NodeUUID, lock)
+		}
+		return res, err
+	}
+	if err := child.Get(ctx, &res); err != nil {
+		return res, err
+	}
+	res.LockWorkflowID = lock
+	return res, nil
+}
+
+// NodeLockedError is the refusal when another workflow holds the node.
+func NodeLockedError(nodeUUID, holder string) error {
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("Node %s is locked by workflow %s: a power change or sync is running; try again when it ends.", nodeUUID, holder),
+		activities.ErrNodeLocked, nil, holder)
+}
+
+func searchAttributes(p activities.Plan) temporal.SearchAttributes {
+	updates := []temporal.SearchAttributeUpdate{NodeUUIDKey.ValueSet(p.NodeUUID), PowerTargetKey.ValueSet(p.Target)}
+	if p.NodeName != "" {
+		updates = append(updates, NodeNameKey.ValueSet(p.NodeName))
+	}
+	return temporal.NewSearchAttributes(updates...)
+}
+
+// upsertSearchAttributes sets the attributes a starter could not (tctl
+// knows no node UUID); when they are already there it costs no event.
+func upsertSearchAttributes(ctx workflow.Context, p activities.Plan) {
+	current := workflow.GetTypedSearchAttributes(ctx)
+	if v, ok := current.GetKeyword(NodeUUIDKey); ok && v == p.NodeUUID {
+		return
+	}
+	updates := []temporal.SearchAttributeUpdate{NodeUUIDKey.ValueSet(p.NodeUUID), PowerTargetKey.ValueSet(p.Target)}
+	if p.NodeName != "" {
+		updates = append(updates, NodeNameKey.ValueSet(p.NodeName))
+	}
+	// Best effort: a namespace without the attributes must not stop a
+	// power change.
+	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
+		workflow.GetLogger(ctx).Warn("cannot set search attributes", "error", err)
+	}
+}
+
+// setTimeouts bounds SetPowerState: transient BMC errors are retried for
+// up to the plan's CommandRetryTimeout ([ipmi] command_retry_timeout, as
+// Ironic retries one IPMI command), in attempts of a third of it (2-20 s).
+// Reboots wait inside the driver for the server to go off, so their
+// attempts also get the change's timeout.
+func setTimeouts(p activities.Plan) (attempt, total time.Duration) {
+	total = time.Duration(p.CommandRetryTimeout) * time.Second
+	attempt = min(max(total/3, 2*time.Second), 20*time.Second)
+	if p.Target == node.Reboot || p.Target == node.SoftReboot {
+		attempt += time.Duration(p.Timeout) * time.Second
+		total += time.Duration(p.Timeout) * time.Second
+	}
+	return attempt, max(total, attempt)
+}
+
+func localCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 5 * time.Second,
+			MaximumAttempts: 10, NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+}
+
+// failureMessage is the error text recorded as last_error: the
+// application error's own message, without Temporal's wrapping.
+func failureMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		return "the BMC did not answer in time"
+	}
+	var canceled *temporal.CanceledError
+	if errors.As(err, &canceled) {
+		return "the power operation was aborted"
+	}
+	return err.Error()
+}
