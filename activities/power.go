@@ -212,6 +212,9 @@ func (a *Activities) VerifyPowerState(ctx context.Context, in VerifyInput) (stri
 			}
 		case bmc.IsPermanent(err):
 			return "", bmcError(err)
+		case errors.Is(readCtx.Err(), context.DeadlineExceeded) && ctx.Err() == nil:
+			// The read was cut short by the change's own deadline: what
+			// counts is the last state read, below.
 		default:
 			lastErr = err
 			activity.RecordHeartbeat(ctx, "read failed")

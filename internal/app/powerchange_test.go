@@ -1,0 +1,477 @@
+package app_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/workflows"
+)
+
+// Integration tests: the real worker against a Temporal dev server, the
+// SQLite store, both BMC simulators and the Nova simulator.
+//
+// Ironic's tests (ironic-nova-semantics.md §10.5-10.7) and their
+// counterparts here:
+//
+//	test_change_node_power_state_power_on                   TestEveryActionOnBothDrivers (power on)
+//	test_change_node_power_state_soft_power_off_timeout     TestEveryActionOnBothDrivers (soft power off, timeout given)
+//	test_change_node_power_state_node_already_locked        TestSecondChangeIsRefusedAsNodeLocked
+//	test_change_node_power_state_exception_in_background_task  TestBMCAuthenticationFailureFailsFast
+//	test_change_node_power_state_validate_fail              TestBadRequestsChangeNothing
+//	test_change_node_power_state_unsupported_state          TestBadRequestsChangeNothing (unknown target)
+//	test_node_power_action_power_on                         TestEveryActionOnBothDrivers + TestSuccessClearsLastError
+//	test_node_power_action_keep_last_error                  TestFailureStateKeepsLastError
+//	test_node_power_action_power_on_notify                  TestEveryActionOnBothDrivers (Nova events)
+//	test_node_power_action_power_off                        TestEveryActionOnBothDrivers (power off)
+//	test_node_power_action_power_off_already / _in_same_state_db_not_in_sync
+//	                                                        TestAlreadyThereIsSkippedAndCorrectsTheRecord
+//	test_node_power_action_power_reboot                     TestEveryActionOnBothDrivers (rebooting)
+//	test_node_power_action_power_reboot_with_disable_power_off  TestDisablePowerOff
+//	test_node_power_action_disable_power_off                TestDisablePowerOff
+//	test_node_power_action_invalid_state                    TestBadRequestsChangeNothing
+//	test_node_power_action_already_being_processed          TestStaleTargetDoesNotBlockAChange
+//	test_node_power_action_in_same_state                    TestAlreadyThereIsSkippedAndCorrectsTheRecord
+//	test_node_power_action_failed_getting_state             TestBMCTimeoutsAreRetriedThenRecorded
+//	test_node_power_action_set_power_failure                TestBMCAuthenticationFailureFailsFast
+//	test__calculate_target_state                            node.TestFinalState
+//	test_node_power_action_power_soft_reboot(_timeout)      TestEveryActionOnBothDrivers (soft rebooting)
+//	test_node_power_action_soft_power_off(_timeout)         TestEveryActionOnBothDrivers (soft power off)
+//	(storage attach/detach, parent/child, agent token, notifications via oslo: not applicable)
+
+var srv *itest.Server
+
+func TestMain(m *testing.M) { os.Exit(itest.MustMain(m, &srv)) }
+
+func TestEveryActionOnBothDrivers(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 5, IPMIBMCs: 5})
+	tests := []struct {
+		target   string
+		startOn  bool
+		timeout  int
+		wantOn   bool
+		wantNova string
+	}{
+		{node.PowerOn, false, 0, true, "POWER_ON"},
+		{node.PowerOff, true, 0, false, "POWER_OFF"},
+		{node.Reboot, true, 0, true, "POWER_ON"},
+		{node.SoftPowerOff, true, 20, false, "POWER_OFF"},
+		{node.SoftReboot, true, 0, true, "POWER_ON"},
+	}
+	for i, tt := range tests {
+		for _, driver := range []string{node.DriverIPMI, node.DriverRedfish} {
+			t.Run(driver+"/"+tt.target, func(t *testing.T) {
+				inst := uuid.NewString()
+				var n *node.Node
+				var hwOn func() bool
+				name := fmt.Sprintf("%s-%d", driver, i)
+				if driver == node.DriverIPMI {
+					n = s.AddIPMINode(t, name, i, inst)
+					b := s.IPMI.BMCs()[i]
+					b.SetPowerOn(tt.startOn)
+					hwOn = b.PowerOn
+				} else {
+					id := s.Redfish.SystemIDs()[i]
+					n = s.AddRedfishNode(t, name, id, inst)
+					s.Redfish.SetPowerState(id, map[bool]string{true: "On", false: "Off"}[tt.startOn])
+					hwOn = func() bool { return s.Redfish.PowerState(id) == "On" }
+				}
+				res, err := s.Change(t, n.Name, tt.target, tt.timeout)
+				if err != nil {
+					t.Fatalf("power change: %v", err)
+				}
+				want := node.FinalState(tt.target)
+				if res.PowerState != want || res.Skipped || res.Nova != activities.NovaQueued {
+					t.Fatalf("result = %+v", res)
+				}
+				if hwOn() != tt.wantOn {
+					t.Fatalf("hardware on = %v, want %v", hwOn(), tt.wantOn)
+				}
+				got := s.Node(t, n.UUID)
+				if got.PowerState != want || got.TargetPowerState != "" || got.LastError != "" {
+					t.Fatalf("node = power %q target %q last_error %q", got.PowerState, got.TargetPowerState, got.LastError)
+				}
+				itest.WaitFor(t, 20*time.Second, "the Nova event", func() bool { return len(s.NovaTags(inst)) > 0 })
+				if tags := s.NovaTags(inst); !slices.Equal(tags, []string{tt.wantNova}) {
+					t.Fatalf("Nova events = %v, want [%s]", tags, tt.wantNova)
+				}
+			})
+		}
+	}
+}
+
+func TestNoNovaEventWithoutInstanceOrWhenNotificationsAreOff(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	a := s.AddRedfishNode(t, "no-instance", "1", "")
+	res, err := s.Change(t, a.Name, node.PowerOff, 0)
+	if err != nil || res.Nova != activities.NovaNoInstance {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+
+	off := itest.NewStack(t, srv, itest.StackOptions{Configure: func(c *config.Config) { c.Nova.SendPowerNotifications = false }})
+	inst := uuid.NewString()
+	b := off.AddRedfishNode(t, "notify-off", "1", inst)
+	res, err = off.Change(t, b.Name, node.PowerOff, 0)
+	if err != nil || res.Nova != activities.NovaDisabledState {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+
+	noCreds := itest.NewStack(t, srv, itest.StackOptions{Configure: func(c *config.Config) { c.Nova.AuthURL = "" }})
+	c := noCreds.AddRedfishNode(t, "no-creds", "1", inst)
+	res, err = noCreds.Change(t, c.Name, node.PowerOff, 0)
+	if err != nil || !strings.HasPrefix(res.Nova, "not sent") || !strings.Contains(res.Nova, "auth_url") {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	if !strings.Contains(noCreds.Log.String(), "no credentials") {
+		t.Fatalf("the worker did not say at start that Nova has no credentials:\n%s", noCreds.Log.String())
+	}
+	time.Sleep(500 * time.Millisecond)
+	for _, st := range []*itest.Stack{s, off, noCreds} {
+		if n := len(st.Nova.Events()); n != 0 {
+			t.Fatalf("Nova got %d events", n)
+		}
+	}
+}
+
+func TestAlreadyThereIsSkippedAndCorrectsTheRecord(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	inst := uuid.NewString()
+	n := s.AddRedfishNode(t, "already-off", "1", inst) // recorded on
+	s.Redfish.SetPowerState("1", "Off")
+	res, err := s.Change(t, n.Name, node.PowerOff, 0)
+	if err != nil || !res.Skipped || res.PowerState != node.PowerOff {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+	if got := s.Node(t, n.UUID); got.PowerState != node.PowerOff || got.TargetPowerState != "" {
+		t.Fatalf("node = %q / %q", got.PowerState, got.TargetPowerState)
+	}
+	if len(s.Redfish.Resets("1")) != 0 {
+		t.Fatalf("a reset was sent: %v", s.Redfish.Resets("1"))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if len(s.NovaTags(inst)) != 0 {
+		t.Fatal("a skipped change notified Nova (Ironic does not)")
+	}
+}
+
+func TestSecondChangeIsRefusedAsNodeLocked(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{TransitionDelay: 2 * time.Second})
+	n := s.AddRedfishNode(t, "busy", "1", "")
+	ctx := context.Background()
+	run, err := s.Start(ctx, t, n.Name, node.PowerOff, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Start(ctx, t, n.Name, node.PowerOn, 0)
+	var locked *app.LockedError
+	if !errors.As(err, &locked) || locked.Holder != workflows.LockID(n.UUID) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("second change: err = %v, want a node-locked error naming %s", err, workflows.LockID(n.UUID))
+	}
+	// A tctl-style start under another ID is refused the same way.
+	adhoc, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "adhoc-" + uuid.NewString(), TaskQueue: s.Config.Temporal.TaskQueue},
+		workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: n.Name, Target: node.PowerOn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = adhoc.Get(ctx, nil)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrNodeLocked || !strings.Contains(err.Error(), workflows.LockID(n.UUID)) {
+		t.Fatalf("tctl-style start while locked: err = %v", err)
+	}
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Redfish.Resets("1"); !slices.Equal(got, []string{"ForceOff"}) {
+		t.Fatalf("resets = %v: a refused change reached the BMC", got)
+	}
+}
+
+func TestTctlStyleStartWithANameTakesTheLock(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	n := s.AddIPMINode(t, "r1-n07", 0, "")
+	ctx := context.Background()
+	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "my-own-id", TaskQueue: s.Config.Temporal.TaskQueue},
+		workflows.PowerChangeWorkflow, map[string]any{"node": "r1-n07", "target": "power off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.PowerChangeResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.LockWorkflowID != workflows.LockID(n.UUID) || res.PowerState != node.PowerOff {
+		t.Fatalf("result = %+v", res)
+	}
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, workflows.LockID(n.UUID), "")
+	if err != nil {
+		t.Fatalf("no workflow ran under the lock ID: %v", err)
+	}
+	if desc.GetWorkflowExecutionInfo().GetParentExecution().GetWorkflowId() != "my-own-id" {
+		t.Fatal("the lock holder is not the tctl-started workflow's child")
+	}
+	// Started under the lock ID but with the node's name: marks and runs itself.
+	run, err = s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.LockID(n.UUID), TaskQueue: s.Config.Temporal.TaskQueue},
+		workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: "r1-n07", Target: node.PowerOn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res2 workflows.PowerChangeResult
+	if err := run.Get(ctx, &res2); err != nil || res2.PowerState != node.PowerOn || res2.LockWorkflowID != "" {
+		t.Fatalf("res %+v err %v", res2, err)
+	}
+}
+
+func TestBMCAuthenticationFailureFailsFast(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	n := s.AddIPMINode(t, "bad-password", 0, "")
+	n.DriverInfo["ipmi_password"] = "wrong-password"
+	if err := s.Store.Update(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err := s.Change(t, n.Name, node.PowerOff, 0)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrBMCAuth {
+		t.Fatalf("err = %v, want %s", err, activities.ErrBMCAuth)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("an authentication failure took %v: it must not be retried", d)
+	}
+	got := s.Node(t, n.UUID)
+	if got.PowerState != node.PowerOn || got.TargetPowerState != "" ||
+		!strings.HasPrefix(got.LastError, "Failed to change power state to 'power off' by 'power off': ") {
+		t.Fatalf("node = power %q target %q last_error %q", got.PowerState, got.TargetPowerState, got.LastError)
+	}
+	if strings.Contains(got.LastError, "wrong-password") {
+		t.Fatal("last_error contains the password")
+	}
+}
+
+func TestBMCTimeoutsAreRetriedThenRecorded(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{Configure: func(c *config.Config) { c.IPMI.CommandRetryTimeout = 6 }})
+	n := s.AddRedfishNode(t, "hung", "1", "")
+	s.Redfish.SetFault("1", redfishsim.FaultHang)
+	_, err := s.Change(t, n.Name, node.PowerOff, 0)
+	if err == nil {
+		t.Fatal("a hung BMC did not fail the change")
+	}
+	got := s.Node(t, n.UUID)
+	if got.TargetPowerState != "" || got.PowerState != node.PowerOn || !strings.Contains(got.LastError, "did not answer in time") {
+		t.Fatalf("node = power %q target %q last_error %q", got.PowerState, got.TargetPowerState, got.LastError)
+	}
+	// The history shows the attempts.
+	hist := history(t, s, workflows.LockID(n.UUID))
+	if !strings.Contains(hist, "TIMEOUT_TYPE_START_TO_CLOSE") && !strings.Contains(hist, "ActivityTaskTimedOut") {
+		t.Fatalf("history has no activity timeout")
+	}
+}
+
+func TestAStateNeverReachedEndsInATimeoutError(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	n := s.AddIPMINode(t, "stuck", 0, "")
+	s.IPMI.BMCs()[0].SetFault(ipmisim.FaultStuck)
+	start := time.Now()
+	_, err := s.Change(t, n.Name, node.PowerOff, 3)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrPowerStateTimeout {
+		t.Fatalf("err = %v, want %s", err, activities.ErrPowerStateTimeout)
+	}
+	if d := time.Since(start); d < 3*time.Second || d > 20*time.Second {
+		t.Fatalf("timed out after %v, want about the 3 s asked", d)
+	}
+	got := s.Node(t, n.UUID)
+	if got.LastError != "Failed to change power state to 'power off' by 'power off': Failed to set node power state to power off. The node is still power on." || got.TargetPowerState != "" {
+		t.Fatalf("node: last_error %q target %q", got.LastError, got.TargetPowerState)
+	}
+}
+
+func TestBadRequestsChangeNothing(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	n := s.AddRedfishNode(t, "guarded", "1", "")
+	ctx := context.Background()
+	if _, err := s.Start(ctx, t, n.Name, "explode", 0); !errors.Is(err, app.ErrInvalidRequest) {
+		t.Fatalf("unknown target: err = %v", err)
+	}
+	if _, err := s.Start(ctx, t, n.Name, node.PowerOff, -1); !errors.Is(err, app.ErrInvalidRequest) {
+		t.Fatalf("negative timeout: err = %v", err)
+	}
+	// The workflow checks again, for starts that bypass the starter.
+	tests := []struct {
+		name  string
+		input workflows.PowerChangeInput
+		want  string
+	}{
+		{"unknown node", workflows.PowerChangeInput{Node: "no-such-node", Target: node.PowerOn}, activities.ErrNodeNotFound},
+		{"unknown target", workflows.PowerChangeInput{Node: n.Name, Target: "explode"}, activities.ErrInvalidTarget},
+	}
+	for _, tt := range tests {
+		run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: s.Config.Temporal.TaskQueue}, workflows.PowerChangeWorkflow, tt.input)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = run.Get(ctx, nil)
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != tt.want {
+			t.Errorf("%s: err = %v, want %s", tt.name, err, tt.want)
+		}
+	}
+	n2 := s.Node(t, n.UUID)
+	n2.ProvisionState = node.CleanWait
+	if err := s.Store.Update(ctx, n2); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Change(t, n.Name, node.PowerOff, 0)
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrInvalidState {
+		t.Fatalf("clean wait: err = %v", err)
+	}
+	if got := s.Node(t, n.UUID); got.PowerState != node.PowerOn || got.TargetPowerState != "" || got.LastError != "" || len(s.Redfish.Resets("1")) != 0 {
+		t.Fatalf("a refused change changed the node: %+v", got)
+	}
+}
+
+func TestDisablePowerOff(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	n := s.AddRedfishNode(t, "keep-on", "1", "")
+	n.DisablePowerOff = true
+	if err := s.Store.Update(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []string{node.PowerOff, node.SoftPowerOff} {
+		if _, err := s.Change(t, n.Name, target, 0); !errors.Is(err, app.ErrInvalidRequest) || !strings.Contains(err.Error(), "disable_power_off") {
+			t.Fatalf("%s: err = %v", target, err)
+		}
+	}
+	// Ironic allows a reboot of such a node.
+	if res, err := s.Change(t, n.Name, node.Reboot, 0); err != nil || res.PowerState != node.PowerOn {
+		t.Fatalf("reboot: %+v %v", res, err)
+	}
+	if got := s.Node(t, n.UUID); got.LastError != "" {
+		t.Fatalf("last_error = %q", got.LastError)
+	}
+}
+
+func TestSuccessClearsLastErrorButFailureStateKeepsIt(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	for _, tc := range []struct {
+		name, prov, want string
+	}{{"cleared", node.Manageable, ""}, {"kept", node.CleanFailed, "old failure"}} {
+		n := s.AddRedfishNode(t, tc.name, map[string]string{"cleared": "1", "kept": "2"}[tc.name], "")
+		n.ProvisionState, n.LastError = tc.prov, "old failure"
+		if err := s.Store.Update(context.Background(), n); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Node(t, n.UUID); got.LastError != tc.want {
+			t.Errorf("%s (%s): last_error = %q, want %q", tc.name, tc.prov, got.LastError, tc.want)
+		}
+	}
+}
+
+func TestStaleTargetDoesNotBlockAChange(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	n := s.AddRedfishNode(t, "stale", "1", "")
+	n.TargetPowerState = node.PowerOn // left by a crashed conductor
+	if err := s.Store.Update(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Node(t, n.UUID); got.TargetPowerState != "" || got.PowerState != node.PowerOff {
+		t.Fatalf("node = %+v", got)
+	}
+}
+
+func TestNovaOutageDoesNotHoldTheLockAndLosesNothing(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	inst := uuid.NewString()
+	n := s.AddRedfishNode(t, "nova-down", "1", inst)
+	s.Nova.SetOutage(novasim.OutageRefuse)
+	start := time.Now()
+	if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Change(t, n.Name, node.PowerOn, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 15*time.Second {
+		t.Fatalf("three changes took %v while Nova was down: the lock waited for Nova", d)
+	}
+	time.Sleep(5 * time.Second) // Nova stays down while the notifier retries
+	if len(s.NovaTags(inst)) != 0 {
+		t.Fatal("Nova got events during the outage")
+	}
+	s.Nova.SetOutage(novasim.OutageNone)
+	itest.WaitFor(t, 90*time.Second, "Nova to learn the latest state", func() bool {
+		i, _ := s.Nova.Instance(inst)
+		return i.PowerState == "shutdown" && i.VMState == "stopped"
+	})
+	// In order: whatever was delivered is a subsequence of off, on, off
+	// ending with the latest state.
+	tags := s.NovaTags(inst)
+	if len(tags) == 0 || tags[len(tags)-1] != "POWER_OFF" || !isSubsequence(tags, []string{"POWER_OFF", "POWER_ON", "POWER_OFF"}) {
+		t.Fatalf("Nova events = %v", tags)
+	}
+}
+
+func isSubsequence(sub, seq []string) bool {
+	i := 0
+	for _, s := range seq {
+		if i < len(sub) && sub[i] == s {
+			i++
+		}
+	}
+	return i == len(sub)
+}
+
+// history returns a workflow's whole history as text.
+func history(t *testing.T, s *itest.Stack, workflowID string) string {
+	t.Helper()
+	var b strings.Builder
+	it := s.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(e.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}

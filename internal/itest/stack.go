@@ -1,0 +1,239 @@
+package itest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/workflows"
+)
+
+// Distinctive secrets, so a test can search histories and logs for them.
+const (
+	IPMIPassword     = "ipmi-S3cret-7731"
+	RedfishPassword  = "redfish-S3cret-9124"
+	KeystonePassword = "keystone-S3cret-4410"
+)
+
+// Stack is one test's metalpower: a node store, simulators, a Nova
+// simulator and a worker on its own task queue of a shared dev server.
+type Stack struct {
+	Server  *Server
+	Client  client.Client
+	Store   store.Store
+	Redfish *redfishsim.Sim
+	RFURL   string
+	IPMI    *ipmisim.Fleet
+	Nova    *novasim.Sim
+	Config  config.Config
+	Worker  *app.Worker
+	Log     *LogBuffer
+}
+
+// StackOptions shapes a stack; zero values give 8 Redfish systems, 4 IPMI
+// BMCs and Nova notifications on.
+type StackOptions struct {
+	RedfishSystems  int
+	IPMIBMCs        int
+	TransitionDelay time.Duration
+	// Configure adjusts the configuration before the worker starts.
+	Configure func(*config.Config)
+	// NoWorker leaves starting a worker to the test.
+	NoWorker bool
+}
+
+// NewStack builds a stack; everything stops when the test ends.
+func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
+	t.Helper()
+	if opts.RedfishSystems == 0 {
+		opts.RedfishSystems = 8
+	}
+	if opts.IPMIBMCs == 0 {
+		opts.IPMIBMCs = 4
+	}
+	s := &Stack{Server: srv, Client: srv.Client(t), Log: &LogBuffer{}}
+
+	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "nodes.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	s.Store = st
+
+	s.Redfish = redfishsim.New(redfishsim.Options{Systems: opts.RedfishSystems, Username: "admin", Password: RedfishPassword, TransitionDelay: opts.TransitionDelay})
+	s.RFURL = s.Redfish.Start()
+	t.Cleanup(s.Redfish.Close)
+
+	s.IPMI, err = ipmisim.Start(ipmisim.Options{BMCs: opts.IPMIBMCs, Username: "admin", Password: IPMIPassword, TransitionDelay: opts.TransitionDelay})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.IPMI.Close)
+
+	s.Nova = novasim.New(novasim.Options{Username: "ironic", Password: KeystonePassword, ProjectName: "service"})
+	authURL := s.Nova.Start()
+	t.Cleanup(s.Nova.Close)
+
+	cfg := config.Default()
+	cfg.Temporal.Address = srv.Address
+	cfg.Temporal.TaskQueue = "test-" + uuid.NewString()[:8]
+	cfg.Database.URL = "sqlite://unused" // the stack passes its store in
+	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", KeystonePassword, "service"
+	cfg.IPMI.CommandRetryTimeout = 10
+	if opts.Configure != nil {
+		opts.Configure(&cfg)
+	}
+	s.Config = cfg
+	if !opts.NoWorker {
+		s.StartWorker(t)
+	}
+	return s
+}
+
+// StartWorker starts an in-process worker on the stack's task queue.
+func (s *Stack) StartWorker(t testing.TB) *app.Worker {
+	t.Helper()
+	log := zerolog.New(s.Log).Level(zerolog.DebugLevel)
+	w, err := app.NewWorker(context.Background(), s.Config, log, app.WorkerOptions{Client: s.Client, Store: s.Store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Stop(); w.Pool.Close() })
+	s.Worker = w
+	return w
+}
+
+// AddRedfishNode enrolls a node on Redfish system id, manageable, with
+// the instance (added to Nova as active and running) when instance != "".
+func (s *Stack) AddRedfishNode(t testing.TB, name, id, instance string) *node.Node {
+	t.Helper()
+	return s.addNode(t, node.New("", name, node.DriverRedfish, node.DriverInfo{
+		"redfish_address": s.RFURL, "redfish_system_id": s.Redfish.SystemPath(id),
+		"redfish_username": "admin", "redfish_password": RedfishPassword,
+	}), instance)
+}
+
+// AddIPMINode enrolls a node on IPMI BMC i of the fleet.
+func (s *Stack) AddIPMINode(t testing.TB, name string, i int, instance string) *node.Node {
+	t.Helper()
+	b := s.IPMI.BMCs()[i]
+	return s.addNode(t, node.New("", name, node.DriverIPMI, node.DriverInfo{
+		"ipmi_address": b.Host, "ipmi_port": float64(b.Port), "ipmi_username": "admin", "ipmi_password": IPMIPassword,
+	}), instance)
+}
+
+func (s *Stack) addNode(t testing.TB, n *node.Node, instance string) *node.Node {
+	t.Helper()
+	n.ProvisionState, n.PowerState = node.Manageable, node.PowerOn
+	if instance != "" {
+		n.InstanceUUID, n.ProvisionState = instance, node.Active
+		s.Nova.AddInstance(instance, "compute-1", "active", "running")
+	}
+	if err := s.Store.Create(context.Background(), n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Node reads a node back.
+func (s *Stack) Node(t testing.TB, ident string) *node.Node {
+	t.Helper()
+	n, err := s.Store.Get(context.Background(), ident)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Start starts a power change the way the CLI and API do.
+func (s *Stack) Start(ctx context.Context, t testing.TB, ident, target string, timeout int) (client.WorkflowRun, error) {
+	t.Helper()
+	return app.StartPowerChange(ctx, s.Client, s.Config.Temporal.TaskQueue, s.Node(t, ident), app.PowerRequest{Target: target, Timeout: timeout, Via: "test"})
+}
+
+// Change runs a power change to its end.
+func (s *Stack) Change(t testing.TB, ident, target string, timeout int) (workflows.PowerChangeResult, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	run, err := s.Start(ctx, t, ident, target, timeout)
+	if err != nil {
+		return workflows.PowerChangeResult{}, err
+	}
+	var res workflows.PowerChangeResult
+	err = run.Get(ctx, &res)
+	return res, err
+}
+
+// WaitFor polls cond until it holds or the timeout passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// NovaTags lists the power-update tags Nova accepted for an instance.
+func (s *Stack) NovaTags(instance string) []string {
+	var tags []string
+	for _, e := range s.Nova.Events() {
+		if e.ServerUUID == instance && e.Name == "power-update" {
+			tags = append(tags, e.Tag)
+		}
+	}
+	return tags
+}
+
+// MustMain runs a package's tests with one shared dev server.
+func MustMain(m interface{ Run() int }, srv **Server) int {
+	var err error
+	*srv, err = StartTemporal("")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "integration tests need the Temporal dev server:", err)
+		return 1
+	}
+	defer (*srv).Stop()
+	return m.Run()
+}
+
+// LogBuffer collects a worker's log lines for assertions.
+type LogBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// String returns everything logged so far.
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
