@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
@@ -58,7 +59,13 @@ import (
 
 var srv *itest.Server
 
-func TestMain(m *testing.M) { os.Exit(itest.MustMain(m, &srv)) }
+// TestMain runs the tests on one dev server, then reads back the history
+// of every workflow they ran: no BMC or Keystone password may be in any.
+func TestMain(m *testing.M) {
+	os.Exit(itest.MustMain(m, &srv, func() error {
+		return itest.ScanHistoriesForSecrets(srv, itest.IPMIPassword, itest.RedfishPassword, itest.KeystonePassword, "wrong-password")
+	}))
+}
 
 func TestEveryActionOnBothDrivers(t *testing.T) {
 	t.Parallel()
@@ -116,6 +123,53 @@ func TestEveryActionOnBothDrivers(t *testing.T) {
 			})
 		}
 	}
+}
+
+func TestLegibleInTheWebUI(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{})
+	n := s.AddRedfishNode(t, "r1-n07", "1", "")
+	if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, workflows.LockID(n.UUID), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var summary string
+	if p := desc.GetExecutionConfig().GetUserMetadata().GetSummary(); p != nil {
+		summary = strings.Trim(string(p.GetData()), `"`)
+	}
+	if summary != "power off r1-n07 (requested via test)" {
+		t.Fatalf("static summary = %q", summary)
+	}
+	attrs := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
+	for key, want := range map[string]string{"NodeUUID": n.UUID, "NodeName": "r1-n07", "PowerTarget": "power off"} {
+		if got := strings.Trim(string(attrs[key].GetData()), `"`); got != want {
+			t.Errorf("search attribute %s = %q, want %q", key, got, want)
+		}
+	}
+	hist := history(t, s, workflows.LockID(n.UUID))
+	for _, want := range []string{"power off r1-n07 via redfish", "wait until r1-n07 is power off"} {
+		if !strings.Contains(hist, want) {
+			t.Errorf("no activity summary %q in the history", want)
+		}
+	}
+	// The status query answers while the workflow runs and after it ended.
+	v, err := s.Client.QueryWorkflow(ctx, workflows.LockID(n.UUID), "", "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st workflows.Status
+	if err := v.Get(&st); err != nil || st.Step != "done" || st.PowerState != node.PowerOff {
+		t.Fatalf("status = %+v, %v", st, err)
+	}
+	// Visible to a Web UI query.
+	itest.WaitFor(t, 10*time.Second, "the visibility query", func() bool {
+		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: `NodeName="r1-n07" AND PowerTarget="power off"`})
+		return err == nil && len(resp.GetExecutions()) > 0
+	})
 }
 
 func TestNoNovaEventWithoutInstanceOrWhenNotificationsAreOff(t *testing.T) {

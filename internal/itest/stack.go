@@ -207,8 +207,9 @@ func (s *Stack) NovaTags(instance string) []string {
 	return tags
 }
 
-// MustMain runs a package's tests with one shared dev server.
-func MustMain(m interface{ Run() int }, srv **Server) int {
+// MustMain runs a package's tests with one shared dev server, then the
+// after checks (run only when the tests passed).
+func MustMain(m interface{ Run() int }, srv **Server, after ...func() error) int {
 	var err error
 	*srv, err = StartTemporal("")
 	if err != nil {
@@ -216,7 +217,17 @@ func MustMain(m interface{ Run() int }, srv **Server) int {
 		return 1
 	}
 	defer (*srv).Stop()
-	return m.Run()
+	code := m.Run()
+	if code != 0 {
+		return code
+	}
+	for _, check := range after {
+		if err := check(); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			return 1
+		}
+	}
+	return 0
 }
 
 // LogBuffer collects a worker's log lines for assertions.

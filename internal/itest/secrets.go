@@ -1,0 +1,55 @@
+package itest
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+)
+
+// ScanHistoriesForSecrets reads the full history of every workflow in the
+// server's default namespace and fails if any secret appears in it, in
+// inputs, results, failures, summaries, search attributes or heartbeats.
+func ScanHistoriesForSecrets(srv *Server, secrets ...string) error {
+	c, err := client.Dial(client.Options{HostPort: srv.Address, Logger: quietLogger{}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx := context.Background()
+	var token []byte
+	scanned := 0
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return fmt.Errorf("list workflows: %w", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			id, run := e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId()
+			it := c.GetWorkflowHistory(ctx, id, run, false, 0)
+			for it.HasNext() {
+				ev, err := it.Next()
+				if err != nil {
+					return fmt.Errorf("history of %s: %w", id, err)
+				}
+				text := ev.String()
+				for _, s := range secrets {
+					if strings.Contains(text, s) {
+						return fmt.Errorf("a secret appears in the history of workflow %s (event %d, %s)", id, ev.GetEventId(), ev.GetEventType())
+					}
+				}
+			}
+			scanned++
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	if scanned == 0 {
+		return fmt.Errorf("no workflow histories to scan")
+	}
+	fmt.Printf("scanned %d workflow histories: no secret found\n", scanned)
+	return nil
+}
