@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +39,7 @@ type Stack struct {
 	Server  *Server
 	Client  client.Client
 	Store   store.Store
+	DBURL   string
 	Redfish *redfishsim.Sim
 	RFURL   string
 	IPMI    *ipmisim.Fleet
@@ -69,7 +72,8 @@ func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
 	}
 	s := &Stack{Server: srv, Client: srv.Client(t), Log: &LogBuffer{}}
 
-	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "nodes.db"))
+	s.DBURL = "sqlite://" + filepath.Join(t.TempDir(), "nodes.db")
+	st, err := store.Open(context.Background(), s.DBURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +97,7 @@ func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
 	cfg := config.Default()
 	cfg.Temporal.Address = srv.Address
 	cfg.Temporal.TaskQueue = "test-" + uuid.NewString()[:8]
-	cfg.Database.URL = "sqlite://unused" // the stack passes its store in
+	cfg.Database.URL = s.DBURL
 	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", KeystonePassword, "service"
 	cfg.IPMI.CommandRetryTimeout = 10
 	if opts.Configure != nil {
@@ -120,6 +124,40 @@ func (s *Stack) StartWorker(t testing.TB) *app.Worker {
 	t.Cleanup(func() { w.Stop(); w.Pool.Close() })
 	s.Worker = w
 	return w
+}
+
+// Env is the stack's configuration as METALPOWER_* variables, for a worker
+// run as a separate process.
+func (s *Stack) Env() []string {
+	c := s.Config
+	return []string{
+		"METALPOWER_TEMPORAL_ADDRESS=" + c.Temporal.Address,
+		"METALPOWER_TEMPORAL_TASK_QUEUE=" + c.Temporal.TaskQueue,
+		"METALPOWER_DATABASE_URL=" + c.Database.URL,
+		"METALPOWER_NOVA_AUTH_URL=" + c.Nova.AuthURL,
+		"METALPOWER_NOVA_USERNAME=" + c.Nova.Username,
+		"METALPOWER_NOVA_PASSWORD=" + c.Nova.Password,
+		"METALPOWER_NOVA_PROJECT_NAME=" + c.Nova.ProjectName,
+		"METALPOWER_IPMI_COMMAND_RETRY_TIMEOUT=" + strconv.Itoa(c.IPMI.CommandRetryTimeout),
+		"METALPOWER_LOG_FORMAT=json",
+	}
+}
+
+// BuildCommand compiles one of the repository's commands (worker,
+// starter) into a temporary directory and returns its path.
+func BuildCommand(t testing.TB, name string) string {
+	t.Helper()
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-o", out, "./"+name)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./%s: %v\n%s", name, err, b)
+	}
+	return out
 }
 
 // AddRedfishNode enrolls a node on Redfish system id, manageable, with
