@@ -138,16 +138,22 @@ type SetPowerInput struct {
 }
 
 // SetPowerResult says whether the action was sent or skipped because the
-// hardware was already in the requested state.
+// hardware was already in the requested state, and what the first read
+// after the action showed.
 type SetPowerResult struct {
 	Skipped bool `json:"skipped,omitempty"`
 	// HardwareState is what the BMC reported before acting, when read.
 	HardwareState string `json:"hardware_state,omitempty"`
+	// Verified: a read right after the action already showed the final
+	// state (VerifiedState), so no polling is needed.
+	Verified      bool   `json:"verified,omitempty"`
+	VerifiedState string `json:"verified_state,omitempty"`
 }
 
 // SetPowerState reads the hardware (for on, off and soft off) and skips
 // when it is already there, as Ironic's _can_skip_state_change; otherwise
-// it sends the action. Reboots always run.
+// it sends the action (reboots always run) and reads once more: a BMC that
+// is already there saves the workflow a polling activity and a round trip.
 func (a *Activities) SetPowerState(ctx context.Context, in SetPowerInput) (SetPowerResult, error) {
 	n, err := a.loadNode(ctx, in.NodeUUID)
 	if err != nil {
@@ -171,6 +177,10 @@ func (a *Activities) SetPowerState(ctx context.Context, in SetPowerInput) (SetPo
 	}
 	if err := pm.SetPowerState(ctx, in.Target); err != nil {
 		return res, bmcError(err)
+	}
+	// A failed read here is not a failed action: polling takes over.
+	if state, err := pm.PowerState(ctx); err == nil && state == node.FinalState(in.Target) {
+		res.Verified, res.VerifiedState = true, state
 	}
 	return res, nil
 }

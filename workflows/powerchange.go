@@ -176,19 +176,10 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status) (PowerCh
 		return res, nil
 	}
 
-	status.Step = "verifying " + plan.Final
-	deadline := workflow.Now(ctx).Add(time.Duration(plan.Timeout) * time.Second)
-	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		Summary:             fmt.Sprintf("wait until %s is %s (timeout %ds)", name, plan.Final, plan.Timeout),
-		StartToCloseTimeout: time.Duration(plan.Timeout)*time.Second + 30*time.Second,
-		HeartbeatTimeout:    15 * time.Second,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: activities.NonRetryable,
-		},
-	})
-	if err := workflow.ExecuteActivity(verifyCtx, acts.VerifyPowerState,
-		activities.VerifyInput{NodeUUID: plan.NodeUUID, Want: plan.Final, Deadline: deadline}).Get(ctx, nil); err != nil {
-		return fail(err)
+	if !set.Verified {
+		if err := verify(ctx, plan, name, status); err != nil {
+			return fail(err)
+		}
 	}
 
 	out, err := finish(finishIn)
@@ -210,6 +201,23 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status) (PowerCh
 	}
 	status.Step = "done"
 	return res, nil
+}
+
+// verify polls the hardware until it reaches the plan's final state or the
+// plan's timeout passes.
+func verify(ctx workflow.Context, plan activities.Plan, name string, status *Status) error {
+	status.Step = "verifying " + plan.Final
+	deadline := workflow.Now(ctx).Add(time.Duration(plan.Timeout) * time.Second)
+	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             fmt.Sprintf("wait until %s is %s (timeout %ds)", name, plan.Final, plan.Timeout),
+		StartToCloseTimeout: time.Duration(plan.Timeout)*time.Second + 30*time.Second,
+		HeartbeatTimeout:    15 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: activities.NonRetryable,
+		},
+	})
+	return workflow.ExecuteActivity(verifyCtx, acts.VerifyPowerState,
+		activities.VerifyInput{NodeUUID: plan.NodeUUID, Want: plan.Final, Deadline: deadline}).Get(ctx, nil)
 }
 
 // runUnderLock runs the change as a child holding the node's lock, for a

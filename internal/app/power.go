@@ -68,8 +68,11 @@ func StartPowerChange(ctx context.Context, c client.Client, taskQueue string, n 
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            workflows.Summary(req.Target, n.Ident(), req.Via),
-		TypedSearchAttributes:                    temporal.NewSearchAttributes(attrs...),
+		// A worker in this process (the bench, a combined binary) takes the
+		// first task at once; elsewhere this is a no-op.
+		EnableEagerStart:      true,
+		StaticSummary:         workflows.Summary(req.Target, n.Ident(), req.Via),
+		TypedSearchAttributes: temporal.NewSearchAttributes(attrs...),
 	}, workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, RequestedVia: req.Via})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {

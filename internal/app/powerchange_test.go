@@ -127,7 +127,8 @@ func TestEveryActionOnBothDrivers(t *testing.T) {
 
 func TestLegibleInTheWebUI(t *testing.T) {
 	t.Parallel()
-	s := itest.NewStack(t, srv, itest.StackOptions{})
+	// A BMC that takes a moment, so the change also polls.
+	s := itest.NewStack(t, srv, itest.StackOptions{TransitionDelay: 1500 * time.Millisecond})
 	n := s.AddRedfishNode(t, "r1-n07", "1", "")
 	if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
 		t.Fatal(err)
