@@ -4,12 +4,26 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build test deps vet unit bench race clean
+.PHONY: all build run test deps vet unit bench bench-power race clean
 
 all: build
 
 build:
 	$(GO) build -o bin/ ./worker ./starter
+
+# run starts the local stack: the Temporal dev server with its Web UI
+# (http://127.0.0.1:8233, state in .data/temporal.db) and the worker, on the
+# SQLite node store in .data/. Ctrl-C stops both.
+run: build tools/bin/temporal
+	@mkdir -p .data
+	@./tools/bin/temporal server start-dev --ip 127.0.0.1 --port 7233 --ui-port 8233 \
+		--db-filename .data/temporal.db --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
+		--search-attribute NodeUUID=Keyword --search-attribute NodeName=Keyword --search-attribute PowerTarget=Keyword \
+		--log-level warn > .data/temporal.log 2>&1 & pid=$$!; \
+	trap "kill $$pid 2>/dev/null; wait $$pid 2>/dev/null" EXIT INT TERM; \
+	for i in $$(seq 1 60); do ./tools/bin/temporal operator cluster health --address 127.0.0.1:7233 >/dev/null 2>&1 && break; sleep 1; done; \
+	echo "Temporal Web UI: http://127.0.0.1:8233  (server log: .data/temporal.log)"; \
+	./bin/worker
 
 # deps installs what the tests drive (Debian's ipmi_sim, ipmitool,
 # redfishtool, python3-sushy) when missing and starts the local PostgreSQL
@@ -45,6 +59,10 @@ test: deps vet unit
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/store/
 	$(GO) test -run '^$$' -bench . ./internal/bmc/...
+
+# The power-change benchmark against a running Temporal ([temporal] address).
+bench-power: build
+	./bin/starter bench power
 
 race: deps
 	$(GO) test -race -count=1 ./...
