@@ -52,7 +52,7 @@ func NovaNotify(ctx workflow.Context, in activities.NovaNotifyInput) (NovaNotify
 		StartToCloseTimeout:    time.Minute,
 		ScheduleToCloseTimeout: NovaRetryHorizon,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 5 * time.Minute,
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
 		},
 	})
 	for sends := 0; ; sends++ {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -23,6 +24,7 @@ import (
 	"github.com/metalpower/metalpower/internal/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/sim/novasim"
 	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -488,15 +490,27 @@ func TestNovaOutageDoesNotHoldTheLockAndLosesNothing(t *testing.T) {
 	if d := time.Since(start); d > 15*time.Second {
 		t.Fatalf("three changes took %v while Nova was down: the lock waited for Nova", d)
 	}
-	time.Sleep(5 * time.Second) // Nova stays down while the notifier retries
+	// Nova stays down while the notifier retries: 6 s by default,
+	// METALPOWER_TEST_NOVA_OUTAGE=5m for the full five minutes.
+	outage := 6 * time.Second
+	if v := os.Getenv("METALPOWER_TEST_NOVA_OUTAGE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("METALPOWER_TEST_NOVA_OUTAGE: %v", err)
+		}
+		outage = d
+	}
+	time.Sleep(outage - time.Since(start))
 	if len(s.NovaTags(inst)) != 0 {
 		t.Fatal("Nova got events during the outage")
 	}
 	s.Nova.SetOutage(novasim.OutageNone)
+	back := time.Now()
 	itest.WaitFor(t, 90*time.Second, "Nova to learn the latest state", func() bool {
 		i, _ := s.Nova.Instance(inst)
 		return i.PowerState == "shutdown" && i.VMState == "stopped"
 	})
+	t.Logf("Nova down for %v; the latest state arrived %v after it came back", back.Sub(start).Round(time.Second), time.Since(back).Round(time.Millisecond))
 	// In order: whatever was delivered is a subsequence of off, on, off
 	// ending with the latest state.
 	tags := s.NovaTags(inst)
@@ -529,4 +543,23 @@ func history(t *testing.T, s *itest.Stack, workflowID string) string {
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+func TestWorkerCreatesMissingSearchAttributes(t *testing.T) {
+	t.Parallel()
+	c := srv.Client(t)
+	name := "MetalpowerTest" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	ctx := context.Background()
+	for i := 0; i < 2; i++ { // the second call finds it and does nothing
+		if err := temporalconn.EnsureSearchAttributes(ctx, c, "default", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := resp.GetCustomAttributes()[name]; !ok {
+		t.Fatalf("search attribute %s was not created", name)
+	}
 }
