@@ -16,6 +16,7 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/nova"
@@ -70,7 +71,7 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		}
 	}
 	if w.Pool == nil {
-		w.Pool = pool.New(pool.Options{})
+		w.Pool = pool.New(PoolOptions(cfg))
 	}
 	acts := &activities.Activities{
 		Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, IPMI: cfg.IPMI,
@@ -81,6 +82,15 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, worker.Options{WorkerStopTimeout: StopTimeout})
 	Register(w.worker, acts)
 	return w, nil
+}
+
+// PoolOptions sizes the BMC pool from the configuration.
+func PoolOptions(cfg config.Config) pool.Options {
+	return pool.Options{
+		IPMIMinCommandInterval: time.Duration(cfg.IPMI.MinCommandInterval) * time.Second,
+		// One Redfish service may manage many of a pass's systems.
+		Redfish: redfish.Options{MaxConcurrentRequests: max(4, cfg.Conductor.SyncPowerStateWorkers)},
+	}
 }
 
 // Register adds every workflow and activity to a worker (also used by

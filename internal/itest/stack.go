@@ -100,6 +100,7 @@ func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
 	cfg.Database.URL = s.DBURL
 	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", KeystonePassword, "service"
 	cfg.IPMI.CommandRetryTimeout = 10
+	cfg.IPMI.MinCommandInterval = 0 // the simulators take any pace
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
@@ -139,6 +140,7 @@ func (s *Stack) Env() []string {
 		"METALPOWER_NOVA_PASSWORD=" + c.Nova.Password,
 		"METALPOWER_NOVA_PROJECT_NAME=" + c.Nova.ProjectName,
 		"METALPOWER_IPMI_COMMAND_RETRY_TIMEOUT=" + strconv.Itoa(c.IPMI.CommandRetryTimeout),
+		"METALPOWER_IPMI_MIN_COMMAND_INTERVAL=" + strconv.Itoa(c.IPMI.MinCommandInterval),
 		"METALPOWER_LOG_FORMAT=json",
 	}
 }

@@ -35,6 +35,8 @@ type Options struct {
 	// PollInterval is the first wait between reads while a reboot waits for
 	// the server to go off (default 500 ms, growing 1.5x).
 	PollInterval time.Duration
+	// Pacer, when set, spaces commands to the BMC.
+	Pacer *Pacer
 }
 
 func (o Options) withDefaults() Options {
@@ -137,6 +139,9 @@ func (c *Client) control(ctx context.Context, target string, ctl chassis.Chassis
 func (c *Client) do(ctx context.Context, op string, fn func(context.Context, *client.Client) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.opts.Pacer.Wait(ctx, c.info.HostPort()); err != nil {
+		return c.classify(ctx, op, err)
+	}
 	if c.conn != nil && time.Since(c.openedAt) > c.opts.SessionMaxAge {
 		c.closeLocked()
 	}

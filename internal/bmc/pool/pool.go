@@ -20,6 +20,9 @@ import (
 type Options struct {
 	IPMI    ipmi.Options
 	Redfish redfish.Options
+	// IPMIMinCommandInterval spaces commands to one IPMI BMC ([ipmi]
+	// min_command_interval).
+	IPMIMinCommandInterval time.Duration
 	// IdleTimeout closes a client unused for this long (default 2 min).
 	IdleTimeout time.Duration
 }
@@ -33,9 +36,20 @@ type Pool struct {
 	done    chan struct{}
 }
 
+// entry is a pooled client: an IPMI client, or a Redfish connection whose
+// systems are handed out as cheap handles.
 type entry struct {
 	pm       bmc.PowerManager
+	conn     *redfish.Conn
 	lastUsed time.Time
+}
+
+func (e *entry) close() {
+	if e.conn != nil {
+		e.conn.Close()
+		return
+	}
+	e.pm.Close()
 }
 
 // New starts a pool; Close it to end every session.
@@ -43,6 +57,7 @@ func New(opts Options) *Pool {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 2 * time.Minute
 	}
+	opts.IPMI.Pacer = ipmi.NewPacer(opts.IPMIMinCommandInterval)
 	p := &Pool{opts: opts, clients: map[string]*entry{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go p.reap()
 	return p
@@ -50,41 +65,40 @@ func New(opts Options) *Pool {
 
 // For returns the client for n's BMC, creating it on first use. A changed
 // address, user or password gives a new client, because the key includes a
-// hash of them (never the password itself).
+// hash of them (never the password itself). Redfish systems behind one
+// service share its connection.
 func (p *Pool) For(n *node.Node) (bmc.PowerManager, error) {
-	key, create, err := p.factory(n)
-	if err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	e, ok := p.clients[key]
-	if !ok {
-		e = &entry{pm: create()}
-		p.clients[key] = e
-	}
-	e.lastUsed = time.Now()
-	return e.pm, nil
-}
-
-func (p *Pool) factory(n *node.Node) (string, func() bmc.PowerManager, error) {
 	switch n.Driver {
 	case node.DriverIPMI:
 		info, err := n.DriverInfo.IPMI()
 		if err != nil {
-			return "", nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
+			return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
 		}
 		key := keyOf("ipmi", info.HostPort(), info.Username, info.Password, fmt.Sprint(info.CipherSuite))
-		return key, func() bmc.PowerManager { return ipmi.New(info, p.opts.IPMI) }, nil
+		e := p.entry(key, func() *entry { return &entry{pm: ipmi.New(info, p.opts.IPMI)} })
+		return e.pm, nil
 	case node.DriverRedfish:
 		info, err := n.DriverInfo.Redfish()
 		if err != nil {
-			return "", nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
+			return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
 		}
-		key := keyOf("redfish", info.Endpoint, info.SystemID, info.Username, info.Password, info.AuthType, fmt.Sprint(info.VerifyCA), info.CAFile)
-		return key, func() bmc.PowerManager { return redfish.New(info, p.opts.Redfish) }, nil
+		key := keyOf("redfish", info.Endpoint, info.Username, info.Password, info.AuthType, fmt.Sprint(info.VerifyCA), info.CAFile)
+		e := p.entry(key, func() *entry { return &entry{conn: redfish.Dial(info, p.opts.Redfish)} })
+		return e.conn.System(info.SystemID), nil
 	}
-	return "", nil, &bmc.Error{Kind: bmc.Config, Op: "load driver", BMC: n.UUID, Err: fmt.Errorf("%w: %q", node.ErrUnknownDriver, n.Driver)}
+	return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver", BMC: n.UUID, Err: fmt.Errorf("%w: %q", node.ErrUnknownDriver, n.Driver)}
+}
+
+func (p *Pool) entry(key string, create func() *entry) *entry {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.clients[key]
+	if !ok {
+		e = create()
+		p.clients[key] = e
+	}
+	e.lastUsed = time.Now()
+	return e
 }
 
 func keyOf(parts ...string) string {
@@ -118,16 +132,16 @@ func (p *Pool) reap() {
 
 func (p *Pool) closeIdle(before time.Time) {
 	p.mu.Lock()
-	var idle []bmc.PowerManager
+	var idle []*entry
 	for k, e := range p.clients {
 		if e.lastUsed.Before(before) {
-			idle = append(idle, e.pm)
+			idle = append(idle, e)
 			delete(p.clients, k)
 		}
 	}
 	p.mu.Unlock()
-	for _, pm := range idle {
-		pm.Close()
+	for _, e := range idle {
+		e.close()
 	}
 }
 

@@ -32,27 +32,59 @@ type Options struct {
 	// Transport, when set, is used instead of one built from driver_info
 	// (tests; sharing one pool of connections across many BMCs).
 	Transport http.RoundTripper
+	// MaxConcurrentRequests bounds requests in flight on one connection
+	// (default 4); a service managing many systems (a chassis manager, the
+	// simulator) needs more during a sync pass.
+	MaxConcurrentRequests int
+}
+
+// Conn is a connection to one Redfish service (an endpoint and its
+// credentials), shared by every system it manages: one HTTP keep-alive
+// pool, one session at most. Safe for concurrent use.
+type Conn struct {
+	info node.RedfishInfo
+	opts Options
+
+	mu  sync.Mutex
+	api *gofish.APIClient
+}
+
+// Dial returns a connection to info's endpoint; it connects on first use.
+func Dial(info node.RedfishInfo, opts Options) *Conn {
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 500 * time.Millisecond
+	}
+	if opts.MaxConcurrentRequests <= 0 {
+		opts.MaxConcurrentRequests = 4
+	}
+	return &Conn{info: info, opts: opts}
+}
+
+// System returns a handle on one system of the service; path "" means the
+// service's only system. Closing the handle leaves the connection open.
+func (c *Conn) System(path string) *Client {
+	return &Client{conn: c, info: c.info, system: path}
 }
 
 // Client manages one Redfish system. Safe for concurrent use.
 type Client struct {
+	conn *Conn
 	info node.RedfishInfo
-	opts Options
+	owns bool
 
 	mu     sync.Mutex
-	api    *gofish.APIClient
 	system string // resolved system path
 }
 
 var _ bmc.PowerManager = (*Client)(nil)
 
-// New returns a client for the system in info. It connects on first use and
-// keeps the connection (and, with session auth, the session) for reuse.
+// New returns a client for the system in info on a connection of its own.
+// It connects on first use and keeps the connection (and, with session
+// auth, the session) for reuse.
 func New(info node.RedfishInfo, opts Options) *Client {
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = 500 * time.Millisecond
-	}
-	return &Client{info: info, opts: opts}
+	c := Dial(info, opts).System(info.SystemID)
+	c.owns = true
+	return c
 }
 
 // Ironic's GET_POWER_STATE_MAP: a transition reports where it is going.
@@ -142,7 +174,7 @@ func (c *Client) offThenOn(ctx context.Context, sys *schemas.ComputerSystem, op 
 	if _, err := sys.Reset(schemas.ForceOffResetType); err != nil {
 		return c.classify(ctx, op, err)
 	}
-	if err := bmc.WaitForState(ctx, c.PowerState, node.PowerOff, c.opts.PollInterval); err != nil {
+	if err := bmc.WaitForState(ctx, c.PowerState, node.PowerOff, c.conn.opts.PollInterval); err != nil {
 		return c.classify(ctx, op, err)
 	}
 	reset := schemas.OnResetType
@@ -157,7 +189,11 @@ func (c *Client) offThenOn(ctx context.Context, sys *schemas.ComputerSystem, op 
 
 // getSystem fetches the system with ctx bounding the request.
 func (c *Client) getSystem(ctx context.Context, op string) (*schemas.ComputerSystem, error) {
-	api, path, err := c.connect(ctx, op)
+	api, err := c.conn.connect(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	path, err := c.systemPath(ctx, api, op)
 	if err != nil {
 		return nil, err
 	}
@@ -168,17 +204,35 @@ func (c *Client) getSystem(ctx context.Context, op string) (*schemas.ComputerSys
 	return sys, nil
 }
 
-// connect returns the cached API client, connecting and resolving the
-// system on first use.
-func (c *Client) connect(ctx context.Context, op string) (*gofish.APIClient, string, error) {
+// systemPath resolves "" to the service's only system.
+func (c *Client) systemPath(ctx context.Context, api *gofish.APIClient, op string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.system != "" {
+		return c.system, nil
+	}
+	systems, err := api.WithContext(ctx).Service.Systems()
+	if err != nil {
+		return "", c.classify(ctx, op, err)
+	}
+	if len(systems) != 1 {
+		return "", &bmc.Error{Kind: bmc.Config, Op: op, BMC: c.info.Endpoint,
+			Err: fmt.Errorf("the BMC manages %d systems: set driver_info redfish_system_id", len(systems))}
+	}
+	c.system = systems[0].ODataID
+	return c.system, nil
+}
+
+// connect returns the connection's API client, connecting on first use.
+func (c *Conn) connect(ctx context.Context, op string) (*gofish.APIClient, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.api != nil {
-		return c.api, c.system, nil
+		return c.api, nil
 	}
 	httpClient, err := c.httpClient()
 	if err != nil {
-		return nil, "", &bmc.Error{Kind: bmc.Config, Op: op, BMC: c.info.Endpoint, Err: err}
+		return nil, &bmc.Error{Kind: bmc.Config, Op: op, BMC: c.info.Endpoint, Err: err}
 	}
 	api, err := gofish.ConnectContext(ctx, gofish.ClientConfig{
 		Endpoint:   c.info.Endpoint,
@@ -190,30 +244,16 @@ func (c *Client) connect(ctx context.Context, op string) (*gofish.APIClient, str
 		// TLS) handshake per call, which is most of a read's latency.
 		NoModifyTransport:     true,
 		ReuseConnections:      true,
-		MaxConcurrentRequests: 4,
+		MaxConcurrentRequests: int64(c.opts.MaxConcurrentRequests),
 	})
 	if err != nil {
-		return nil, "", c.classify(ctx, op, err)
+		return nil, classify(ctx, c.info, op, err)
 	}
-	path := c.info.SystemID
-	if path == "" {
-		systems, err := api.WithContext(ctx).Service.Systems()
-		if err != nil {
-			api.Logout()
-			return nil, "", c.classify(ctx, op, err)
-		}
-		if len(systems) != 1 {
-			api.Logout()
-			return nil, "", &bmc.Error{Kind: bmc.Config, Op: op, BMC: c.info.Endpoint,
-				Err: fmt.Errorf("the BMC manages %d systems: set driver_info redfish_system_id", len(systems))}
-		}
-		path = systems[0].ODataID
-	}
-	c.api, c.system = api, path
-	return api, path, nil
+	c.api = api
+	return api, nil
 }
 
-func (c *Client) httpClient() (*http.Client, error) {
+func (c *Conn) httpClient() (*http.Client, error) {
 	if c.opts.Transport != nil {
 		return &http.Client{Transport: c.opts.Transport}, nil
 	}
@@ -234,14 +274,23 @@ func (c *Client) httpClient() (*http.Client, error) {
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConf,
 		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConnsPerHost: 4,
+		MaxIdleConnsPerHost: c.opts.MaxConcurrentRequests,
 		IdleConnTimeout:     90 * time.Second,
 	}}, nil
 }
 
-// Close logs out of the session (session auth), so the BMC's session table
-// never fills, and drops idle connections.
+// Close closes the connection when the client owns it (New); a handle
+// from Conn.System leaves the shared connection to its owner.
 func (c *Client) Close() error {
+	if c.owns {
+		return c.conn.Close()
+	}
+	return nil
+}
+
+// Close logs out of the session (session auth), so the BMC's session table
+// never fills, and drops idle connections. A later call reconnects.
+func (c *Conn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.api != nil {
@@ -252,8 +301,12 @@ func (c *Client) Close() error {
 	return nil
 }
 
-// classify turns a gofish or transport error into a bmc.Error.
 func (c *Client) classify(ctx context.Context, op string, err error) error {
+	return classify(ctx, c.info, op, err)
+}
+
+// classify turns a gofish or transport error into a bmc.Error.
+func classify(ctx context.Context, info node.RedfishInfo, op string, err error) error {
 	if _, ok := bmc.KindOf(err); ok {
 		return err
 	}
@@ -275,7 +328,7 @@ func (c *Client) classify(ctx context.Context, op string, err error) error {
 	case strings.Contains(err.Error(), "is not supported by this service"):
 		kind = bmc.Unsupported
 	}
-	return &bmc.Error{Kind: kind, Op: op, BMC: c.info.Endpoint, Err: bmc.Scrub(err, c.info.Password)}
+	return &bmc.Error{Kind: kind, Op: op, BMC: info.Endpoint, Err: bmc.Scrub(err, info.Password)}
 }
 
 // statusKind sorts Redfish HTTP answers. 409 is transient: iDRAC10 answers
