@@ -46,6 +46,8 @@ type WorkerOptions struct {
 	Pool   *pool.Pool
 	// Nova replaces the notifier built from [nova] (tests).
 	Nova activities.Notifier
+	// NoSchedules leaves the sync schedules alone (tests, benchmarks).
+	NoSchedules bool
 }
 
 // NewWorker connects to Temporal and the node store, makes sure the search
@@ -81,6 +83,12 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 
 	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, worker.Options{WorkerStopTimeout: StopTimeout})
 	Register(w.worker, acts)
+	if !opts.NoSchedules {
+		if err := ReconcileSchedules(ctx, w.Client, cfg); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
 	return w, nil
 }
 
@@ -98,6 +106,9 @@ func PoolOptions(cfg config.Config) pool.Options {
 func Register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflowWithOptions(workflows.PowerChange, workflow.RegisterOptions{Name: workflows.PowerChangeWorkflow})
 	r.RegisterWorkflowWithOptions(workflows.NovaNotify, workflow.RegisterOptions{Name: activities.NovaNotifyWorkflow})
+	r.RegisterWorkflowWithOptions(workflows.PowerSync, workflow.RegisterOptions{Name: workflows.PowerSyncWorkflow})
+	r.RegisterWorkflowWithOptions(workflows.NodePowerSync, workflow.RegisterOptions{Name: workflows.NodePowerSyncWorkflow})
+	r.RegisterWorkflowWithOptions(workflows.PowerFailureRecovery, workflow.RegisterOptions{Name: workflows.PowerFailureRecoveryWorkflow})
 	r.RegisterActivity(acts)
 }
 

@@ -75,7 +75,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 	cfg.Temporal.TaskQueue = "bench-" + uuid.NewString()[:8]
 	cfg.Nova.SendPowerNotifications = true
 	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", "secret", "service"
-	wk, err := app.NewWorker(ctx, cfg, zerolog.Nop(), app.WorkerOptions{Store: st})
+	wk, err := app.NewWorker(ctx, cfg, zerolog.Nop(), app.WorkerOptions{Store: st, NoSchedules: true})
 	if err != nil {
 		return err
 	}

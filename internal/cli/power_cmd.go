@@ -6,10 +6,8 @@ import (
 	"fmt"
 
 	"github.com/metalpower/metalpower/internal/app"
-	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
-	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -46,11 +44,7 @@ func powerCommand(verb, target string) func(context.Context, *Env, []string) err
 		if err != nil {
 			return err
 		}
-		log, err := logging.New(env.Stderr, "error", "console")
-		if err != nil {
-			return err
-		}
-		c, err := temporalconn.Dial(ctx, cfg.Temporal, logging.NewTemporalLogger(log))
+		c, err := dialTemporal(ctx, env)
 		if err != nil {
 			return err
 		}

@@ -115,7 +115,8 @@ func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
 func (s *Stack) StartWorker(t testing.TB) *app.Worker {
 	t.Helper()
 	log := zerolog.New(s.Log).Level(zerolog.DebugLevel)
-	w, err := app.NewWorker(context.Background(), s.Config, log, app.WorkerOptions{Client: s.Client, Store: s.Store})
+	// Schedules are namespace-wide: the test that checks them makes its own.
+	w, err := app.NewWorker(context.Background(), s.Config, log, app.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true})
 	if err != nil {
 		t.Fatal(err)
 	}

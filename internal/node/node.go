@@ -100,6 +100,8 @@ const (
 // Node is one bare-metal server. Optional string fields use "" for Ironic's
 // null; the store writes them as SQL NULL.
 type Node struct {
+	// ID is the store's row number: creation order, for keyset paging.
+	ID                int64
 	UUID              string
 	Name              string
 	Driver            string

@@ -19,7 +19,7 @@ func seed(b *testing.B, s Store, n int) []string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	stmt, err := tx.Prepare(db.d.rebind(`INSERT INTO nodes (` + columns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`))
+	stmt, err := tx.Prepare(db.d.rebind(`INSERT INTO nodes (` + insertColumns + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -169,6 +170,85 @@ func TestSetPowerStatesInOneTransaction(t *testing.T) {
 		}
 		if err := s.SetPowerStates(ctx, []PowerStateUpdate{{a.UUID, node.Reboot}}); !errors.Is(err, node.ErrInvalidPowerState) {
 			t.Fatalf("err = %v, want ErrInvalidPowerState", err)
+		}
+	})
+}
+
+func TestResetSyncFailuresSkipsNodesChangedSinceRead(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		a, b := ipmiNode("a"), ipmiNode("b")
+		a.SyncFailures, a.LastError = 2, "read failed"
+		b.SyncFailures = 1
+		mustCreate(t, s, a)
+		mustCreate(t, s, b)
+		// b changes after it was read: its reset must not overwrite that.
+		if _, err := Modify(ctx, s, b.UUID, func(n *node.Node) error { n.LastError = "newer failure"; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.ResetSyncFailures(ctx, []Versioned{{a.UUID, a.Version}, {b.UUID, b.Version}})
+		if err != nil || n != 1 {
+			t.Fatalf("ResetSyncFailures = %d, %v; want 1", n, err)
+		}
+		if got, _ := s.Get(ctx, a.UUID); got.SyncFailures != 0 || got.LastError != "" {
+			t.Fatalf("a = %d %q", got.SyncFailures, got.LastError)
+		}
+		if got, _ := s.Get(ctx, b.UUID); got.SyncFailures != 1 || got.LastError != "newer failure" {
+			t.Fatalf("b = %d %q", got.SyncFailures, got.LastError)
+		}
+	})
+}
+
+func TestUpdatedBeforeFilter(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		old := mustCreate(t, s, ipmiNode("old"))
+		cut := time.Now()
+		time.Sleep(5 * time.Millisecond)
+		mustCreate(t, s, ipmiNode("new"))
+		got, err := s.List(ctx, Query{Filter: Filter{UpdatedBefore: cut}})
+		if err != nil || len(got) != 1 || got[0].UUID != old.UUID {
+			t.Fatalf("UpdatedBefore: %v %v", names(got), err)
+		}
+	})
+}
+
+// TestAfterPositionSurvivesChangedSortValues pages by failure count while
+// the pass resets the nodes it has seen, as the sync does: with the pass's
+// start as UpdatedBefore, no node is skipped or seen twice.
+func TestAfterPositionSurvivesChangedSortValues(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		for i := 0; i < 25; i++ {
+			n := ipmiNode(fmt.Sprintf("n%02d", i))
+			n.SyncFailures = i % 3
+			mustCreate(t, s, n)
+		}
+		time.Sleep(2 * time.Millisecond)
+		passStart := time.Now()
+		seen := map[string]bool{}
+		var after *Position
+		for {
+			page, err := s.List(ctx, Query{Filter: Filter{UpdatedBefore: passStart}, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var resets []Versioned
+			for _, n := range page {
+				if seen[n.UUID] {
+					t.Fatalf("%s seen twice", n.Name)
+				}
+				seen[n.UUID] = true
+				resets = append(resets, Versioned{n.UUID, n.Version})
+			}
+			if len(page) < 4 {
+				break
+			}
+			last := page[len(page)-1]
+			after = &Position{Value: last.SyncFailures, ID: last.ID}
+			if _, err := s.ResetSyncFailures(ctx, resets); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(seen) != 25 {
+			t.Fatalf("saw %d nodes, want 25", len(seen))
 		}
 	})
 }

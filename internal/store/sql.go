@@ -29,9 +29,12 @@ type sqlStore struct {
 	d  dialect
 }
 
-const columns = `uuid, name, driver, driver_info, power_state, target_power_state,
+const columns = `id, uuid, name, driver, driver_info, power_state, target_power_state,
 	provision_state, maintenance, maintenance_reason, fault, last_error, instance_uuid,
 	disable_power_off, extra, sync_failures, version, created_at, updated_at`
+
+// insertColumns is columns without the generated id.
+var insertColumns = strings.TrimPrefix(columns, "id, ")
 
 func (s *sqlStore) Close() error { return s.db.Close() }
 
@@ -44,11 +47,12 @@ func (s *sqlStore) Create(ctx context.Context, n *node.Node) error {
 		return err
 	}
 	now := time.Now().UTC()
-	_, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO nodes (`+columns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`),
+	err = s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO nodes (`+insertColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+		RETURNING id`),
 		n.UUID, nullString(n.Name), n.Driver, info, nullString(n.PowerState), nullString(n.TargetPowerState),
 		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
-		nullString(n.InstanceUUID), n.DisablePowerOff, extra, n.SyncFailures, now, now)
+		nullString(n.InstanceUUID), n.DisablePowerOff, extra, n.SyncFailures, now, now).Scan(&n.ID)
 	if err != nil {
 		return s.classify("create node", err)
 	}
@@ -141,6 +145,10 @@ func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
 		where = append(where, fmt.Sprintf(`(%[1]s, id) %[2]s (SELECT %[1]s, id FROM nodes WHERE uuid = ?)`, q.SortKey, cmp))
 		args = append(args, q.Marker)
 	}
+	if q.After != nil {
+		where = append(where, fmt.Sprintf(`(%s, id) %s (?, ?)`, q.SortKey, cmp))
+		args = append(args, q.After.Value, q.After.ID)
+	}
 	query := `SELECT ` + columns + ` FROM nodes`
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, ` AND `)
@@ -196,6 +204,9 @@ func filterSQL(f Filter) (where []string, args []any) {
 	if f.InstanceUUID != "" {
 		where, args = append(where, `instance_uuid = ?`), append(args, f.InstanceUUID)
 	}
+	if !f.UpdatedBefore.IsZero() {
+		where, args = append(where, `updated_at < ?`), append(args, f.UpdatedBefore.UTC())
+	}
 	return where, args
 }
 
@@ -219,6 +230,37 @@ func (s *sqlStore) SetPowerStates(ctx context.Context, updates []PowerStateUpdat
 		return fmt.Errorf("set power states: %w", err)
 	}
 	return nil
+}
+
+func (s *sqlStore) ResetSyncFailures(ctx context.Context, nodes []Versioned) (int, error) {
+	if len(nodes) == 0 {
+		return 0, nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("reset sync failures: %w", err)
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, s.d.rebind(`UPDATE nodes SET sync_failures = 0, last_error = NULL, version = version + 1, updated_at = ?
+		WHERE uuid = ? AND version = ?`))
+	if err != nil {
+		return 0, fmt.Errorf("reset sync failures: %w", err)
+	}
+	defer stmt.Close()
+	now, written := time.Now().UTC(), 0
+	for _, n := range nodes {
+		res, err := stmt.ExecContext(ctx, now, n.UUID, n.Version)
+		if err != nil {
+			return 0, fmt.Errorf("reset sync failures of %s: %w", n.UUID, err)
+		}
+		if rows, err := res.RowsAffected(); err == nil {
+			written += int(rows)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("reset sync failures: %w", err)
+	}
+	return written, nil
 }
 
 // setPowerStatesEach updates row by row inside tx: cheap where the database
@@ -262,7 +304,7 @@ func scanNode(r scanner) (*node.Node, error) {
 		name, ps, tps, reason, fault, lastErr, instance sql.NullString
 		info, extra                                     []byte
 	)
-	err := r.Scan(&n.UUID, &name, &n.Driver, &info, &ps, &tps, &n.ProvisionState, &n.Maintenance, &reason,
+	err := r.Scan(&n.ID, &n.UUID, &name, &n.Driver, &info, &ps, &tps, &n.ProvisionState, &n.Maintenance, &reason,
 		&fault, &lastErr, &instance, &n.DisablePowerOff, &extra, &n.SyncFailures, &n.Version, &n.CreatedAt, &n.UpdatedAt)
 	if err != nil {
 		return nil, err

@@ -50,8 +50,19 @@ type Store interface {
 	List(ctx context.Context, q Query) ([]*node.Node, error)
 	// SetPowerStates records many nodes' power states in one transaction.
 	SetPowerStates(ctx context.Context, updates []PowerStateUpdate) error
+	// ResetSyncFailures marks nodes found in sync: failure counter 0 and
+	// last_error cleared, for each node still at the version read. It
+	// returns how many were written.
+	ResetSyncFailures(ctx context.Context, nodes []Versioned) (int, error)
 	// Close releases the database.
 	Close() error
+}
+
+// Versioned names a node as read, for writes that must not overwrite a
+// newer change.
+type Versioned struct {
+	UUID    string
+	Version int64
 }
 
 // PowerStateUpdate records one node's power state.
@@ -76,6 +87,10 @@ type Filter struct {
 	// Associated keeps nodes with (true) or without (false) an instance.
 	Associated   *bool
 	InstanceUUID string
+	// UpdatedBefore keeps nodes not written since this time: a sync pass
+	// pages by failure count, and this keeps a node it already wrote from
+	// coming round again.
+	UpdatedBefore time.Time
 }
 
 // Query is a filter plus keyset pagination: pass the UUID of the last node
@@ -88,8 +103,18 @@ type Query struct {
 	// SortDir is "asc" (default) or "desc".
 	SortDir string
 	Marker  string
+	// After starts the page after a position taken earlier, instead of
+	// Marker: for a pass that changes sort values as it goes.
+	After *Position
 	// Limit is DefaultLimit when 0; at most MaxLimit.
 	Limit int
+}
+
+// Position is a node's place in a sort order: its sort value when read,
+// and its ID.
+type Position struct {
+	Value any   `json:"value"`
+	ID    int64 `json:"id"`
 }
 
 // SortKeys are the columns a list may be ordered by. They are all NOT NULL,

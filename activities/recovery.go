@@ -1,0 +1,93 @@
+package activities
+
+import (
+	"context"
+	"errors"
+
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// RecoveryResult is what a recovery pass did.
+type RecoveryResult struct {
+	Checked   int `json:"checked"`
+	Recovered int `json:"recovered"`
+	// StillFailing nodes stay in maintenance until a later pass reads them.
+	StillFailing int `json:"still_failing"`
+	Skipped      int `json:"skipped"`
+}
+
+// RecoverPowerFailures is Ironic's _power_failure_recovery (§3): it reads
+// every node in maintenance with fault "power failure" (not enroll, no
+// power change in progress); one successful read clears maintenance, its
+// reason and the fault, records the state and tells Nova when it changed.
+// last_error stays. A failed read changes nothing. Operator maintenance
+// has no fault and is never selected.
+func (a *Activities) RecoverPowerFailures(ctx context.Context) (RecoveryResult, error) {
+	var res RecoveryResult
+	var after *store.Position
+	for {
+		nodes, err := a.Store.List(ctx, store.Query{
+			Filter: store.Filter{Maintenance: store.Bool(true), Fault: node.FaultPowerFailure, TargetPowerStateSet: store.Bool(false)},
+			After:  after, Limit: SyncPageSize,
+		})
+		if err != nil {
+			return res, storeError(err)
+		}
+		states := make([]string, len(nodes))
+		errs := make([]error, len(nodes))
+		a.forEach(ctx, len(nodes), func(i int) {
+			if nodes[i].ProvisionState != node.Enroll {
+				states[i], errs[i] = a.readPower(ctx, nodes[i])
+			}
+		})
+		for i, n := range nodes {
+			res.Checked++
+			switch {
+			case n.ProvisionState == node.Enroll:
+				res.Skipped++
+			case errs[i] != nil:
+				res.StillFailing++
+			default:
+				recovered, err := a.recover(ctx, n, states[i])
+				if err != nil {
+					return res, err
+				}
+				if recovered {
+					res.Recovered++
+				} else {
+					res.Skipped++
+				}
+			}
+		}
+		if len(nodes) < SyncPageSize {
+			return res, nil
+		}
+		after = &store.Position{Value: nodes[len(nodes)-1].ID, ID: nodes[len(nodes)-1].ID}
+	}
+}
+
+var errNoLongerFailed = errors.New("no longer in power failure")
+
+// recover is Ironic's handle_recovery, written only if the node is still
+// in power-failure maintenance with no change in progress.
+func (a *Activities) recover(ctx context.Context, n *node.Node, state string) (bool, error) {
+	old := n.PowerState
+	_, err := store.Modify(ctx, a.Store, n.UUID, func(n *node.Node) error {
+		if !n.Maintenance || n.Fault != node.FaultPowerFailure || n.TargetPowerState != "" {
+			return errNoLongerFailed
+		}
+		n.PowerState, n.Maintenance, n.MaintenanceReason, n.Fault = state, false, "", ""
+		return nil
+	})
+	if errors.Is(err, errNoLongerFailed) {
+		return false, nil
+	}
+	if err != nil {
+		return false, storeError(err)
+	}
+	if old != state {
+		a.notifyFromSync(ctx, n, state)
+	}
+	return true, nil
+}

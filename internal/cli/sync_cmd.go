@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/logging"
+	"github.com/metalpower/metalpower/internal/temporalconn"
+)
+
+func init() {
+	register("sync now", "sync now                start a power sync pass at once (skipped if one is running)", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
+		if err := app.SyncNow(ctx, c); err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, "power sync pass requested")
+		return nil
+	}))
+	register("sync pause", "sync pause              stop starting power sync passes", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
+		if err := app.SyncPause(ctx, c, "paused with starter sync pause"); err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, "power sync paused")
+		return nil
+	}))
+	register("sync resume", "sync resume             resume power sync passes", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
+		if err := app.SyncResume(ctx, c, "resumed with starter sync resume"); err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, "power sync resumed")
+		return nil
+	}))
+	register("sync status", "sync status             the schedule, the last pass and its counts, the next run", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
+		st, err := app.GetSyncStatus(ctx, c)
+		if err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(st, "", "  ")
+		fmt.Fprintln(env.Stdout, string(b))
+		return nil
+	}))
+}
+
+func syncCmd(fn func(context.Context, *Env, client.Client) error) func(context.Context, *Env, []string) error {
+	return func(ctx context.Context, env *Env, args []string) error {
+		if len(args) > 0 {
+			return errUsage
+		}
+		c, err := dialTemporal(ctx, env)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return fn(ctx, env, c)
+	}
+}
+
+func dialTemporal(ctx context.Context, env *Env) (client.Client, error) {
+	cfg, err := env.Config()
+	if err != nil {
+		return nil, err
+	}
+	log, err := logging.New(env.Stderr, "error", "console")
+	if err != nil {
+		return nil, err
+	}
+	return temporalconn.Dial(ctx, cfg.Temporal, logging.NewTemporalLogger(log))
+}

@@ -1,0 +1,241 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalpower/metalpower/activities"
+)
+
+// Registered type names of the sync workflows.
+const (
+	PowerSyncWorkflow            = "PowerSync"
+	NodePowerSyncWorkflow        = "NodePowerSync"
+	PowerFailureRecoveryWorkflow = "PowerFailureRecovery"
+)
+
+// SyncCounts is what a pass did, as the Web UI and `starter sync status`
+// show it.
+type SyncCounts struct {
+	Checked            int `json:"checked"`
+	InSync             int `json:"in_sync"`
+	Corrected          int `json:"corrected"`
+	SkippedLocked      int `json:"skipped_locked"`
+	Skipped            int `json:"skipped"`
+	Unreadable         int `json:"unreadable"`
+	EnteredMaintenance int `json:"entered_maintenance"`
+	ForceFailed        int `json:"force_failed"`
+}
+
+// PowerSyncInput carries a pass across continue-as-new.
+type PowerSyncInput struct {
+	After     *activities.SyncPosition `json:"after,omitempty"`
+	PassStart time.Time                `json:"pass_start,omitempty"`
+	Counts    SyncCounts               `json:"counts"`
+	Pages     int                      `json:"pages"`
+	// StartedAt is when the pass began (its first run).
+	StartedAt time.Time `json:"started_at,omitempty"`
+}
+
+// PowerSyncResult is a finished pass.
+type PowerSyncResult struct {
+	SyncCounts
+	Pages    int     `json:"pages"`
+	Duration float64 `json:"duration_seconds"`
+}
+
+// SyncProgress answers the "progress" query.
+type SyncProgress struct {
+	SyncCounts
+	Pages    int  `json:"pages"`
+	InFlight int  `json:"node_syncs_in_flight"`
+	Done     bool `json:"done"`
+}
+
+// PowerSync is one pass of the periodic power sync (Ironic's
+// _sync_power_states): it reads every eligible node's hardware page by
+// page, most failures first, with bounded concurrency in one activity per
+// page. Matching nodes cost nothing more; each other node gets a
+// NodePowerSync child under its lock ID, a sliding window of them at a
+// time; a node whose lock is held (a power change is running) is skipped
+// this pass. Long passes continue as new between pages.
+func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error) {
+	if in.StartedAt.IsZero() {
+		in.StartedAt = workflow.Now(ctx)
+	}
+	counts, pages := in.Counts, in.Pages
+	inFlight, done := 0, false
+	if err := workflow.SetQueryHandler(ctx, "progress", func() (SyncProgress, error) {
+		return SyncProgress{SyncCounts: counts, Pages: pages, InFlight: inFlight, Done: done}, nil
+	}); err != nil {
+		return PowerSyncResult{}, err
+	}
+	after, passStart := in.After, in.PassStart
+	for {
+		var page activities.SyncPage
+		readCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			Summary:             fmt.Sprintf("read power states, page %d", pages+1),
+			StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+		})
+		if err := workflow.ExecuteActivity(readCtx, acts.ReadPowerStates,
+			activities.SyncPageInput{After: after, PassStart: passStart}).Get(ctx, &page); err != nil {
+			return PowerSyncResult{}, err
+		}
+		pages++
+		after, passStart = page.After, page.PassStart
+		counts.Checked += page.Checked
+		counts.InSync += page.InSync
+		syncNodes(ctx, page.Candidates, page.Window, &counts, &inFlight)
+		if page.Done {
+			break
+		}
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() || workflow.GetInfo(ctx).GetCurrentHistoryLength() > 10000 {
+			return PowerSyncResult{}, workflow.NewContinueAsNewError(ctx, PowerSyncWorkflow,
+				PowerSyncInput{After: after, PassStart: passStart, Counts: counts, Pages: pages, StartedAt: in.StartedAt})
+		}
+	}
+	done = true
+	return PowerSyncResult{SyncCounts: counts, Pages: pages, Duration: workflow.Now(ctx).Sub(in.StartedAt).Seconds()}, nil
+}
+
+// syncNodes runs a NodePowerSync child for each candidate, at most window
+// at a time, and adds up their outcomes.
+func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, window int, counts *SyncCounts, inFlight *int) {
+	if window <= 0 {
+		window = 8
+	}
+	sel := workflow.NewSelector(ctx)
+	pending := 0
+	collect := func(f workflow.Future) {
+		pending--
+		*inFlight = pending
+		var res NodeSyncResult
+		err := f.Get(ctx, &res)
+		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
+		switch {
+		case errors.As(err, &started):
+			counts.SkippedLocked++
+		case err != nil:
+			workflow.GetLogger(ctx).Error("node sync failed", "error", err)
+			counts.Unreadable++
+		default:
+			counts.add(res.Action)
+		}
+	}
+	for _, c := range candidates {
+		for pending >= window {
+			sel.Select(ctx)
+		}
+		name := c.Name
+		if name == "" {
+			name = c.UUID
+		}
+		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+			WorkflowID:            LockID(c.UUID),
+			StaticSummary:         fmt.Sprintf("sync power state of %s (%s)", name, c.Reason),
+			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+			TypedSearchAttributes: searchAttributes(activities.Plan{NodeUUID: c.UUID, NodeName: c.Name, Target: "sync"}),
+		})
+		f := workflow.ExecuteChildWorkflow(cctx, NodePowerSyncWorkflow, NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name})
+		pending++
+		*inFlight = pending
+		sel.AddFuture(f, collect)
+	}
+	for pending > 0 {
+		sel.Select(ctx)
+	}
+}
+
+func (c *SyncCounts) add(action string) {
+	switch action {
+	case activities.SyncInSync:
+		c.InSync++
+	case activities.SyncRecorded, activities.SyncForce:
+		c.Corrected++
+	case activities.SyncMaintenance:
+		c.EnteredMaintenance++
+	case activities.SyncUnreadable:
+		c.Unreadable++
+	case syncForceFailed:
+		c.ForceFailed++
+	default:
+		c.Skipped++
+	}
+}
+
+const syncForceFailed = "force failed"
+
+// NodeSyncInput names the node a per-node sync works on.
+type NodeSyncInput struct {
+	NodeUUID string `json:"node_uuid"`
+	NodeName string `json:"node_name,omitempty"`
+}
+
+// NodeSyncResult is what the per-node sync did.
+type NodeSyncResult struct {
+	Action     string `json:"action"`
+	Count      int    `json:"count"`
+	PowerState string `json:"power_state,omitempty"`
+	Nova       string `json:"nova,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// NodePowerSync is Ironic's do_sync_power_state for one node, run under
+// the node's lock (workflow ID node-power/<uuid>). The decision is one
+// local activity; forcing the recorded state onto the hardware goes
+// through PowerChange's own steps, which verify, persist and notify Nova.
+func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, error) {
+	status := &Status{Step: "deciding", NodeUUID: in.NodeUUID, Target: "sync"}
+	if err := workflow.SetQueryHandler(ctx, "status", func() (Status, error) { return *status, nil }); err != nil {
+		return NodeSyncResult{}, err
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 3,
+			NonRetryableErrorTypes: activities.NonRetryable},
+	})
+	var d activities.NodeSyncDecision
+	if err := workflow.ExecuteLocalActivity(lctx, acts.SyncNode, in.NodeUUID).Get(ctx, &d); err != nil {
+		return NodeSyncResult{}, err
+	}
+	res := NodeSyncResult{Action: d.Action, Count: d.Count, PowerState: d.PowerState, Nova: d.Nova, Error: d.Error}
+	if d.Action != activities.SyncForce || d.Plan == nil {
+		status.Step = "done: " + d.Action
+		return res, nil
+	}
+	status.Target = d.Plan.Target
+	out, err := change(ctx, *d.Plan, status)
+	if err != nil {
+		// As Ironic: a failed force is logged and recorded in last_error by
+		// the change itself; the pass goes on.
+		workflow.GetLogger(ctx).Warn("failed to force the recorded power state", "node", in.NodeUUID, "attempt", d.Count, "error", err)
+		res.Action, res.Error = syncForceFailed, err.Error()
+		return res, nil
+	}
+	res.PowerState, res.Nova = out.PowerState, out.Nova
+	return res, nil
+}
+
+// RecoveryResult is what a recovery pass did.
+type RecoveryResult = activities.RecoveryResult
+
+// PowerFailureRecovery is Ironic's _power_failure_recovery (§3): nodes in
+// maintenance with fault "power failure" leave maintenance after one
+// successful read. Operator-set maintenance is never touched.
+func PowerFailureRecovery(ctx workflow.Context) (RecoveryResult, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             "read nodes in maintenance for power failure",
+		StartToCloseTimeout: 30 * time.Minute, HeartbeatTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	})
+	var res RecoveryResult
+	err := workflow.ExecuteActivity(actx, acts.RecoverPowerFailures).Get(ctx, &res)
+	return res, err
+}
