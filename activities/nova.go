@@ -2,10 +2,12 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -48,9 +50,15 @@ const (
 	NovaDisabledState = "not sent: [nova] send_power_notifications is false"
 )
 
-// QueueNovaNotification hands the update to the instance's notifier
-// workflow (starting it if needed) and returns at once. It returns why
-// nothing was queued when notifications are off or not configured. A local
+// directTimeout bounds the first, direct delivery attempt.
+const directTimeout = 3 * time.Second
+
+// QueueNovaNotification tells Nova about a new power state. When nothing
+// is pending for the instance it delivers at once, which costs no
+// workflow; if Nova does not answer, or an older update is still being
+// delivered (order matters), it hands the update to the instance's durable
+// notifier workflow (starting it if needed) and returns. It returns why
+// nothing was sent when notifications are off or not configured. A local
 // activity.
 func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (string, error) {
 	if a.Nova == nil {
@@ -58,6 +66,18 @@ func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (
 	}
 	if _, ok := nova.Tag(u.PowerState); !ok {
 		return fmt.Sprintf("not sent: %q is not a state Nova accepts", u.PowerState), nil
+	}
+	if !a.notifierRunning(ctx, u.InstanceUUID) {
+		dctx, cancel := context.WithTimeout(ctx, directTimeout)
+		err := a.Nova.PowerUpdate(dctx, u.InstanceUUID, u.PowerState)
+		cancel()
+		switch {
+		case err == nil:
+			return NovaDelivered, nil
+		case nova.IsPermanent(err):
+			activity.GetLogger(ctx).Warn("Nova rejected a power-update event", "instance_uuid", u.InstanceUUID, "power_state", u.PowerState, "error", err.Error())
+			return NovaRejected + ": " + err.Error(), nil
+		}
 	}
 	_, err := a.Temporal.SignalWithStartWorkflow(ctx, NovaNotifyID(u.InstanceUUID), PowerUpdateSignal, u,
 		client.StartWorkflowOptions{
@@ -73,7 +93,19 @@ func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (
 	return NovaQueued, nil
 }
 
-// Delivery outcomes of SendPowerUpdate.
+// notifierRunning reports whether updates for the instance are still
+// being delivered; a newer one must then queue behind them. When unsure,
+// it says yes: queueing is always safe.
+func (a *Activities) notifierRunning(ctx context.Context, instanceUUID string) bool {
+	d, err := a.Temporal.DescribeWorkflowExecution(ctx, NovaNotifyID(instanceUUID), "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return false
+	}
+	return err != nil || d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+// Delivery outcomes of SendPowerUpdate and QueueNovaNotification.
 const (
 	NovaDelivered = "delivered"
 	NovaRejected  = "rejected"

@@ -57,7 +57,7 @@ type SyncPage struct {
 
 // SyncPageSize bounds one page: its candidates must fit in one payload
 // (2 MB) even when every node drifted.
-const SyncPageSize = 2000
+const SyncPageSize = 5000
 
 // ReadPowerStates reads one page of sync-eligible nodes (Ironic's §2.2 and
 // §2.4: not in maintenance, not in an excluded provision state, no power

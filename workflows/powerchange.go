@@ -112,7 +112,7 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 		}
 	}
 	upsertSearchAttributes(ctx, plan)
-	return change(ctx, plan, status)
+	return change(ctx, plan, status, false)
 }
 
 func prepare(ctx workflow.Context, in activities.PrepareInput) (activities.Plan, error) {
@@ -122,7 +122,12 @@ func prepare(ctx workflow.Context, in activities.PrepareInput) (activities.Plan,
 }
 
 // change runs the steps once the lock is held.
-func change(ctx workflow.Context, plan activities.Plan, status *Status) (PowerChangeResult, error) {
+//
+// With local, the BMC action runs as a local activity: the sync forces
+// many nodes at once, and a local activity saves each a server round
+// trip. A power change an operator asked for keeps it a regular activity,
+// its own step in the Web UI.
+func change(ctx workflow.Context, plan activities.Plan, status *Status, local bool) (PowerChangeResult, error) {
 	res := PowerChangeResult{NodeUUID: plan.NodeUUID, NodeName: plan.NodeName, Target: plan.Target, Nova: activities.NovaNoInstance}
 	name := plan.NodeName
 	if name == "" {
@@ -148,18 +153,7 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status) (PowerCh
 
 	status.Step = "setting power"
 	var set activities.SetPowerResult
-	attempt, total := setTimeouts(plan)
-	setCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		Summary:                fmt.Sprintf("%s %s via %s %s", plan.Target, name, plan.Driver, plan.BMC),
-		StartToCloseTimeout:    attempt,
-		ScheduleToCloseTimeout: total,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
-			NonRetryableErrorTypes: activities.NonRetryable,
-		},
-	})
-	if err := workflow.ExecuteActivity(setCtx, acts.SetPowerState,
-		activities.SetPowerInput{NodeUUID: plan.NodeUUID, Target: plan.Target}).Get(ctx, &set); err != nil {
+	if err := setPower(ctx, plan, name, local).Get(ctx, &set); err != nil {
 		return fail(err)
 	}
 
@@ -201,6 +195,27 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status) (PowerCh
 	}
 	status.Step = "done"
 	return res, nil
+}
+
+// setPower sends the action, as an activity or a local activity.
+func setPower(ctx workflow.Context, plan activities.Plan, name string, local bool) workflow.Future {
+	attempt, total := setTimeouts(plan)
+	retry := &temporal.RetryPolicy{
+		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+		NonRetryableErrorTypes: activities.NonRetryable,
+	}
+	summary := fmt.Sprintf("%s %s via %s %s", plan.Target, name, plan.Driver, plan.BMC)
+	in := activities.SetPowerInput{NodeUUID: plan.NodeUUID, Target: plan.Target}
+	if local {
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			Summary: summary, StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
+		})
+		return workflow.ExecuteLocalActivity(lctx, acts.SetPowerState, in)
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary: summary, StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
+	})
+	return workflow.ExecuteActivity(actx, acts.SetPowerState, in)
 }
 
 // verify polls the hardware until it reaches the plan's final state or the

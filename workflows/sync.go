@@ -211,7 +211,7 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 		return res, nil
 	}
 	status.Target = d.Plan.Target
-	out, err := change(ctx, *d.Plan, status)
+	out, err := change(ctx, *d.Plan, status, true)
 	if err != nil {
 		// As Ironic: a failed force is logged and recorded in last_error by
 		// the change itself; the pass goes on.

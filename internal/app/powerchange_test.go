@@ -108,7 +108,7 @@ func TestEveryActionOnBothDrivers(t *testing.T) {
 					t.Fatalf("power change: %v", err)
 				}
 				want := node.FinalState(tt.target)
-				if res.PowerState != want || res.Skipped || res.Nova != activities.NovaQueued {
+				if res.PowerState != want || res.Skipped || res.Nova != activities.NovaDelivered {
 					t.Fatalf("result = %+v", res)
 				}
 				if hwOn() != tt.wantOn {

@@ -81,7 +81,13 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	}
 	acts.Nova, acts.NovaDisabled = novaNotifier(cfg.Nova, opts.Nova, log)
 
-	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, worker.Options{WorkerStopTimeout: StopTimeout})
+	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, worker.Options{
+		WorkerStopTimeout: StopTimeout,
+		// A sync pass runs up to 100 per-node syncs and their Nova
+		// notifiers at once: two pollers (the default) would queue them.
+		MaxConcurrentWorkflowTaskPollers: 8,
+		MaxConcurrentActivityTaskPollers: 4,
+	})
 	Register(w.worker, acts)
 	if !opts.NoSchedules {
 		if err := ReconcileSchedules(ctx, w.Client, cfg); err != nil {

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"time"
 	"strconv"
 	"strings"
 
@@ -10,6 +12,7 @@ import (
 )
 
 func init() {
+	register("bench sync", "bench sync [--driver redfish|ipmi] [--nodes N] [--bmc-latency D] [--drift F]   one full sync pass over a simulated fleet", benchSync)
 	register("bench power", "bench power [-parallel 1,10,100] [-changes 20] [-bmc-latency D]   measure power changes against [temporal] address", benchPower)
 }
 
@@ -35,4 +38,24 @@ func benchPower(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return bench.Power(ctx, cfg, bench.PowerOptions{Parallel: levels, Changes: *changes, BMCLatency: *latency, FloorWorkflows: *floor}, env.Stdout)
+}
+
+func benchSync(ctx context.Context, env *Env, args []string) error {
+	fs := flags("bench sync", env)
+	driver := fs.String("driver", "redfish", "redfish or ipmi")
+	nodes := fs.Int("nodes", 1000, "number of nodes, each on its own simulated BMC or system")
+	latency := fs.Duration("bmc-latency", 100*time.Millisecond, "latency the simulated BMCs add to each request")
+	drift := fs.Float64("drift", 0, "fraction of nodes whose record differs from the hardware (0-1)")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	cfg, err := env.Config()
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return bench.Sync(ctx, cfg, bench.SyncOptions{Driver: *driver, Nodes: *nodes, BMCLatency: *latency, Drift: *drift, Starter: self}, env.Stdout)
 }
