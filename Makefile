@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run test deps vet unit bench bench-power race clean
+.PHONY: all build run test deps vet unit bench bench-power bench-sync race clean
 
 all: build
 
@@ -63,6 +63,12 @@ bench: deps
 # The power-change benchmark against a running Temporal ([temporal] address).
 bench-power: build
 	./bin/starter bench power
+
+# The sync benchmark's headline runs against a running Temporal.
+bench-sync: build
+	./bin/starter bench sync --driver redfish --nodes 10000 --bmc-latency 100ms
+	./bin/starter bench sync --driver redfish --nodes 10000 --bmc-latency 100ms --drift 0.01
+	./bin/starter bench sync --driver ipmi --nodes 1000 --bmc-latency 0s
 
 race: deps
 	$(GO) test -race -count=1 ./...
