@@ -99,7 +99,7 @@ func Manage(ctx context.Context, s store.Store, bmcs activities.BMCs, ident stri
 		return n, nil
 	}
 	if n.ProvisionState != node.Enroll {
-		return nil, fmt.Errorf("%w: node %s is %s; manage needs enroll", ErrInvalidState, n.Ident(), n.ProvisionState)
+		return nil, invalidTransition("manage", n)
 	}
 	state, readErr := readPower(ctx, bmcs, n)
 	n, err = store.Modify(ctx, s, n.UUID, func(n *node.Node) error {

@@ -309,4 +309,3 @@ func peakRSS() float64 {
 	}
 	return 0
 }
-

@@ -4,9 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/metalpower/metalpower/internal/bench"
 )

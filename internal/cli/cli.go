@@ -71,6 +71,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func lookup(args []string) (command, string, []string) {
+	if len(args) >= 3 {
+		if c, ok := commands[args[0]+" "+args[1]+" "+args[2]]; ok {
+			return c, strings.Join(args[:3], " "), args[3:]
+		}
+	}
 	if len(args) >= 2 {
 		if c, ok := commands[args[0]+" "+args[1]]; ok {
 			return c, args[0] + " " + args[1], args[2:]

@@ -18,6 +18,73 @@ func init() {
 	register("node show", "node show NODE", nodeShow)
 	register("node delete", "node delete NODE", nodeDelete)
 	register("node manage", "node manage NODE      read the BMC to verify access and record the power state: enroll -> manageable", nodeManage)
+	register("node provide", "node provide NODE     manageable -> available", nodeProvide)
+	register("node adopt", "node adopt NODE       read the BMC, then manageable -> active (a server already running a workload)", nodeAdopt)
+	register("node maintenance set", "node maintenance set NODE [--reason TEXT]", nodeMaintenanceSet)
+	register("node maintenance unset", "node maintenance unset NODE", nodeMaintenanceUnset)
+}
+
+func nodeProvide(ctx context.Context, env *Env, args []string) error {
+	ident, err := oneNode("node provide", env, args)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		n, err := app.Provide(ctx, s, ident)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "node %s is %s\n", n.Ident(), n.ProvisionState)
+		return nil
+	})
+}
+
+func nodeAdopt(ctx context.Context, env *Env, args []string) error {
+	ident, err := oneNode("node adopt", env, args)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		p := pool.New(pool.Options{})
+		defer p.Close()
+		n, err := app.Adopt(ctx, s, p, ident)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "node %s is %s, power state %s\n", n.Ident(), n.ProvisionState, orNone(n.PowerState))
+		return nil
+	})
+}
+
+func nodeMaintenanceSet(ctx context.Context, env *Env, args []string) error {
+	fs := flags("node maintenance set", env)
+	reason := fs.String("reason", "", "why the node is in maintenance")
+	if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
+		return errUsage
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		n, err := app.SetMaintenance(ctx, s, fs.Arg(0), *reason)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "node %s is in maintenance\n", n.Ident())
+		return nil
+	})
+}
+
+func nodeMaintenanceUnset(ctx context.Context, env *Env, args []string) error {
+	ident, err := oneNode("node maintenance unset", env, args)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		n, err := app.UnsetMaintenance(ctx, s, ident)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "node %s is out of maintenance\n", n.Ident())
+		return nil
+	})
 }
 
 func withStore(ctx context.Context, env *Env, fn func(store.Store) error) error {

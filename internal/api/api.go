@@ -1,0 +1,236 @@
+// Package api serves the power-related subset of Ironic's REST API (v1),
+// backed by the node store and starting workflows through Temporal, so
+// Ironic's clients (the baremetal CLI, gophercloud, metal3) work against
+// metalpower unchanged.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// Microversions served. Behaviour follows the version a request asks for,
+// as in Ironic: names from 1.5, soft power states and timeouts from 1.27,
+// fault from 1.42, disable_power_off from 1.95.
+var (
+	MinVersion = Version{1, 1}
+	MaxVersion = Version{1, 95}
+)
+
+// MaxBodyBytes is oslo's default max_request_body_size, which Ironic uses.
+const MaxBodyBytes = 114688
+
+// Server is the API: its dependencies and options.
+type Server struct {
+	Store     store.Store
+	Temporal  client.Client
+	TaskQueue string
+	BMCs      activities.BMCs
+	Log       zerolog.Logger
+	// Auth checks a request's credentials; nil means noauth.
+	Auth func(r *http.Request) bool
+}
+
+// Handler returns the API's routes with request IDs, logging, body limit,
+// authentication and version negotiation.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.root)
+	mux.HandleFunc("GET /v1", s.v1)
+	mux.HandleFunc("GET /v1/{$}", s.v1)
+	mux.HandleFunc("GET /v1/nodes", s.listNodes)
+	mux.HandleFunc("GET /v1/nodes/detail", s.listNodesDetail)
+	mux.HandleFunc("POST /v1/nodes", s.createNode)
+	mux.HandleFunc("GET /v1/nodes/{ident}", s.showNode)
+	mux.HandleFunc("PATCH /v1/nodes/{ident}", s.patchNode)
+	mux.HandleFunc("DELETE /v1/nodes/{ident}", s.deleteNode)
+	mux.HandleFunc("GET /v1/nodes/{ident}/states", s.getStates)
+	mux.HandleFunc("PUT /v1/nodes/{ident}/states/power", s.setPower)
+	mux.HandleFunc("PUT /v1/nodes/{ident}/states/provision", s.setProvision)
+	mux.HandleFunc("PUT /v1/nodes/{ident}/maintenance", s.setMaintenance)
+	mux.HandleFunc("DELETE /v1/nodes/{ident}/maintenance", s.unsetMaintenance)
+	return s.middleware(mux)
+}
+
+type ctxKey int
+
+const versionKey ctxKey = iota
+
+// middleware adds what every request gets, in Ironic's manner.
+func (s *Server) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		reqID := "req-" + uuid.NewString()
+		w.Header().Set("X-Openstack-Request-Id", reqID)
+		w.Header().Set("X-OpenStack-Ironic-API-Minimum-Version", MinVersion.String())
+		w.Header().Set("X-OpenStack-Ironic-API-Maximum-Version", MaxVersion.String())
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			s.Log.Info().Str("request_id", reqID).Str("method", r.Method).Str("path", r.URL.Path).
+				Int("status", rec.status).Dur("duration", time.Since(start)).Msg("api request")
+		}()
+		r.Body = http.MaxBytesReader(rec, r.Body, MaxBodyBytes)
+
+		ver, err := requestedVersion(r)
+		if err != nil {
+			writeError(rec, http.StatusNotAcceptable, err.Error())
+			return
+		}
+		rec.Header().Set("X-OpenStack-Ironic-API-Version", ver.String())
+		rec.Header().Set("OpenStack-API-Version", "baremetal "+ver.String())
+		rec.Header().Add("Vary", "X-OpenStack-Ironic-API-Version")
+		// Version discovery is public, as in Ironic.
+		if s.Auth != nil && r.URL.Path != "/" && r.URL.Path != "/v1" && r.URL.Path != "/v1/" && !s.Auth(r) {
+			rec.Header().Set("WWW-Authenticate", `Basic realm="Baremetal API"`)
+			writeError(rec, http.StatusUnauthorized, "The request you have made requires authentication.")
+			return
+		}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), versionKey, ver)))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// Version is an API microversion.
+type Version struct{ Major, Minor int }
+
+func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+
+// AtLeast reports whether v is minor or later.
+func (v Version) AtLeast(minor int) bool { return v.Minor >= minor }
+
+func versionOf(r *http.Request) Version {
+	if v, ok := r.Context().Value(versionKey).(Version); ok {
+		return v
+	}
+	return MinVersion
+}
+
+// requestedVersion reads X-OpenStack-Ironic-API-Version (or the newer
+// OpenStack-API-Version: baremetal X.Y); none means the minimum, "latest"
+// the maximum, anything outside the range is refused (406).
+func requestedVersion(r *http.Request) (Version, error) {
+	raw := strings.TrimSpace(r.Header.Get("X-OpenStack-Ironic-API-Version"))
+	if raw == "" {
+		if h := r.Header.Get("OpenStack-API-Version"); h != "" {
+			if svc, v, ok := strings.Cut(strings.TrimSpace(h), " "); ok && strings.EqualFold(svc, "baremetal") {
+				raw = strings.TrimSpace(v)
+			}
+		}
+	}
+	switch {
+	case raw == "":
+		return MinVersion, nil
+	case strings.EqualFold(raw, "latest"):
+		return MaxVersion, nil
+	}
+	maj, minor, ok := strings.Cut(raw, ".")
+	a, err1 := strconv.Atoi(maj)
+	b, err2 := strconv.Atoi(minor)
+	if !ok || err1 != nil || err2 != nil {
+		return Version{}, fmt.Errorf("Invalid value for X-OpenStack-Ironic-API-Version header: %s", raw)
+	}
+	v := Version{a, b}
+	if v.Major != 1 || v.Minor < MinVersion.Minor || v.Minor > MaxVersion.Minor {
+		return Version{}, fmt.Errorf("Version %s was requested but the minor version is not supported by this service. The supported version range is: [%s, %s].", v, MinVersion, MaxVersion)
+	}
+	return v, nil
+}
+
+// writeError writes Ironic's error body: the fault as a JSON string inside
+// error_message.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	fault := "Client"
+	if status >= 500 {
+		fault = "Server"
+	}
+	inner, _ := json.Marshal(map[string]any{"faultcode": fault, "faultstring": msg, "debuginfo": nil})
+	writeJSON(w, status, map[string]string{"error_message": string(inner)})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// decodeBody reads a JSON object strictly: unknown fields, trailing data,
+// wrong types and oversize bodies are errors (400, 413).
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON document")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("Request is too large: the limit is %d bytes.", MaxBodyBytes))
+	default:
+		writeError(w, http.StatusBadRequest, "Invalid request body: "+err.Error())
+	}
+	return false
+}
+
+// baseURL is the API's own address as the client reached it, for links.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func link(href, rel string) map[string]string { return map[string]string{"href": href, "rel": rel} }
+
+func (s *Server) root(w http.ResponseWriter, r *http.Request) {
+	v1 := versionDoc(r)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name":            "OpenStack Ironic API",
+		"description":     "Ironic is an OpenStack project which enables the provision and management of baremetal machines. This endpoint is served by metalpower, which implements its power-related subset.",
+		"default_version": v1,
+		"versions":        []any{v1},
+	})
+}
+
+func versionDoc(r *http.Request) map[string]any {
+	return map[string]any{
+		"id": "v1", "status": "CURRENT", "min_version": MinVersion.String(), "version": MaxVersion.String(),
+		"links": []any{link(baseURL(r)+"/v1/", "self")},
+	}
+}
+
+func (s *Server) v1(w http.ResponseWriter, r *http.Request) {
+	base := baseURL(r)
+	writeJSON(w, http.StatusOK, map[string]any{
+		"id":          "v1",
+		"links":       []any{link(base+"/v1/", "self")},
+		"media_types": []any{map[string]string{"base": "application/json", "type": "application/vnd.openstack.ironic.v1+json"}},
+		"nodes":       []any{link(base+"/v1/nodes/", "self"), link(base+"/nodes/", "bookmark")},
+		"version":     versionDoc(r),
+	})
+}

@@ -1,0 +1,332 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// nodeFields are the fields a node shows, with the version each appeared
+// in. list fields are shown without detail, as Ironic does.
+var nodeFields = []struct {
+	name  string
+	since int
+	list  bool
+}{
+	{"uuid", 1, true}, {"name", 5, true}, {"instance_uuid", 1, true}, {"power_state", 1, true},
+	{"provision_state", 1, true}, {"maintenance", 1, true}, {"driver", 1, false}, {"driver_info", 1, false},
+	{"target_power_state", 1, false}, {"maintenance_reason", 1, false}, {"fault", 42, false},
+	{"last_error", 1, false}, {"extra", 1, false}, {"disable_power_off", 95, false},
+	{"created_at", 1, false}, {"updated_at", 1, false}, {"power_sync_failures", 1, false},
+}
+
+func fieldAvailable(name string, v Version) bool {
+	for _, f := range nodeFields {
+		if f.name == name {
+			return v.AtLeast(f.since)
+		}
+	}
+	return false
+}
+
+// view renders a node for API version v with the given fields (nil: all
+// fields of the version), plus links.
+func view(r *http.Request, n *node.Node, fields []string) map[string]any {
+	v := versionOf(r)
+	var all map[string]any
+	b, _ := json.Marshal(n) // node.MarshalJSON masks secrets
+	json.Unmarshal(b, &all)
+	out := map[string]any{}
+	for _, f := range nodeFields {
+		if !v.AtLeast(f.since) || (fields != nil && !slices.Contains(fields, f.name)) {
+			continue
+		}
+		out[f.name] = all[f.name]
+	}
+	base := baseURL(r)
+	out["links"] = []any{link(base+"/v1/nodes/"+n.UUID, "self"), link(base+"/nodes/"+n.UUID, "bookmark")}
+	return out
+}
+
+// lookup finds the node a path names: by UUID, or by name from 1.5.
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*node.Node, bool) {
+	ident := r.PathValue("ident")
+	if !node.ValidUUID(ident) && !versionOf(r).AtLeast(5) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("Node %s could not be found.", ident))
+		return nil, false
+	}
+	n, err := s.Store.Get(r.Context(), ident)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("Node %s could not be found.", ident))
+		return nil, false
+	}
+	if err != nil {
+		s.internalError(w, r, err)
+		return nil, false
+	}
+	return n, true
+}
+
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	s.Log.Error().Err(err).Str("path", r.URL.Path).Msg("api error")
+	writeError(w, http.StatusInternalServerError, "An internal error occurred; the request ID in X-Openstack-Request-Id finds it in the logs.")
+}
+
+func (s *Server) showNode(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	fields, ok := parseFields(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, view(r, n, fields))
+}
+
+func parseFields(w http.ResponseWriter, r *http.Request) ([]string, bool) {
+	raw := r.URL.Query().Get("fields")
+	if raw == "" {
+		return nil, true
+	}
+	fields := strings.Split(raw, ",")
+	for _, f := range fields {
+		if !fieldAvailable(strings.TrimSpace(f), versionOf(r)) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Field(s) \"%s\" are not valid", f))
+			return nil, false
+		}
+	}
+	return fields, true
+}
+
+func (s *Server) listNodesDetail(w http.ResponseWriter, r *http.Request) { s.list(w, r, true) }
+
+func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) {
+	detail := false
+	if d := r.URL.Query().Get("detail"); d != "" {
+		b, err := strconv.ParseBool(d)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Invalid value for detail: %q", d))
+			return
+		}
+		detail = b
+	}
+	s.list(w, r, detail)
+}
+
+// sortKeys maps Ironic's sort keys to the store's.
+var sortKeys = map[string]string{"id": "id", "uuid": "uuid", "created_at": "created_at", "updated_at": "updated_at",
+	"provision_state": "provision_state", "driver": "driver"}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
+	q := r.URL.Query()
+	fields, ok := parseFields(w, r)
+	if !ok {
+		return
+	}
+	if fields != nil && detail {
+		writeError(w, http.StatusBadRequest, "Can not specify ?detail=True and fields in the same request.")
+		return
+	}
+	if fields == nil && !detail {
+		for _, f := range nodeFields {
+			if f.list && fieldAvailable(f.name, versionOf(r)) {
+				fields = append(fields, f.name)
+			}
+		}
+	}
+	query := store.Query{Marker: q.Get("marker"), SortDir: q.Get("sort_dir")}
+	if k := q.Get("sort_key"); k != "" {
+		if query.SortKey, ok = sortKeys[k]; !ok {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("The sort_key value \"%s\" is an invalid field for sorting", k))
+			return
+		}
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Invalid limit %q: must be a non-negative integer.", l))
+			return
+		}
+		query.Limit = min(n, 1000)
+	}
+	if query.Limit == 0 {
+		query.Limit = 1000
+	}
+	if !s.filters(w, q, &query.Filter) {
+		return
+	}
+	nodes, err := s.Store.List(r.Context(), query)
+	if errors.Is(err, store.ErrInvalidQuery) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	out := map[string]any{}
+	views := make([]any, len(nodes))
+	for i, n := range nodes {
+		views[i] = view(r, n, fields)
+	}
+	out["nodes"] = views
+	if len(nodes) == query.Limit {
+		next := url.Values{}
+		for k, vs := range q {
+			next[k] = vs
+		}
+		next.Set("marker", nodes[len(nodes)-1].UUID)
+		next.Set("limit", strconv.Itoa(query.Limit))
+		path := "/v1/nodes"
+		if strings.HasSuffix(r.URL.Path, "/detail") {
+			path += "/detail"
+		}
+		out["next"] = baseURL(r) + path + "?" + next.Encode()
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) filters(w http.ResponseWriter, q url.Values, f *store.Filter) bool {
+	boolParam := func(name string) (*bool, bool) {
+		raw := q.Get(name)
+		if raw == "" {
+			return nil, true
+		}
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Invalid value for %s: %q is not a boolean.", name, raw))
+			return nil, false
+		}
+		return &b, true
+	}
+	var ok bool
+	if f.Maintenance, ok = boolParam("maintenance"); !ok {
+		return false
+	}
+	if f.Associated, ok = boolParam("associated"); !ok {
+		return false
+	}
+	if p := q.Get("provision_state"); p != "" {
+		if !slices.Contains(node.ProvisionStates, p) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Invalid provision state %q.", p))
+			return false
+		}
+		f.ProvisionStates = []string{p}
+	}
+	if i := q.Get("instance_uuid"); i != "" {
+		if !node.ValidUUID(strings.ToLower(i)) {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("Invalid instance_uuid %q.", i))
+			return false
+		}
+		f.InstanceUUID = strings.ToLower(i)
+	}
+	f.Driver, f.Fault = q.Get("driver"), q.Get("fault")
+	return true
+}
+
+// createRequest is what POST /v1/nodes accepts.
+type createRequest struct {
+	UUID            string          `json:"uuid"`
+	Name            *string         `json:"name"`
+	Driver          string          `json:"driver"`
+	DriverInfo      node.DriverInfo `json:"driver_info"`
+	InstanceUUID    *string         `json:"instance_uuid"`
+	Extra           map[string]any  `json:"extra"`
+	DisablePowerOff bool            `json:"disable_power_off"`
+}
+
+func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
+	var req createRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	v := versionOf(r)
+	if req.Name != nil && !v.AtLeast(5) {
+		writeError(w, http.StatusNotAcceptable, "The name field needs API version 1.5 or later.")
+		return
+	}
+	if req.Driver == "" {
+		writeError(w, http.StatusBadRequest, "Mandatory field missing: driver")
+		return
+	}
+	n := node.New(strings.ToLower(req.UUID), deref(req.Name), req.Driver, req.DriverInfo)
+	if req.UUID != "" && !node.ValidUUID(strings.ToLower(req.UUID)) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Expected a UUID but received %s.", req.UUID))
+		return
+	}
+	n.InstanceUUID, n.Extra, n.DisablePowerOff = strings.ToLower(deref(req.InstanceUUID)), req.Extra, req.DisablePowerOff
+	if n.DriverInfo == nil {
+		n.DriverInfo = node.DriverInfo{}
+	}
+	// Ironic: nodes created below 1.11 start available, from 1.11 enroll.
+	if !v.AtLeast(11) {
+		n.ProvisionState = node.Available
+	}
+	if err := s.Store.Create(r.Context(), n); err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", baseURL(r)+"/v1/nodes/"+n.UUID)
+	writeJSON(w, http.StatusCreated, view(r, n, nil))
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// writeStoreError answers a failed write with Ironic's status for it.
+func (s *Server) writeStoreError(w http.ResponseWriter, r *http.Request, err error) {
+	var ve *node.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		writeError(w, http.StatusBadRequest, err.Error())
+	case errors.Is(err, store.ErrNameInUse):
+		writeError(w, http.StatusConflict, "A node with name already exists: "+err.Error())
+	case errors.Is(err, store.ErrUUIDInUse):
+		writeError(w, http.StatusConflict, "A node with this UUID already exists: "+err.Error())
+	case errors.Is(err, store.ErrInstanceAssociated):
+		writeError(w, http.StatusConflict, "Instance is already associated with another node: "+err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, "Node was modified concurrently; retry the request.")
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error())
+	default:
+		s.internalError(w, r, err)
+	}
+}
+
+func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	if n.InstanceUUID != "" {
+		writeError(w, http.StatusConflict, fmt.Sprintf("Can not delete node %s as it is associated with instance %s.", n.UUID, n.InstanceUUID))
+		return
+	}
+	if n.TargetPowerState != "" || s.locked(r, n.UUID) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by a running power operation, please retry after the current operation is completed.", n.UUID))
+		return
+	}
+	if n.ProvisionState == node.Active || n.ProvisionState == node.Cleaning || n.ProvisionState == node.Deploying {
+		writeError(w, http.StatusConflict, fmt.Sprintf("Can not delete node %s while it is in state %q.", n.UUID, n.ProvisionState))
+		return
+	}
+	if err := s.Store.Delete(r.Context(), n.UUID); err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

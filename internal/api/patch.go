@@ -1,0 +1,195 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// patchOp is one RFC 6902 operation, as Ironic's PATCH takes them.
+type patchOp struct {
+	Op    string          `json:"op"`
+	Path  string          `json:"path"`
+	Value json.RawMessage `json:"value"`
+}
+
+// patchError is a patch that cannot apply: 400.
+type patchError struct{ msg string }
+
+func (e *patchError) Error() string { return e.msg }
+
+func badPatch(format string, args ...any) error { return &patchError{fmt.Sprintf(format, args...)} }
+
+// readOnly are fields only metalpower itself writes.
+var readOnly = []string{"uuid", "power_state", "target_power_state", "provision_state", "last_error",
+	"fault", "created_at", "updated_at", "links", "power_sync_failures"}
+
+func (s *Server) patchNode(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var ops []patchOp
+	if !decodeBody(w, r, &ops) {
+		return
+	}
+	if len(ops) == 0 {
+		writeError(w, http.StatusBadRequest, "Patch must contain at least one operation.")
+		return
+	}
+	v := versionOf(r)
+	updated, err := store.Modify(r.Context(), s.Store, n.UUID, func(n *node.Node) error {
+		for _, op := range ops {
+			if err := applyOp(n, op, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var pe *patchError
+	if errors.As(err, &pe) {
+		writeError(w, http.StatusBadRequest, pe.msg)
+		return
+	}
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, view(r, updated, nil))
+}
+
+func applyOp(n *node.Node, op patchOp, v Version) error {
+	switch op.Op {
+	case "add", "replace", "remove":
+	default:
+		return badPatch("Invalid patch operation %q: use add, replace or remove.", op.Op)
+	}
+	parts := strings.Split(strings.TrimPrefix(op.Path, "/"), "/")
+	if !strings.HasPrefix(op.Path, "/") || parts[0] == "" {
+		return badPatch("Invalid patch path %q.", op.Path)
+	}
+	field := parts[0]
+	for _, ro := range readOnly {
+		if field == ro {
+			return badPatch("'/%s' is an internal attribute and can not be updated", field)
+		}
+	}
+	if (op.Op == "add" || op.Op == "replace") && op.Value == nil {
+		return badPatch("'add' and 'replace' operations need a value for %s.", op.Path)
+	}
+	remove := op.Op == "remove"
+	switch {
+	case (field == "driver_info" || field == "extra") && len(parts) == 2:
+		return patchMapKey(n, field, parts[1], op, remove)
+	case len(parts) > 1:
+		return badPatch("Invalid patch path %q.", op.Path)
+	}
+	switch field {
+	case "name":
+		if !v.AtLeast(5) {
+			return badPatch("The name field needs API version 1.5 or later.")
+		}
+		return setString(&n.Name, op, remove)
+	case "driver":
+		if remove {
+			return badPatch("'/driver' is a mandatory attribute and can not be removed")
+		}
+		return setString(&n.Driver, op, false)
+	case "instance_uuid":
+		err := setString(&n.InstanceUUID, op, remove)
+		n.InstanceUUID = strings.ToLower(n.InstanceUUID)
+		return err
+	case "maintenance_reason":
+		return setString(&n.MaintenanceReason, op, remove)
+	case "maintenance":
+		return setBool(&n.Maintenance, op, remove)
+	case "disable_power_off":
+		if !v.AtLeast(95) {
+			return badPatch("The disable_power_off field needs API version 1.95 or later.")
+		}
+		return setBool(&n.DisablePowerOff, op, remove)
+	case "driver_info":
+		return setMap((*map[string]any)(&n.DriverInfo), op, remove)
+	case "extra":
+		return setMap(&n.Extra, op, remove)
+	}
+	return badPatch("Couldn't apply patch '%s': the field '%s' does not exist or can not be updated.", op.Path, field)
+}
+
+func setString(dst *string, op patchOp, remove bool) error {
+	if remove {
+		*dst = ""
+		return nil
+	}
+	var s *string
+	if err := json.Unmarshal(op.Value, &s); err != nil {
+		return badPatch("Invalid value for %s: a string (or null) is expected.", op.Path)
+	}
+	*dst = deref(s)
+	return nil
+}
+
+func setBool(dst *bool, op patchOp, remove bool) error {
+	if remove {
+		*dst = false
+		return nil
+	}
+	if err := json.Unmarshal(op.Value, dst); err != nil {
+		return badPatch("Invalid value for %s: a boolean is expected.", op.Path)
+	}
+	return nil
+}
+
+func setMap(dst *map[string]any, op patchOp, remove bool) error {
+	if remove {
+		*dst = map[string]any{}
+		return nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(op.Value, &m); err != nil || m == nil {
+		return badPatch("Invalid value for %s: an object is expected.", op.Path)
+	}
+	*dst = m
+	return nil
+}
+
+// patchMapKey changes one key of driver_info or extra. A masked password
+// sent back as "******" (a client echoing what it read) is ignored, so the
+// real one is never overwritten by the mask.
+func patchMapKey(n *node.Node, field, key string, op patchOp, remove bool) error {
+	m := map[string]any(n.DriverInfo)
+	if field == "extra" {
+		m = n.Extra
+	}
+	m = maps.Clone(m)
+	if m == nil {
+		m = map[string]any{}
+	}
+	if remove {
+		if _, ok := m[key]; !ok {
+			return badPatch("Couldn't apply patch '%s': the key does not exist.", op.Path)
+		}
+		delete(m, key)
+	} else {
+		var val any
+		if err := json.Unmarshal(op.Value, &val); err != nil {
+			return badPatch("Invalid value for %s.", op.Path)
+		}
+		if field == "driver_info" && node.IsSecretKey(key) && val == node.Masked {
+			return nil
+		}
+		m[key] = val
+	}
+	if field == "extra" {
+		n.Extra = m
+	} else {
+		n.DriverInfo = m
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/workflows"
+)
+
+// getStates is GET /v1/nodes/{ident}/states (§9.2): read from the record,
+// no BMC query.
+func (s *Server) getStates(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	nullable := func(v string) any {
+		if v == "" {
+			return nil
+		}
+		return v
+	}
+	out := map[string]any{
+		"console_enabled": false, "last_error": nullable(n.LastError), "power_state": nullable(n.PowerState),
+		"provision_state": n.ProvisionState, "target_power_state": nullable(n.TargetPowerState),
+		"target_provision_state": nil, "provision_updated_at": n.UpdatedAt.Format("2006-01-02T15:04:05.000000+00:00"),
+	}
+	if v := versionOf(r); v.AtLeast(12) {
+		out["raid_config"], out["target_raid_config"] = map[string]any{}, map[string]any{}
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// powerRequest is PUT .../states/power's body. Timeout is a pointer: 0 and
+// absent mean different things to Ironic.
+type powerRequest struct {
+	Target  string `json:"target"`
+	Timeout *int   `json:"timeout"`
+}
+
+// setPower is PUT /v1/nodes/{ident}/states/power, with Ironic's checks in
+// Ironic's order (§9.1).
+func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var req powerRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	soft := req.Target == node.SoftReboot || req.Target == node.SoftPowerOff
+	if (soft || (req.Timeout != nil && *req.Timeout != 0)) && !versionOf(r).AtLeast(27) {
+		writeError(w, http.StatusNotAcceptable, "Soft power states and the timeout parameter need API version 1.27 or later.")
+		return
+	}
+	if req.Timeout != nil && *req.Timeout < 1 {
+		writeError(w, http.StatusBadRequest, "Invalid timeout value, timeout has to be positive integer.")
+		return
+	}
+	if !node.IsTarget(req.Target) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" is not a valid power state. Valid states are: %v.", req.Target, node.Targets))
+		return
+	}
+	if n.ProvisionState == node.Cleaning || n.ProvisionState == node.CleanWait {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" can not be performed on node \"%s\" while it is in state \"%s\".", req.Target, n.UUID, n.ProvisionState))
+		return
+	}
+	if n.DisablePowerOff && node.FinalState(req.Target) == node.PowerOff {
+		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s does not allow power off: disable_power_off is set.", n.UUID))
+		return
+	}
+	timeout := 0
+	if req.Timeout != nil {
+		timeout = *req.Timeout
+	}
+	_, err := app.StartPowerChange(r.Context(), s.Temporal, s.TaskQueue, n, app.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
+	var locked *app.LockedError
+	switch {
+	case errors.As(err, &locked):
+		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by host metalpower, please retry after the current operation is completed. (workflow %s)", n.UUID, locked.Holder))
+		return
+	case errors.Is(err, app.ErrInvalidRequest):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil:
+		s.Log.Error().Err(err).Msg("cannot start a power change")
+		writeError(w, http.StatusServiceUnavailable, "No worker is available to change the power state: the workflow service cannot be reached. Please retry.")
+		return
+	}
+	w.Header().Set("Location", baseURL(r)+"/v1/nodes/"+r.PathValue("ident")+"/states")
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// locked reports whether a workflow holds the node's lock.
+func (s *Server) locked(r *http.Request, uuid string) bool {
+	d, err := s.Temporal.DescribeWorkflowExecution(r.Context(), workflows.LockID(uuid), "")
+	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+// provisionActions are the provision verbs served.
+var provisionActions = []string{"manage", "provide", "adopt"}
+
+func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Target string `json:"target"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	if !slices.Contains(provisionActions, req.Target) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" is not supported by metalpower; supported: %v.", req.Target, provisionActions))
+		return
+	}
+	var err error
+	switch req.Target {
+	case "manage":
+		_, err = app.Manage(r.Context(), s.Store, s.BMCs, n.UUID)
+	case "provide":
+		_, err = app.Provide(r.Context(), s.Store, n.UUID)
+	case "adopt":
+		_, err = app.Adopt(r.Context(), s.Store, s.BMCs, n.UUID)
+	}
+	switch {
+	case errors.Is(err, app.ErrInvalidState):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case err != nil && !isBMCError(err):
+		s.writeStoreError(w, r, err)
+		return
+	}
+	// As Ironic's asynchronous transitions: accepted; a failed BMC check
+	// shows in last_error and the state the node stays in.
+	w.Header().Set("Location", baseURL(r)+"/v1/nodes/"+r.PathValue("ident")+"/states")
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func isBMCError(err error) bool {
+	_, ok := bmc.KindOf(err)
+	return ok
+}
+
+func (s *Server) setMaintenance(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	var req struct {
+		Reason *string `json:"reason"`
+	}
+	// An empty body is allowed: maintenance without a reason.
+	if r.ContentLength != 0 && !decodeBody(w, r, &req) {
+		return
+	}
+	if _, err := app.SetMaintenance(r.Context(), s.Store, n.UUID, deref(req.Reason)); err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
+
+func (s *Server) unsetMaintenance(w http.ResponseWriter, r *http.Request) {
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	if _, err := app.UnsetMaintenance(r.Context(), s.Store, n.UUID); err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusAccepted)
+}
