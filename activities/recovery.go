@@ -80,7 +80,8 @@ func (a *Activities) recover(ctx context.Context, n *node.Node, state string) (b
 		n.PowerState, n.Maintenance, n.MaintenanceReason, n.Fault = state, false, "", ""
 		return nil
 	})
-	if errors.Is(err, errNoLongerFailed) {
+	if errors.Is(err, errNoLongerFailed) || errors.Is(err, store.ErrNotFound) {
+		// Changed or deleted while its BMC was read: as Ironic, skip it.
 		return false, nil
 	}
 	if err != nil {

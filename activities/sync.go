@@ -204,6 +204,7 @@ const (
 	SyncUnreadable  = "unreadable"
 	SyncMaintenance = "entered maintenance"
 	SyncForce       = "force"
+	SyncForceFailed = "force failed"
 )
 
 // NodeSyncDecision is what do_sync_power_state decided for one node.
@@ -264,12 +265,19 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 		// No previous state: take the hardware's and tell Nova.
 		d.Action = SyncRecorded
 		d, err = a.syncWrite(ctx, n, d, func(n *node.Node) { n.PowerState, n.LastError, n.SyncFailures = state, "", 0 })
-		if err == nil {
+		if err == nil && d.Action == SyncRecorded {
 			d.Nova = a.notifyFromSync(ctx, n, state)
 		}
 		return d, err
 	case count > maxRetries:
 		return a.maxRetriesExceeded(ctx, n, state, count, nil)
+	case a.Conductor.ForcePowerStateDuringSync && !n.DisablePowerOff && old == node.PowerError:
+		// A recorded "error" cannot be pushed onto hardware: as Ironic's
+		// node_power_action with no target, the force fails, is recorded
+		// and counted, on the way to maintenance.
+		d.Action, d.Count = SyncForceFailed, count
+		msg := fmt.Sprintf("Failed to change power state to 'None' by '%s': the recorded power state can not be forced onto the hardware", old)
+		return a.syncWrite(ctx, n, d, func(n *node.Node) { n.SyncFailures, n.LastError = count, msg })
 	case a.Conductor.ForcePowerStateDuringSync && !n.DisablePowerOff:
 		// Push the recorded state onto the hardware. A successful force
 		// keeps the counter: only a later matching read resets it.
@@ -288,7 +296,7 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 		// way): the hardware is right. last_error stays, as Ironic.
 		d.Action, d.Count = SyncRecorded, count
 		d, err = a.syncWrite(ctx, n, d, func(n *node.Node) { n.PowerState, n.SyncFailures = state, count })
-		if err == nil {
+		if err == nil && d.Action == SyncRecorded {
 			d.Nova = a.notifyFromSync(ctx, n, state)
 		}
 		return d, err
@@ -335,10 +343,24 @@ func pyStr(s string) string {
 }
 
 // syncWrite applies a decision's change to the node.
+// The write re-checks what the decision assumed (§2.5 step 7b): an
+// operator may have put the node in maintenance, or a provision action
+// moved it, while its BMC was being read; then the sync leaves it alone.
 func (a *Activities) syncWrite(ctx context.Context, n *node.Node, d NodeSyncDecision, change func(*node.Node)) (NodeSyncDecision, error) {
-	_, err := store.Modify(ctx, a.Store, n.UUID, func(n *node.Node) error { change(n); return nil })
+	_, err := store.Modify(ctx, a.Store, n.UUID, func(n *node.Node) error {
+		if d.Action != SyncMaintenance && (n.SyncExcluded() || n.Maintenance || n.TargetPowerState != "") {
+			return errChangedDuringRead
+		}
+		change(n)
+		return nil
+	})
+	if errors.Is(err, errChangedDuringRead) {
+		return NodeSyncDecision{Action: SyncSkipped, Count: n.SyncFailures}, nil
+	}
 	return d, storeError(err)
 }
+
+var errChangedDuringRead = errors.New("node changed while its BMC was read")
 
 // notifyFromSync queues a Nova notification of a state the sync recorded
 // (§6 rows 2-5) on the same durable, ordered notifier as power changes.

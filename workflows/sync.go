@@ -163,14 +163,12 @@ func (c *SyncCounts) add(action string) {
 		c.EnteredMaintenance++
 	case activities.SyncUnreadable:
 		c.Unreadable++
-	case syncForceFailed:
+	case activities.SyncForceFailed:
 		c.ForceFailed++
 	default:
 		c.Skipped++
 	}
 }
-
-const syncForceFailed = "force failed"
 
 // NodeSyncInput names the node a per-node sync works on.
 type NodeSyncInput struct {
@@ -216,7 +214,7 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 		// As Ironic: a failed force is logged and recorded in last_error by
 		// the change itself; the pass goes on.
 		workflow.GetLogger(ctx).Warn("failed to force the recorded power state", "node", in.NodeUUID, "attempt", d.Count, "error", err)
-		res.Action, res.Error = syncForceFailed, err.Error()
+		res.Action, res.Error = activities.SyncForceFailed, err.Error()
 		return res, nil
 	}
 	res.PowerState, res.Nova = out.PowerState, out.Nova
