@@ -1,7 +1,7 @@
 # metalpower: build, test and benchmark. `make test` is what CI runs.
 SHELL := /bin/bash
 GO ?= go
-APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy
+APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
 .PHONY: all build run test deps vet unit bench bench-power bench-sync race clean

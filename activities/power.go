@@ -81,6 +81,20 @@ func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (P
 	return plan, nil
 }
 
+// AbortPowerChange clears the target_power_state the starter recorded, for
+// a change refused before it began (no last_error, as Ironic's checks). A
+// local activity.
+func (a *Activities) AbortPowerChange(ctx context.Context, uuid string) error {
+	_, err := store.Modify(ctx, a.Store, uuid, func(n *node.Node) error {
+		n.TargetPowerState = ""
+		return nil
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return storeError(err)
+}
+
 // MarkPowerChange records a change in progress once the lock is held, for
 // changes whose lock was only known after resolving the node. A local
 // activity.

@@ -98,6 +98,13 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 	plan, err := prepare(ctx, activities.PrepareInput{Node: in.Node, Target: in.Target, Timeout: in.Timeout, Mark: holdsLock})
 	if err != nil {
 		status.Step, status.Error = "failed", err.Error()
+		if holdsLock {
+			// The starter recorded the target before starting us.
+			dctx, _ := workflow.NewDisconnectedContext(ctx)
+			if aerr := workflow.ExecuteLocalActivity(localCtx(dctx), acts.AbortPowerChange, in.Node).Get(dctx, nil); aerr != nil {
+				return PowerChangeResult{}, errors.Join(err, aerr)
+			}
+		}
 		return PowerChangeResult{}, err
 	}
 	status.NodeUUID = plan.NodeUUID

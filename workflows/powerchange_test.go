@@ -152,6 +152,8 @@ func TestInvalidTargetFailsBeforeAnythingChanges(t *testing.T) {
 	env := newEnv(t, LockID(testUUID))
 	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).
 		Return(activities.Plan{}, temporal.NewNonRetryableApplicationError("Invalid power target", activities.ErrInvalidTarget, nil))
+	// The target the starter recorded is taken back.
+	env.OnActivity(acts.AbortPowerChange, mock.Anything, testUUID).Return(nil).Once()
 	env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: "explode"})
 	var appErr *temporal.ApplicationError
 	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrInvalidTarget {

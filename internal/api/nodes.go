@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
@@ -190,7 +191,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		if strings.HasSuffix(r.URL.Path, "/detail") {
 			path += "/detail"
 		}
+		// Ironic's "next"; gophercloud follows the nodes_links form.
 		out["next"] = baseURL(r) + path + "?" + next.Encode()
+		out["nodes_links"] = []any{link(out["next"].(string), "next")}
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -316,7 +319,7 @@ func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("Can not delete node %s as it is associated with instance %s.", n.UUID, n.InstanceUUID))
 		return
 	}
-	if n.TargetPowerState != "" || s.locked(r, n.UUID) {
+	if app.LockHeld(r.Context(), s.Temporal, n.UUID) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by a running power operation, please retry after the current operation is completed.", n.UUID))
 		return
 	}

@@ -6,12 +6,9 @@ import (
 	"net/http"
 	"slices"
 
-	enumspb "go.temporal.io/api/enums/v1"
-
 	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/workflows"
 )
 
 // getStates is GET /v1/nodes/{ident}/states (§9.2): read from the record,
@@ -81,7 +78,7 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 	if req.Timeout != nil {
 		timeout = *req.Timeout
 	}
-	_, err := app.StartPowerChange(r.Context(), s.Temporal, s.TaskQueue, n, app.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
+	_, err := app.StartPowerChange(r.Context(), s.Temporal, s.Store, s.TaskQueue, n, app.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
 	var locked *app.LockedError
 	switch {
 	case errors.As(err, &locked):
@@ -97,12 +94,6 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", baseURL(r)+"/v1/nodes/"+r.PathValue("ident")+"/states")
 	w.WriteHeader(http.StatusAccepted)
-}
-
-// locked reports whether a workflow holds the node's lock.
-func (s *Server) locked(r *http.Request, uuid string) bool {
-	d, err := s.Temporal.DescribeWorkflowExecution(r.Context(), workflows.LockID(uuid), "")
-	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
 }
 
 // provisionActions are the provision verbs served.

@@ -43,10 +43,10 @@ type PowerRequest struct {
 	Via string
 }
 
-// StartPowerChange checks the request against the node and starts
-// PowerChange under the node's lock ID. A running change or sync on the
-// node gives a *LockedError.
-func StartPowerChange(ctx context.Context, c client.Client, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
+// StartPowerChange checks the request against the node, records
+// target_power_state and starts PowerChange under the node's lock ID. A
+// running change or sync on the node gives a *LockedError.
+func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
 	if !node.IsTarget(req.Target) {
 		return nil, fmt.Errorf("%w: power target %q: use one of %q, %q, %q, %q or %q", ErrInvalidRequest, req.Target,
 			node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff)
@@ -54,9 +54,53 @@ func StartPowerChange(ctx context.Context, c client.Client, taskQueue string, n 
 	if req.Timeout < 0 {
 		return nil, fmt.Errorf("%w: timeout %d: must be a positive number of seconds", ErrInvalidRequest, req.Timeout)
 	}
+	if n.ProvisionState == node.Cleaning || n.ProvisionState == node.CleanWait {
+		return nil, fmt.Errorf("%w: can not change power state because node %s is in %s provision state", ErrInvalidRequest, n.Ident(), n.ProvisionState)
+	}
 	if n.DisablePowerOff && node.FinalState(req.Target) == node.PowerOff {
 		return nil, fmt.Errorf("%w: node %s does not allow power off: disable_power_off is set", ErrInvalidRequest, n.Ident())
 	}
+	// Mark the change before answering, as Ironic does: a client polling
+	// target_power_state until it is null must not see null before the
+	// change has begun. A change already marked holds the node.
+	// A target left by a change that no longer runs does not block (as
+	// Ironic's test_node_power_action_already_being_processed).
+	final := node.FinalState(req.Target)
+	if n.TargetPowerState != "" && LockHeld(ctx, c, n.UUID) {
+		return nil, &LockedError{NodeUUID: n.UUID, Holder: workflows.LockID(n.UUID)}
+	}
+	marked, err := store.Modify(ctx, s, n.UUID, func(m *node.Node) error {
+		m.TargetPowerState = final
+		if !m.InFailureState() {
+			m.LastError = ""
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	run, err := startPowerWorkflow(ctx, c, taskQueue, marked, req)
+	if err != nil {
+		// Nothing started: take the mark back, unless something else
+		// changed the node meanwhile.
+		store.Modify(context.WithoutCancel(ctx), s, n.UUID, func(m *node.Node) error {
+			if m.Version == marked.Version {
+				m.TargetPowerState, m.LastError = "", marked.LastError
+			}
+			return nil
+		})
+		return nil, err
+	}
+	return run, nil
+}
+
+// LockHeld reports whether a workflow runs under the node's lock ID.
+func LockHeld(ctx context.Context, c client.Client, uuid string) bool {
+	d, err := c.DescribeWorkflowExecution(ctx, workflows.LockID(uuid), "")
+	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
 	id := workflows.LockID(n.UUID)
 	attrs := []temporal.SearchAttributeUpdate{workflows.NodeUUIDKey.ValueSet(n.UUID), workflows.PowerTargetKey.ValueSet(req.Target)}
 	if n.Name != "" {

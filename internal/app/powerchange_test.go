@@ -403,10 +403,17 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	if err := s.Store.Update(ctx, n2); err != nil {
 		t.Fatal(err)
 	}
-	_, err := s.Change(t, n.Name, node.PowerOff, 0)
-	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrInvalidState {
+	if _, err := s.Change(t, n.Name, node.PowerOff, 0); !errors.Is(err, app.ErrInvalidRequest) || !strings.Contains(err.Error(), "clean wait") {
 		t.Fatalf("clean wait: err = %v", err)
+	}
+	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: s.Config.Temporal.TaskQueue}, workflows.PowerChangeWorkflow,
+		workflows.PowerChangeInput{Node: n.Name, Target: node.PowerOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var appErr *temporal.ApplicationError
+	if err := run.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != activities.ErrInvalidState {
+		t.Fatalf("clean wait, started directly: err = %v", err)
 	}
 	if got := s.Node(t, n.UUID); got.PowerState != node.PowerOn || got.TargetPowerState != "" || got.LastError != "" || len(s.Redfish.Resets("1")) != 0 {
 		t.Fatalf("a refused change changed the node: %+v", got)

@@ -174,7 +174,7 @@ func round(ctx context.Context, wk *app.Worker, cfg config.Config, nodes []*node
 		go func() {
 			defer wg.Done()
 			start := time.Now()
-			run, err := app.StartPowerChange(ctx, wk.Client, cfg.Temporal.TaskQueue, n, app.PowerRequest{Target: target, Via: "bench"})
+			run, err := app.StartPowerChange(ctx, wk.Client, wk.Store, cfg.Temporal.TaskQueue, n, app.PowerRequest{Target: target, Via: "bench"})
 			if err == nil {
 				err = run.Get(ctx, nil)
 			}

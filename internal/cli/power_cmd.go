@@ -49,7 +49,7 @@ func powerCommand(verb, target string) func(context.Context, *Env, []string) err
 			return err
 		}
 		defer c.Close()
-		run, err := app.StartPowerChange(ctx, c, cfg.Temporal.TaskQueue, n, app.PowerRequest{Target: target, Timeout: *timeout, Via: "cli"})
+		run, err := app.StartPowerChange(ctx, c, s, cfg.Temporal.TaskQueue, n, app.PowerRequest{Target: target, Timeout: *timeout, Via: "cli"})
 		if err != nil {
 			return err
 		}

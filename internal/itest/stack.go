@@ -208,7 +208,7 @@ func (s *Stack) Node(t testing.TB, ident string) *node.Node {
 // Start starts a power change the way the CLI and API do.
 func (s *Stack) Start(ctx context.Context, t testing.TB, ident, target string, timeout int) (client.WorkflowRun, error) {
 	t.Helper()
-	return app.StartPowerChange(ctx, s.Client, s.Config.Temporal.TaskQueue, s.Node(t, ident), app.PowerRequest{Target: target, Timeout: timeout, Via: "test"})
+	return app.StartPowerChange(ctx, s.Client, s.Store, s.Config.Temporal.TaskQueue, s.Node(t, ident), app.PowerRequest{Target: target, Timeout: timeout, Via: "test"})
 }
 
 // Change runs a power change to its end.

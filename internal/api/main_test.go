@@ -1,0 +1,18 @@
+package api_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/metalpower/metalpower/internal/itest"
+)
+
+var srv *itest.Server
+
+// TestMain runs the package's tests on one dev server, then checks that no
+// secret reached any workflow history.
+func TestMain(m *testing.M) {
+	os.Exit(itest.MustMain(m, &srv, func() error {
+		return itest.ScanHistoriesForSecrets(srv, itest.IPMIPassword, itest.RedfishPassword, itest.KeystonePassword)
+	}))
+}
