@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run test deps vet unit bench bench-power bench-sync race clean
+.PHONY: all build run test deps vet unit fuzz bench bench-power bench-sync race clean
 
 all: build
 
@@ -53,7 +53,13 @@ vet:
 unit:
 	$(GO) test -count=1 ./...
 
-test: deps vet unit
+test: deps vet unit fuzz
+
+# A short run of each fuzz target (longer: FUZZTIME=10m make fuzz).
+FUZZTIME ?= 5s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequests$$' -fuzztime $(FUZZTIME) ./internal/api
+	$(GO) test -run '^$$' -fuzz '^FuzzApplyPatch$$' -fuzztime $(FUZZTIME) ./internal/api
 
 # Benchmarks: the store over 100,000 nodes and one power read per driver.
 bench: deps

@@ -18,7 +18,7 @@ import (
 )
 
 // client is gophercloud's bare metal client on the API, at microversion mv.
-func client(t *testing.T, url, mv string) *gophercloud.ServiceClient {
+func bmClient(t *testing.T, url, mv string) *gophercloud.ServiceClient {
 	t.Helper()
 	c, err := noauth.NewBareMetalNoAuth(noauth.EndpointOpts{IronicEndpoint: url + "/v1"})
 	if err != nil {
@@ -45,7 +45,7 @@ func TestGophercloudNodeLifecycle(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 3})
 	url := s.StartAPI(t, nil)
-	c := client(t, url, "1.95")
+	c := bmClient(t, url, "1.95")
 	ctx := context.Background()
 
 	created, err := nodes.Create(ctx, c, nodes.CreateOpts{
@@ -130,7 +130,7 @@ func TestGophercloudListFiltersAndPagination(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 8})
 	url := s.StartAPI(t, nil)
-	c := client(t, url, "1.95")
+	c := bmClient(t, url, "1.95")
 	ctx := context.Background()
 	inst := uuid.NewString()
 	for i, id := range s.Redfish.SystemIDs() {
@@ -192,7 +192,7 @@ func TestGophercloudErrorsCarryIronicStatus(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{TransitionDelay: 2 * time.Second})
 	url := s.StartAPI(t, nil)
-	c := client(t, url, "1.95")
+	c := bmClient(t, url, "1.95")
 	ctx := context.Background()
 	n := s.AddRedfishNode(t, "busy", "1", "")
 	if err := nodes.ChangePowerState(ctx, c, n.UUID, nodes.PowerStateOpts{Target: nodes.PowerOff}).ExtractErr(); err != nil {

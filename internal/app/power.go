@@ -133,16 +133,19 @@ var ErrInvalidState = errors.New("invalid provision state")
 
 // Manage moves a node from enroll to manageable after reading its power
 // state through the BMC, as Ironic's verify step: bad credentials or an
-// unreachable BMC leave the node in enroll with last_error set.
+// unreachable BMC leave the node in enroll with last_error set. Available
+// (and clean or inspect failed) nodes go back to manageable.
 func Manage(ctx context.Context, s store.Store, bmcs activities.BMCs, ident string) (*node.Node, error) {
 	n, err := s.Get(ctx, ident)
 	if err != nil {
 		return nil, err
 	}
-	if n.ProvisionState == node.Manageable {
-		return n, nil
-	}
-	if n.ProvisionState != node.Enroll {
+	switch n.ProvisionState {
+	case node.Available, node.CleanFailed, node.InspectFail:
+		// Back to manageable, as Ironic's manage from these states.
+		return transition(ctx, s, n.UUID, "manage", n.ProvisionState, node.Manageable)
+	case node.Enroll:
+	default:
 		return nil, invalidTransition("manage", n)
 	}
 	state, readErr := readPower(ctx, bmcs, n)
