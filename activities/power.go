@@ -23,6 +23,8 @@ type PrepareInput struct {
 	// Mark records target_power_state and clears last_error. Only the
 	// workflow holding the node's lock marks.
 	Mark bool `json:"mark,omitempty"`
+	// Via says who asked (api, cli, sync), for the node history.
+	Via string `json:"via,omitempty"`
 }
 
 // Plan is a validated power change.
@@ -39,6 +41,8 @@ type Plan struct {
 	Timeout int `json:"timeout"`
 	// CommandRetryTimeout in seconds bounds retries of the BMC command.
 	CommandRetryTimeout int `json:"command_retry_timeout"`
+	// Via says who asked, for the node history.
+	Via string `json:"via,omitempty"`
 }
 
 // PreparePowerChange loads the node and applies Ironic's checks
@@ -73,7 +77,9 @@ func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (P
 			plan.Timeout = a.Conductor.SoftPowerOffTimeout
 		}
 	}
+	plan.Via = in.Via
 	if in.Mark {
+		a.checkConflict(ctx, n, plan.Final, in.Via)
 		if err := a.mark(ctx, n.UUID, in.Target, plan.Final); err != nil {
 			return Plan{}, err
 		}
@@ -272,6 +278,8 @@ type FinishInput struct {
 	HardwareState string `json:"hardware_state,omitempty"`
 	// Failure is the error that ended the change; empty on success.
 	Failure string `json:"failure,omitempty"`
+	// Via says who asked, for the node history.
+	Via string `json:"via,omitempty"`
 }
 
 // FinishResult is the node after the change.
@@ -299,6 +307,9 @@ func (a *Activities) FinishPowerChange(ctx context.Context, in FinishInput) (Fin
 	})
 	if err != nil {
 		return FinishResult{}, storeError(err)
+	}
+	if in.Failure == "" && !in.Skipped {
+		a.recordChange(ctx, n.UUID, in.Final, in.Target, in.Via)
 	}
 	return FinishResult{PowerState: n.PowerState, InstanceUUID: n.InstanceUUID}, nil
 }

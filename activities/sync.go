@@ -256,6 +256,11 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 		return a.syncWrite(ctx, n, NodeSyncDecision{Action: SyncUnreadable, Count: count, Error: readErr.Error()},
 			func(n *node.Node) { n.SyncFailures = count })
 	}
+	if old != "" && old != state && old != node.PowerError {
+		// The hardware moved behind metalpower's back: record it if that
+		// follows a change metalpower just made.
+		a.checkConflict(ctx, n, state, "hardware")
+	}
 	d := NodeSyncDecision{PowerState: state}
 	switch {
 	case old != "" && old == state:
@@ -283,7 +288,7 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 		// keeps the counter: only a later matching read resets it.
 		d.Action, d.Count = SyncForce, count
 		plan := Plan{NodeUUID: n.UUID, NodeName: n.Name, Driver: n.Driver, BMC: bmcAddress(n), InstanceUUID: n.InstanceUUID,
-			Target: old, Final: old, Timeout: a.Conductor.PowerStateChangeTimeout, CommandRetryTimeout: max(a.IPMI.CommandRetryTimeout, 1)}
+			Target: old, Final: old, Timeout: a.Conductor.PowerStateChangeTimeout, CommandRetryTimeout: max(a.IPMI.CommandRetryTimeout, 1), Via: "sync"}
 		d.Plan = &plan
 		return a.syncWrite(ctx, n, d, func(n *node.Node) {
 			n.SyncFailures, n.TargetPowerState = count, old

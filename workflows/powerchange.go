@@ -95,7 +95,7 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 	info := workflow.GetInfo(ctx)
 	holdsLock := info.WorkflowExecution.ID == LockID(in.Node)
 
-	plan, err := prepare(ctx, activities.PrepareInput{Node: in.Node, Target: in.Target, Timeout: in.Timeout, Mark: holdsLock})
+	plan, err := prepare(ctx, activities.PrepareInput{Node: in.Node, Target: in.Target, Timeout: in.Timeout, Mark: holdsLock, Via: in.RequestedVia})
 	if err != nil {
 		status.Step, status.Error = "failed", err.Error()
 		if holdsLock {
@@ -164,7 +164,7 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 		return fail(err)
 	}
 
-	finishIn := activities.FinishInput{NodeUUID: plan.NodeUUID, Target: plan.Target, Final: plan.Final}
+	finishIn := activities.FinishInput{NodeUUID: plan.NodeUUID, Target: plan.Target, Final: plan.Final, Via: plan.Via}
 	if set.Skipped {
 		// Ironic: record the corrected state and tell Nova nothing.
 		finishIn.Skipped, finishIn.HardwareState = true, set.HardwareState

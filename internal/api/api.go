@@ -58,6 +58,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PATCH /v1/nodes/{ident}", s.patchNode)
 	mux.HandleFunc("DELETE /v1/nodes/{ident}", s.deleteNode)
 	mux.HandleFunc("GET /v1/nodes/{ident}/states", s.getStates)
+	mux.HandleFunc("GET /v1/nodes/{ident}/history", s.nodeHistory)
 	mux.HandleFunc("PUT /v1/nodes/{ident}/states/power", s.setPower)
 	mux.HandleFunc("PUT /v1/nodes/{ident}/states/provision", s.setProvision)
 	mux.HandleFunc("PUT /v1/nodes/{ident}/maintenance", s.setMaintenance)

@@ -172,3 +172,31 @@ func (s *Server) unsetMaintenance(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusAccepted)
 }
+
+// nodeHistory is GET /v1/nodes/{ident}/history (Ironic 1.78): newest
+// first, power changes and conflicts with other parties.
+func (s *Server) nodeHistory(w http.ResponseWriter, r *http.Request) {
+	if !versionOf(r).AtLeast(78) {
+		writeError(w, http.StatusNotFound, "The resource could not be found: node history needs API version 1.78 or later.")
+		return
+	}
+	n, ok := s.lookup(w, r)
+	if !ok {
+		return
+	}
+	events, err := s.Store.History(r.Context(), n.UUID, "", 0)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	base := baseURL(r)
+	out := make([]any, len(events))
+	for i, e := range events {
+		out[i] = map[string]any{
+			"uuid": e.UUID, "created_at": e.CreatedAt.Format("2006-01-02T15:04:05.000000+00:00"), "severity": e.Severity,
+			"event_type": e.Type, "event": e.Event, "user": e.Source,
+			"links": []any{link(base+"/v1/nodes/"+n.UUID+"/history/"+e.UUID, "self")},
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"history": out})
+}

@@ -94,6 +94,12 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	return run, nil
 }
 
+// Ironic's [conductor] node_locked_retry_attempts and _interval.
+const (
+	lockRetryAttempts = 3
+	lockRetryInterval = time.Second
+)
+
 // LockHeld reports whether a workflow runs under the node's lock ID.
 func LockHeld(ctx context.Context, c client.Client, uuid string) bool {
 	d, err := c.DescribeWorkflowExecution(ctx, workflows.LockID(uuid), "")
@@ -106,7 +112,7 @@ func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, 
 	if n.Name != "" {
 		attrs = append(attrs, workflows.NodeNameKey.ValueSet(n.Name))
 	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+	opts := client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                taskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
@@ -117,15 +123,27 @@ func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, 
 		EnableEagerStart:      true,
 		StaticSummary:         workflows.Summary(req.Target, n.Ident(), req.Via),
 		TypedSearchAttributes: temporal.NewSearchAttributes(attrs...),
-	}, workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, RequestedVia: req.Via})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return nil, &LockedError{NodeUUID: n.UUID, Holder: id}
 	}
-	if err != nil {
-		return nil, fmt.Errorf("start power change: %w", err)
+	in := workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, RequestedVia: req.Via}
+	// As Ironic's node_locked_retry_attempts (3, 1 s apart): a change that
+	// is finishing (notifying Nova) releases the lock a moment later.
+	for attempt := 1; ; attempt++ {
+		run, err := c.ExecuteWorkflow(ctx, opts, workflows.PowerChangeWorkflow, in)
+		var started *serviceerror.WorkflowExecutionAlreadyStarted
+		switch {
+		case err == nil:
+			return run, nil
+		case !errors.As(err, &started):
+			return nil, fmt.Errorf("start power change: %w", err)
+		case attempt == lockRetryAttempts:
+			return nil, &LockedError{NodeUUID: n.UUID, Holder: id}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, &LockedError{NodeUUID: n.UUID, Holder: id}
+		case <-time.After(lockRetryInterval):
+		}
 	}
-	return run, nil
 }
 
 // ErrInvalidState: the node's provision state does not allow the action.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"text/tabwriter"
+	"time"
 
 	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
@@ -18,6 +19,7 @@ func init() {
 	register("node show", "node show NODE", nodeShow)
 	register("node delete", "node delete NODE", nodeDelete)
 	register("node manage", "node manage NODE      read the BMC to verify access and record the power state: enroll -> manageable", nodeManage)
+	register("node history", "node history NODE     power changes and conflicts, newest first", nodeHistory)
 	register("node provide", "node provide NODE     manageable -> available", nodeProvide)
 	register("node adopt", "node adopt NODE       read the BMC, then manageable -> active (a server already running a workload)", nodeAdopt)
 	register("node maintenance set", "node maintenance set NODE [--reason TEXT]", nodeMaintenanceSet)
@@ -237,5 +239,28 @@ func nodeManage(ctx context.Context, env *Env, args []string) error {
 		}
 		fmt.Fprintf(env.Stdout, "node %s is %s, power state %s\n", n.Ident(), n.ProvisionState, orNone(n.PowerState))
 		return nil
+	})
+}
+
+func nodeHistory(ctx context.Context, env *Env, args []string) error {
+	ident, err := oneNode("node history", env, args)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, env, func(s store.Store) error {
+		n, err := s.Get(ctx, ident)
+		if err != nil {
+			return err
+		}
+		events, err := s.History(ctx, n.UUID, "", 0)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CREATED AT\tSEVERITY\tTYPE\tEVENT")
+		for _, e := range events {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", e.CreatedAt.Format(time.RFC3339), e.Severity, e.Type, e.Event)
+		}
+		return tw.Flush()
 	})
 }

@@ -46,6 +46,7 @@ type Conductor struct {
 	PowerFailureRecoveryInterval int  `toml:"power_failure_recovery_interval" help:"Interval between checking the power state of nodes put into maintenance by a power sync failure, in seconds; a node leaves maintenance once its power state is read successfully. Set to 0 to disable."`
 	PowerStateChangeTimeout      int  `toml:"power_state_change_timeout" help:"Seconds to wait for a power operation to reach the desired power state before it is considered failed."`
 	SoftPowerOffTimeout          int  `toml:"soft_power_off_timeout" help:"Timeout of soft reboot and soft power off operations, in seconds."`
+	PowerConflictWindow          int  `toml:"power_conflict_window" help:"A power state changed back within this many seconds after metalpower changed it (by a new request, or behind its back as the sync finds) is recorded in the node history as a conflict, most likely with the compute service's power sync. 0 disables."`
 }
 
 // IPMI holds Ironic's [ipmi] options that pace and retry BMC commands.
@@ -125,6 +126,8 @@ func Default() Config {
 			PowerFailureRecoveryInterval: 300,
 			PowerStateChangeTimeout:      60,
 			SoftPowerOffTimeout:          600,
+			// Nova's own power sync runs every 600 s by default.
+			PowerConflictWindow: 900,
 		},
 		IPMI: IPMI{
 			MinCommandInterval:  5,

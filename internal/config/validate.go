@@ -90,6 +90,7 @@ func (v *validator) conductor(c Conductor) {
 	v.atLeast(s, "power_failure_recovery_interval", c.PowerFailureRecoveryInterval, 0)
 	v.atLeast(s, "power_state_change_timeout", c.PowerStateChangeTimeout, 2)
 	v.atLeast(s, "soft_power_off_timeout", c.SoftPowerOffTimeout, 1)
+	v.atLeast(s, "power_conflict_window", c.PowerConflictWindow, 0)
 }
 
 func (v *validator) ipmi(c IPMI) {

@@ -283,3 +283,28 @@ func TestOpenRejectsUnknownScheme(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestNodeHistoryNewestFirstAndGoneWithTheNode(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		n := mustCreate(t, s, ipmiNode("h"))
+		for i, typ := range []string{EventPowerChange, EventConflict, EventPowerChange} {
+			if err := s.AddEvent(ctx, Event{NodeUUID: n.UUID, Severity: "INFO", Type: typ, Event: fmt.Sprint("event ", i), Source: "api"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, err := s.History(ctx, n.UUID, "", 0)
+		if err != nil || len(all) != 3 || all[0].Event != "event 2" || all[0].Source != "api" {
+			t.Fatalf("history = %+v, %v", all, err)
+		}
+		changes, _ := s.History(ctx, n.UUID, EventPowerChange, 1)
+		if len(changes) != 1 || changes[0].Event != "event 2" {
+			t.Fatalf("latest power change = %+v", changes)
+		}
+		if err := s.Delete(ctx, n.UUID); err != nil {
+			t.Fatal(err)
+		}
+		if left, _ := s.History(ctx, n.UUID, "", 0); len(left) != 0 {
+			t.Fatalf("history outlived the node: %+v", left)
+		}
+	})
+}

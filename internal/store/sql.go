@@ -110,6 +110,9 @@ func (s *sqlStore) Update(ctx context.Context, n *node.Node) error {
 }
 
 func (s *sqlStore) Delete(ctx context.Context, uuid string) error {
+	if _, err := s.db.ExecContext(ctx, s.d.rebind(`DELETE FROM node_history WHERE node_uuid = ?`), uuid); err != nil {
+		return fmt.Errorf("delete node %s history: %w", uuid, err)
+	}
 	res, err := s.db.ExecContext(ctx, s.d.rebind(`DELETE FROM nodes WHERE uuid = ?`), uuid)
 	if err != nil {
 		return fmt.Errorf("delete node %s: %w", uuid, err)

@@ -54,6 +54,11 @@ type Store interface {
 	// last_error cleared, for each node still at the version read. It
 	// returns how many were written.
 	ResetSyncFailures(ctx context.Context, nodes []Versioned) (int, error)
+	// AddEvent records an entry in a node's history.
+	AddEvent(ctx context.Context, e Event) error
+	// History returns a node's newest events first, of one type when
+	// eventType is set.
+	History(ctx context.Context, nodeUUID, eventType string, limit int) ([]Event, error)
 	// Close releases the database.
 	Close() error
 }
