@@ -52,8 +52,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1", s.v1)
 	mux.HandleFunc("GET /v1/{$}", s.v1)
 	mux.HandleFunc("GET /v1/nodes", s.listNodes)
+	mux.HandleFunc("GET /v1/nodes/{$}", s.listNodes) // the baremetal CLI adds the slash
 	mux.HandleFunc("GET /v1/nodes/detail", s.listNodesDetail)
 	mux.HandleFunc("POST /v1/nodes", s.createNode)
+	mux.HandleFunc("POST /v1/nodes/{$}", s.createNode)
 	mux.HandleFunc("GET /v1/nodes/{ident}", s.showNode)
 	mux.HandleFunc("PATCH /v1/nodes/{ident}", s.patchNode)
 	mux.HandleFunc("DELETE /v1/nodes/{ident}", s.deleteNode)
@@ -63,6 +65,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("PUT /v1/nodes/{ident}/states/provision", s.setProvision)
 	mux.HandleFunc("PUT /v1/nodes/{ident}/maintenance", s.setMaintenance)
 	mux.HandleFunc("DELETE /v1/nodes/{ident}/maintenance", s.unsetMaintenance)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "The resource could not be found: metalpower serves the power-related subset of Ironic's API.")
+	})
 	return s.middleware(mux)
 }
 

@@ -57,7 +57,8 @@ func TestRevertWithinTheWindowIsRecordedAsAConflict(t *testing.T) {
 	if h := history(t, url, n.UUID); len(h) != 1 || h[0].EventType != "power change" {
 		t.Fatalf("history after one change: %+v", h)
 	}
-	// Someone (Nova's power sync, in the seed) powers it back on at once.
+	// Someone powers it back on at once (an operator, or a party with a
+	// stale view).
 	powerVia(t, s, url, n.UUID, node.PowerOn)
 	h := history(t, url, n.UUID)
 	if len(h) != 3 || h[1].EventType != "conflict" || h[1].Severity != "WARNING" ||

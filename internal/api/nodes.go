@@ -27,6 +27,16 @@ var nodeFields = []struct {
 	{"target_power_state", 1, false}, {"maintenance_reason", 1, false}, {"fault", 42, false},
 	{"last_error", 1, false}, {"extra", 1, false}, {"disable_power_off", 95, false},
 	{"created_at", 1, false}, {"updated_at", 1, false}, {"power_sync_failures", 1, false},
+	// Ironic fields metalpower does not manage, shown empty so clients
+	// that ask for them (Nova's ironic driver) get an answer.
+	{"target_provision_state", 1, false}, {"properties", 1, false}, {"console_enabled", 1, false},
+	{"resource_class", 21, false}, {"traits", 37, false}, {"conductor_group", 46, false},
+}
+
+// staticFields are the values of the fields metalpower does not manage.
+var staticFields = map[string]any{
+	"target_provision_state": nil, "properties": map[string]any{}, "console_enabled": false,
+	"resource_class": nil, "traits": []any{}, "conductor_group": "",
 }
 
 func fieldAvailable(name string, v Version) bool {
@@ -48,6 +58,10 @@ func view(r *http.Request, n *node.Node, fields []string) map[string]any {
 	out := map[string]any{}
 	for _, f := range nodeFields {
 		if !v.AtLeast(f.since) || (fields != nil && !slices.Contains(fields, f.name)) {
+			continue
+		}
+		if v, ok := staticFields[f.name]; ok {
+			out[f.name] = v
 			continue
 		}
 		out[f.name] = all[f.name]
@@ -99,11 +113,16 @@ func parseFields(w http.ResponseWriter, r *http.Request) ([]string, bool) {
 		return nil, true
 	}
 	fields := strings.Split(raw, ",")
-	for _, f := range fields {
-		if !fieldAvailable(strings.TrimSpace(f), versionOf(r)) {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("Field(s) \"%s\" are not valid", f))
-			return nil, false
+	var bad []string
+	for i, f := range fields {
+		fields[i] = strings.TrimSpace(f)
+		if !fieldAvailable(fields[i], versionOf(r)) {
+			bad = append(bad, fields[i])
 		}
+	}
+	if len(bad) > 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Field(s) \"%s\" are not valid", strings.Join(bad, ", ")))
+		return nil, false
 	}
 	return fields, true
 }

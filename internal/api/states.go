@@ -27,7 +27,7 @@ func (s *Server) getStates(w http.ResponseWriter, r *http.Request) {
 	out := map[string]any{
 		"console_enabled": false, "last_error": nullable(n.LastError), "power_state": nullable(n.PowerState),
 		"provision_state": n.ProvisionState, "target_power_state": nullable(n.TargetPowerState),
-		"target_provision_state": nil, "provision_updated_at": n.UpdatedAt.Format("2006-01-02T15:04:05.000000+00:00"),
+		"target_provision_state": nil, "provision_updated_at": n.UpdatedAt.UTC().Format(node.TimeFormat),
 	}
 	if v := versionOf(r); v.AtLeast(12) {
 		out["raid_config"], out["target_raid_config"] = map[string]any{}, map[string]any{}
@@ -193,7 +193,7 @@ func (s *Server) nodeHistory(w http.ResponseWriter, r *http.Request) {
 	out := make([]any, len(events))
 	for i, e := range events {
 		out[i] = map[string]any{
-			"uuid": e.UUID, "created_at": e.CreatedAt.Format("2006-01-02T15:04:05.000000+00:00"), "severity": e.Severity,
+			"uuid": e.UUID, "created_at": e.CreatedAt.UTC().Format(node.TimeFormat), "severity": e.Severity,
 			"event_type": e.Type, "event": e.Event, "user": e.Source,
 			"links": []any{link(base+"/v1/nodes/"+n.UUID+"/history/"+e.UUID, "self")},
 		}

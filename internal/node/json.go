@@ -2,7 +2,6 @@ package node
 
 import (
 	"encoding/json"
-	"time"
 )
 
 // view is a node as Ironic's API shows it: its field names, null for unset
@@ -23,9 +22,13 @@ type view struct {
 	DisablePowerOff   bool           `json:"disable_power_off"`
 	Extra             map[string]any `json:"extra"`
 	SyncFailures      int            `json:"power_sync_failures"`
-	CreatedAt         time.Time      `json:"created_at"`
-	UpdatedAt         *time.Time     `json:"updated_at"`
+	CreatedAt         string         `json:"created_at"`
+	UpdatedAt         *string        `json:"updated_at"`
 }
+
+// TimeFormat is how Ironic writes times: microseconds and an explicit
+// UTC offset.
+const TimeFormat = "2006-01-02T15:04:05.000000+00:00"
 
 // MarshalJSON renders the node with Ironic's field names and every
 // driver_info secret masked, so no output path can leak a password.
@@ -35,7 +38,7 @@ func (n *Node) MarshalJSON() ([]byte, error) {
 		PowerState: ptr(n.PowerState), TargetPowerState: ptr(n.TargetPowerState), ProvisionState: n.ProvisionState,
 		Maintenance: n.Maintenance, MaintenanceReason: ptr(n.MaintenanceReason), Fault: ptr(n.Fault),
 		LastError: ptr(n.LastError), InstanceUUID: ptr(n.InstanceUUID), DisablePowerOff: n.DisablePowerOff,
-		Extra: n.Extra, SyncFailures: n.SyncFailures, CreatedAt: n.CreatedAt,
+		Extra: n.Extra, SyncFailures: n.SyncFailures, CreatedAt: n.CreatedAt.UTC().Format(TimeFormat),
 	}
 	if v.DriverInfo == nil {
 		v.DriverInfo = DriverInfo{}
@@ -44,7 +47,8 @@ func (n *Node) MarshalJSON() ([]byte, error) {
 		v.Extra = map[string]any{}
 	}
 	if !n.UpdatedAt.IsZero() && !n.UpdatedAt.Equal(n.CreatedAt) {
-		v.UpdatedAt = &n.UpdatedAt
+		u := n.UpdatedAt.UTC().Format(TimeFormat)
+		v.UpdatedAt = &u
 	}
 	return json.Marshal(v)
 }
