@@ -48,6 +48,9 @@ func TestSeedNovaComputeSyncAgainstAPI(t *testing.T) {
 		wantNova     novaState // Nova's record after the syncs
 		wantPower    string    // node record and hardware at the end
 		wantResets   []string  // Redfish resets the BMC received
+		// wantConflict: metalpower records the tug of war in the node
+		// history (the race the seed admits), instead of staying silent.
+		wantConflict bool
 	}{
 		{
 			name: "power off, notifications on: Nova follows, nothing forced", notify: true, startOn: true, target: node.PowerOff,
@@ -75,7 +78,7 @@ func TestSeedNovaComputeSyncAgainstAPI(t *testing.T) {
 			wantAfterAPI: novaState{"stopped", "shutdown", nil},
 			wantForced:   []string{"force_stop"},
 			wantNova:     novaState{"stopped", "shutdown", []string{"stop"}},
-			wantPower:    node.PowerOff, wantResets: []string{"On", "ForceOff"},
+			wantPower:    node.PowerOff, wantResets: []string{"On", "ForceOff"}, wantConflict: true,
 		},
 	}
 	for _, tt := range tests {
@@ -165,6 +168,10 @@ func TestSeedNovaComputeSyncAgainstAPI(t *testing.T) {
 			}
 			if rec := s.Node(t, n.UUID); rec.PowerState != tt.wantPower || rec.TargetPowerState != "" || rec.LastError != "" || rec.InstanceUUID != instance {
 				t.Errorf("node record: power %q target %q last_error %q instance %q", rec.PowerState, rec.TargetPowerState, rec.LastError, rec.InstanceUUID)
+			}
+			conflicts, err := s.Store.History(context.Background(), n.UUID, store.EventConflict, 0)
+			if err != nil || (len(conflicts) > 0) != tt.wantConflict {
+				t.Errorf("conflicts in the node history = %+v (%v), want some: %v", conflicts, err, tt.wantConflict)
 			}
 		})
 	}
