@@ -69,14 +69,10 @@ func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (
 	}
 	if !a.notifierRunning(ctx, u.InstanceUUID) {
 		dctx, cancel := context.WithTimeout(ctx, directTimeout)
-		err := a.Nova.PowerUpdate(dctx, u.InstanceUUID, u.PowerState)
+		outcome, err := a.deliver(dctx, ctx, u)
 		cancel()
-		switch {
-		case err == nil:
-			return NovaDelivered, nil
-		case nova.IsPermanent(err):
-			activity.GetLogger(ctx).Warn("Nova rejected a power-update event", "instance_uuid", u.InstanceUUID, "power_state", u.PowerState, "error", err.Error())
-			return NovaRejected + ": " + err.Error(), nil
+		if err == nil {
+			return outcome, nil
 		}
 	}
 	_, err := a.Temporal.SignalWithStartWorkflow(ctx, NovaNotifyID(u.InstanceUUID), PowerUpdateSignal, u,
@@ -119,12 +115,19 @@ func (a *Activities) SendPowerUpdate(ctx context.Context, u PowerUpdate) (string
 	if a.Nova == nil {
 		return a.NovaDisabled, nil
 	}
+	return a.deliver(ctx, ctx, u)
+}
+
+// deliver posts one event within ctx (logging through actx). A permanent
+// rejection is a result, recorded and logged; only a transient failure is
+// an error, which a caller may retry.
+func (a *Activities) deliver(ctx, actx context.Context, u PowerUpdate) (string, error) {
 	err := a.Nova.PowerUpdate(ctx, u.InstanceUUID, u.PowerState)
 	switch {
 	case err == nil:
 		return NovaDelivered, nil
 	case nova.IsPermanent(err):
-		activity.GetLogger(ctx).Warn("Nova rejected a power-update event", "instance_uuid", u.InstanceUUID, "power_state", u.PowerState, "error", err.Error())
+		activity.GetLogger(actx).Warn("Nova rejected a power-update event", "instance_uuid", u.InstanceUUID, "power_state", u.PowerState, "error", err.Error())
 		return NovaRejected + ": " + err.Error(), nil
 	}
 	return "", temporal.NewApplicationError(err.Error(), "NovaUnavailable")

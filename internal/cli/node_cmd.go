@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/node"
@@ -42,14 +43,20 @@ func nodeProvide(ctx context.Context, env *Env, args []string) error {
 }
 
 func nodeAdopt(ctx context.Context, env *Env, args []string) error {
-	ident, err := oneNode("node adopt", env, args)
+	return withBMC(ctx, env, "node adopt", args, app.Adopt)
+}
+
+// withBMC runs a provision action that reads the node's BMC.
+func withBMC(ctx context.Context, env *Env, name string, args []string,
+	action func(context.Context, store.Store, activities.BMCs, string) (*node.Node, error)) error {
+	ident, err := oneNode(name, env, args)
 	if err != nil {
 		return err
 	}
 	return withStore(ctx, env, func(s store.Store) error {
 		p := pool.New(pool.Options{})
 		defer p.Close()
-		n, err := app.Adopt(ctx, s, p, ident)
+		n, err := action(ctx, s, p, ident)
 		if err != nil {
 			return err
 		}
@@ -226,20 +233,7 @@ func nodeDelete(ctx context.Context, env *Env, args []string) error {
 }
 
 func nodeManage(ctx context.Context, env *Env, args []string) error {
-	ident, err := oneNode("node manage", env, args)
-	if err != nil {
-		return err
-	}
-	return withStore(ctx, env, func(s store.Store) error {
-		p := pool.New(pool.Options{})
-		defer p.Close()
-		n, err := app.Manage(ctx, s, p, ident)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "node %s is %s, power state %s\n", n.Ident(), n.ProvisionState, orNone(n.PowerState))
-		return nil
-	})
+	return withBMC(ctx, env, "node manage", args, app.Manage)
 }
 
 func nodeHistory(ctx context.Context, env *Env, args []string) error {
