@@ -121,8 +121,8 @@ func Default() Config {
 			PowerStateSyncMaxRetries:  3,
 			// Ironic uses 8 threads; a sync pass here only waits on BMC
 			// network round trips, so more concurrency is cheap: 10,000
-			// BMCs answering in 100 ms are read in 2 s.
-			SyncPowerStateWorkers:        500,
+			// BMCs answering in 100 ms are read in about 1 s of waiting.
+			SyncPowerStateWorkers:        1000,
 			PowerFailureRecoveryInterval: 300,
 			PowerStateChangeTimeout:      60,
 			SoftPowerOffTimeout:          600,

@@ -40,7 +40,7 @@ func TestDefaults(t *testing.T) {
 		"[conductor] sync_power_state_interval":       "120",
 		"[conductor] force_power_state_during_sync":   "true",
 		"[conductor] power_state_sync_max_retries":    "3",
-		"[conductor] sync_power_state_workers":        "500",
+		"[conductor] sync_power_state_workers":        "1000",
 		"[conductor] power_failure_recovery_interval": "300",
 		"[conductor] power_state_change_timeout":      "60",
 		"[conductor] soft_power_off_timeout":          "600",
