@@ -103,7 +103,11 @@ func PoolOptions(cfg config.Config) pool.Options {
 	return pool.Options{
 		IPMIMinCommandInterval: time.Duration(cfg.IPMI.MinCommandInterval) * time.Second,
 		// One Redfish service may manage many of a pass's systems.
-		Redfish: redfish.Options{MaxConcurrentRequests: max(4, cfg.Conductor.SyncPowerStateWorkers)},
+		Redfish: redfish.Options{
+			MaxConcurrentRequests:   max(4, cfg.Conductor.SyncPowerStateWorkers),
+			PowerOnConflictRetries:  cfg.Redfish.PowerOnConflictRetryAttempts,
+			PowerOnConflictInterval: time.Duration(cfg.Redfish.PowerOnConflictRetryInterval) * time.Second,
+		},
 	}
 }
 

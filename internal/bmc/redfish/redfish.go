@@ -36,6 +36,12 @@ type Options struct {
 	// (default 4); a service managing many systems (a chassis manager, the
 	// simulator) needs more during a sync pass.
 	MaxConcurrentRequests int
+	// PowerOnConflictRetries and PowerOnConflictInterval retry a power-on
+	// the BMC refuses with 409 (Ironic's [redfish]
+	// power_on_conflict_retry_attempts and _interval): Dell iDRAC10 does
+	// so for up to a minute after a power-off.
+	PowerOnConflictRetries  int
+	PowerOnConflictInterval time.Duration
 }
 
 // Conn is a connection to one Redfish service (an endpoint and its
@@ -163,10 +169,27 @@ func (c *Client) SetPowerState(ctx context.Context, target string) error {
 		return &bmc.Error{Kind: bmc.Unsupported, Op: op, BMC: c.info.Endpoint,
 			Err: fmt.Errorf("the system advertises no reset type for %q (allowed: %v)", target, allowed)}
 	}
-	if _, err := sys.Reset(reset); err != nil {
-		return c.classify(ctx, op, err)
+	return c.reset(ctx, sys, reset, op)
+}
+
+// reset sends one reset, retrying a power-on refused with 409.
+func (c *Client) reset(ctx context.Context, sys *schemas.ComputerSystem, reset schemas.ResetType, op string) error {
+	powerOn := reset == schemas.OnResetType || reset == schemas.ForceOnResetType
+	for attempt := 0; ; attempt++ {
+		_, err := sys.Reset(reset)
+		if err == nil {
+			return nil
+		}
+		var rerr *schemas.Error
+		if !powerOn || attempt >= c.conn.opts.PowerOnConflictRetries || !errors.As(err, &rerr) || rerr.HTTPReturnedStatusCode != http.StatusConflict {
+			return c.classify(ctx, op, err)
+		}
+		select {
+		case <-ctx.Done():
+			return c.classify(ctx, op, err)
+		case <-time.After(c.conn.opts.PowerOnConflictInterval):
+		}
 	}
-	return nil
 }
 
 // offThenOn reboots a system that offers neither ForceRestart nor PowerCycle.
@@ -181,10 +204,7 @@ func (c *Client) offThenOn(ctx context.Context, sys *schemas.ComputerSystem, op 
 	if allowed, _ := sys.GetSupportedResetTypes(); len(allowed) > 0 && !slices.Contains(allowed, reset) {
 		reset = schemas.ForceOnResetType
 	}
-	if _, err := sys.Reset(reset); err != nil {
-		return c.classify(ctx, op, err)
-	}
-	return nil
+	return c.reset(ctx, sys, reset, op)
 }
 
 // getSystem fetches the system with ctx bounding the request.

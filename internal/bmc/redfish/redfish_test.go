@@ -303,3 +303,22 @@ func BenchmarkGetPowerState(b *testing.B) {
 		}
 	}
 }
+
+func TestPowerOnConflictIsRetried(t *testing.T) {
+	sim, url := startSim(t, redfishsim.Options{Systems: 1, ConflictWindow: 300 * time.Millisecond})
+	sim.SetFault("1", redfishsim.FaultConflictAfterOff)
+	c := New(node.RedfishInfo{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", AuthType: "basic"},
+		Options{PowerOnConflictRetries: 10, PowerOnConflictInterval: 100 * time.Millisecond})
+	defer c.Close()
+	ctx := testCtx(t, 10*time.Second)
+	if err := c.SetPowerState(ctx, node.PowerOff); err != nil {
+		t.Fatal(err)
+	}
+	// Refused with 409 while the window lasts, then accepted.
+	if err := c.SetPowerState(ctx, node.PowerOn); err != nil {
+		t.Fatalf("power on after the conflict window: %v", err)
+	}
+	if sim.PowerState("1") != "On" {
+		t.Fatalf("state = %s", sim.PowerState("1"))
+	}
+}
