@@ -1,7 +1,7 @@
 # metalpower: build, test and benchmark. `make test` is what CI runs.
 SHELL := /bin/bash
 GO ?= go
-APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient docker-compose
+APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
 .PHONY: all build run test deps vet unit fuzz bench bench-power bench-sync race clean
@@ -28,7 +28,7 @@ run: build tools/bin/temporal
 # deps installs what the tests drive (Debian's ipmi_sim, ipmitool,
 # redfishtool, python3-sushy) when missing and starts the local PostgreSQL
 # when it is down. It fails loudly rather than letting tests skip.
-deps: tools/bin/temporal
+deps: tools/bin/temporal webui/node_modules/.package-lock.json
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -41,6 +41,11 @@ deps: tools/bin/temporal
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 	@pg_isready -h $${METALPOWER_TEST_POSTGRES_HOST:-127.0.0.1} -p 5432 >/dev/null || { echo "PostgreSQL is not reachable"; exit 1; }
+
+# The browser test's playwright-core, pinned in webui/package-lock.json
+# (Chromium itself is Debian's, from APT_PACKAGES: no browser downloads).
+webui/node_modules/.package-lock.json: webui/package.json webui/package-lock.json
+	cd webui && npm ci --no-audit --no-fund
 
 # The temporal CLI (dev server with Web UI), pinned in its own module.
 tools/bin/temporal: tools/go.mod tools/go.sum
@@ -80,4 +85,4 @@ race: deps
 	$(GO) test -race -count=1 ./...
 
 clean:
-	rm -rf bin
+	rm -rf bin webui/artifacts
