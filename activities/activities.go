@@ -14,6 +14,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
@@ -43,6 +44,8 @@ type Activities struct {
 	Temporal client.Client
 	// TaskQueue is where notifier workflows run.
 	TaskQueue string
+	// Metrics records the domain metrics; nil records nothing.
+	Metrics *metrics.Metrics
 }
 
 // Error types a workflow can branch on (temporal.ApplicationError.Type()).

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/nova"
 )
 
@@ -62,9 +63,11 @@ const directTimeout = 3 * time.Second
 // activity.
 func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (string, error) {
 	if a.Nova == nil {
+		a.Metrics.NovaNotification(metrics.NovaNotSent, 1)
 		return a.NovaDisabled, nil
 	}
 	if _, ok := nova.Tag(u.PowerState); !ok {
+		a.Metrics.NovaNotification(metrics.NovaNotSent, 1)
 		return fmt.Sprintf("not sent: %q is not a state Nova accepts", u.PowerState), nil
 	}
 	if !a.notifierRunning(ctx, u.InstanceUUID) {
@@ -86,6 +89,7 @@ func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (
 	if err != nil {
 		return "", temporal.NewApplicationError("queue Nova notification: "+err.Error(), ErrStore)
 	}
+	a.Metrics.NovaNotification(metrics.NovaQueued, 1)
 	return NovaQueued, nil
 }
 
@@ -113,6 +117,7 @@ const (
 // failures (Nova down, 5xx, 429) are errors the retry policy retries.
 func (a *Activities) SendPowerUpdate(ctx context.Context, u PowerUpdate) (string, error) {
 	if a.Nova == nil {
+		a.Metrics.NovaNotification(metrics.NovaNotSent, 1)
 		return a.NovaDisabled, nil
 	}
 	return a.deliver(ctx, ctx, u)
@@ -120,15 +125,19 @@ func (a *Activities) SendPowerUpdate(ctx context.Context, u PowerUpdate) (string
 
 // deliver posts one event within ctx (logging through actx). A permanent
 // rejection is a result, recorded and logged; only a transient failure is
-// an error, which a caller may retry.
+// an error, which a caller may retry. Delivered notifications record their
+// queue age: from the change (ChangedAt) to Nova accepting it.
 func (a *Activities) deliver(ctx, actx context.Context, u PowerUpdate) (string, error) {
 	err := a.Nova.PowerUpdate(ctx, u.InstanceUUID, u.PowerState)
 	switch {
 	case err == nil:
+		a.Metrics.NovaDelivered(u.ChangedAt)
 		return NovaDelivered, nil
 	case nova.IsPermanent(err):
+		a.Metrics.NovaNotification(metrics.NovaRejected, 1)
 		activity.GetLogger(actx).Warn("Nova rejected a power-update event", "instance_uuid", u.InstanceUUID, "power_state", u.PowerState, "error", err.Error())
 		return NovaRejected + ": " + err.Error(), nil
 	}
+	a.Metrics.NovaDeliveryError()
 	return "", temporal.NewApplicationError(err.Error(), "NovaUnavailable")
 }

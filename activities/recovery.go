@@ -87,6 +87,7 @@ func (a *Activities) recover(ctx context.Context, n *node.Node, state string) (b
 	if err != nil {
 		return false, storeError(err)
 	}
+	a.Metrics.Recovered()
 	if old != state {
 		a.notifyFromSync(ctx, n, state)
 	}

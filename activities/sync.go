@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
@@ -131,6 +132,12 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	}
 	if page.Reset, err = a.Store.ResetSyncFailures(ctx, resets); err != nil {
 		return page, storeError(err)
+	}
+	// The first page of a pass starts the count; later ones add to it.
+	if in.After == nil {
+		a.Metrics.NodesOutOfSync(len(page.Candidates))
+	} else {
+		a.Metrics.AddNodesOutOfSync(len(page.Candidates))
 	}
 	return page, nil
 }
@@ -323,14 +330,19 @@ func (a *Activities) maxRetriesExceeded(ctx context.Context, n *node.Node, actua
 	if readErr != nil {
 		d.Error = readErr.Error()
 	}
+	entered := false
 	d, err := a.syncWrite(ctx, n, d, func(n *node.Node) {
 		n.PowerState, n.LastError, n.SyncFailures = actual, msg, count
-		if !n.Maintenance {
+		entered = !n.Maintenance
+		if entered {
 			n.Maintenance, n.MaintenanceReason, n.Fault = true, msg, node.FaultPowerFailure
 		}
 	})
 	if err != nil {
 		return d, err
+	}
+	if entered {
+		a.Metrics.MaintenanceEntered(metrics.MaintenancePowerFailure)
 	}
 	activity.GetLogger(ctx).Error(msg)
 	if old != actual {

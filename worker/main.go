@@ -17,14 +17,19 @@ import (
 
 func main() {
 	path := flag.String("config", os.Getenv("METALPOWER_CONFIG"), "configuration file (TOML); env METALPOWER_CONFIG")
+	metricsAddr := flag.String("metrics-addr", ":9090", "serve Prometheus /metrics, /healthz and /readyz on this address (\"\" to disable)")
 	flag.Parse()
-	if err := run(*path); err != nil {
+	// The default address is best effort: a second worker on the host
+	// runs without it. An address asked for must work.
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "metrics-addr" })
+	if err := run(*path, app.WorkerOptions{MetricsAddr: *metricsAddr, MetricsBestEffort: !explicit}); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run(path string) error {
+func run(path string, opts app.WorkerOptions) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
@@ -35,7 +40,7 @@ func run(path string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	w, err := app.NewWorker(ctx, cfg, log, app.WorkerOptions{})
+	w, err := app.NewWorker(ctx, cfg, log, opts)
 	if err != nil {
 		return err
 	}

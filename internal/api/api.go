@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -42,11 +43,48 @@ type Server struct {
 	Log       zerolog.Logger
 	// Auth checks a request's credentials; nil means noauth.
 	Auth func(r *http.Request) bool
+	// Metrics records request metrics and serves /metrics; nil gives the
+	// handler metrics of its own.
+	Metrics *metrics.Metrics
 }
 
 // Handler returns the API's routes with request IDs, logging, body limit,
-// authentication and version negotiation.
+// authentication, version negotiation and request metrics, plus
+// /metrics, /healthz and /readyz, which, like Ironic's healthcheck
+// middleware, need no authentication and no microversion.
 func (s *Server) Handler() http.Handler {
+	m := s.Metrics
+	if m == nil {
+		m = metrics.MustNew()
+	}
+	top := http.NewServeMux()
+	top.Handle("GET /metrics", m.Handler())
+	top.Handle("GET /healthz", metrics.Healthz())
+	top.Handle("GET /readyz", metrics.Readyz(s.readyChecks()...))
+	top.Handle("/", s.middleware(s.routes(), m))
+	return top
+}
+
+// readyChecks: the API is ready when Temporal and the node store answer.
+func (s *Server) readyChecks() []metrics.Check {
+	var checks []metrics.Check
+	if s.Temporal != nil {
+		checks = append(checks, metrics.Check{Name: "temporal", Run: func(ctx context.Context) error {
+			_, err := s.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		}})
+	}
+	if s.Store != nil {
+		checks = append(checks, metrics.Check{Name: "store", Run: func(ctx context.Context) error {
+			_, err := s.Store.List(ctx, store.Query{Limit: 1})
+			return err
+		}})
+	}
+	return checks
+}
+
+// routes is the Ironic API proper.
+func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.root)
 	mux.HandleFunc("GET /v1", s.v1)
@@ -68,15 +106,17 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "The resource could not be found: metalpower serves the power-related subset of Ironic's API.")
 	})
-	return s.middleware(mux)
+	return mux
 }
 
 type ctxKey int
 
 const versionKey ctxKey = iota
 
-// middleware adds what every request gets, in Ironic's manner.
-func (s *Server) middleware(next http.Handler) http.Handler {
+// middleware adds what every request gets, in Ironic's manner, and
+// records it by route pattern (never the raw path: one series per node
+// would be unbounded).
+func (s *Server) middleware(mux *http.ServeMux, m *metrics.Metrics) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		reqID := "req-" + uuid.NewString()
@@ -84,9 +124,12 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 		w.Header().Set("X-OpenStack-Ironic-API-Minimum-Version", MinVersion.String())
 		w.Header().Set("X-OpenStack-Ironic-API-Maximum-Version", MaxVersion.String())
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		var routed *http.Request // set once the routes serve it
 		defer func() {
+			d := time.Since(start)
 			s.Log.Info().Str("request_id", reqID).Str("method", r.Method).Str("path", r.URL.Path).
-				Int("status", rec.status).Dur("duration", time.Since(start)).Msg("api request")
+				Int("status", rec.status).Dur("duration", d).Msg("api request")
+			m.HTTPRequest(r.Method, routeOf(mux, r, routed), rec.status, d)
 		}()
 		r.Body = http.MaxBytesReader(rec, r.Body, MaxBodyBytes)
 
@@ -104,8 +147,27 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			writeError(rec, http.StatusUnauthorized, "The request you have made requires authentication.")
 			return
 		}
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), versionKey, ver)))
+		routed = r.WithContext(context.WithValue(r.Context(), versionKey, ver))
+		mux.ServeHTTP(rec, routed)
 	})
+}
+
+// routeOf is the path pattern that served routed ("/v1/nodes/{ident}"),
+// or would have served r when the middleware answered first (401, 406).
+func routeOf(mux *http.ServeMux, r, routed *http.Request) string {
+	var pattern string
+	if routed != nil {
+		pattern = routed.Pattern
+	} else {
+		_, pattern = mux.Handler(r)
+	}
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		pattern = path
+	}
+	if pattern == "" {
+		return "unmatched"
+	}
+	return pattern
 }
 
 type statusRecorder struct {

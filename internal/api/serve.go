@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.temporal.io/sdk/client"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/logging"
+	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 )
@@ -26,7 +28,12 @@ import (
 // Serve runs the API on [api] host_ip:port until ctx ends. ready, when not
 // nil, receives the listening address.
 func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready chan<- string) error {
-	s := &Server{TaskQueue: cfg.Temporal.TaskQueue, Log: log}
+	m, err := metrics.New()
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	defer m.Shutdown(context.Background())
+	s := &Server{TaskQueue: cfg.Temporal.TaskQueue, Log: log, Metrics: m}
 	if cfg.API.AuthStrategy == "http_basic" {
 		users, err := LoadHtpasswd(cfg.API.HTTPBasicAuthUserFile)
 		if err != nil {
@@ -46,7 +53,18 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready cha
 	}
 	defer c.Close()
 	s.Temporal = c
-	p := pool.New(app.PoolOptions(cfg))
+	// A client on the same connection whose SDK metrics (requests,
+	// workflow starts, queries) go to /metrics.
+	if mc, err := client.NewClientFromExisting(c, client.Options{Namespace: cfg.Temporal.Namespace,
+		Logger: logging.NewTemporalLogger(log), MetricsHandler: m.TemporalHandler()}); err != nil {
+		log.Warn().Err(err).Msg("Temporal SDK metrics are off")
+	} else {
+		defer mc.Close()
+		s.Temporal = mc
+	}
+	popts := app.PoolOptions(cfg)
+	popts.Observer = m // BMC calls of provision actions (manage, adopt)
+	p := pool.New(popts)
 	defer p.Close()
 	s.BMCs = p
 

@@ -7,10 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -19,6 +23,7 @@ import (
 	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/logging"
+	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/nova"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/temporalconn"
@@ -34,9 +39,19 @@ type Worker struct {
 	Client client.Client
 	Store  store.Store
 	Pool   *pool.Pool
-	worker worker.Worker
-	log    zerolog.Logger
-	owns   bool // Client was dialled here
+	// Metrics is nil when the worker records none.
+	Metrics *metrics.Metrics
+	worker  worker.Worker
+	log     zerolog.Logger
+	// base is the dialled or injected client Client derives from when it
+	// was made here to carry the SDK's metrics handler.
+	base    client.Client
+	owns    bool // base (or Client) was dialled here
+	derived bool // Client was made here from base
+	ownsMet bool // Metrics was made here
+	http    *http.Server
+	addr    string
+	started atomic.Bool
 }
 
 // WorkerOptions lets tests inject parts; zero values are built from config.
@@ -48,19 +63,40 @@ type WorkerOptions struct {
 	Nova activities.Notifier
 	// NoSchedules leaves the sync schedules alone (tests, benchmarks).
 	NoSchedules bool
+	// MetricsAddr, when set (":9090"), serves /metrics, /healthz and
+	// /readyz there (worker -metrics-addr).
+	MetricsAddr string
+	// MetricsBestEffort logs, instead of failing, a MetricsAddr that
+	// cannot be listened on (the worker's default address, which two
+	// workers on one host would share).
+	MetricsBestEffort bool
+	// Metrics replaces the metrics built when MetricsAddr is set (tests);
+	// with neither, the worker records no metrics.
+	Metrics *metrics.Metrics
 }
 
 // NewWorker connects to Temporal and the node store, makes sure the search
 // attributes exist and registers every workflow and activity. Call Start
 // or Run, then Close.
 func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts WorkerOptions) (*Worker, error) {
-	w := &Worker{Client: opts.Client, Store: opts.Store, Pool: opts.Pool, log: log}
+	w := &Worker{Client: opts.Client, Store: opts.Store, Pool: opts.Pool, Metrics: opts.Metrics, log: log}
+	if w.Metrics == nil && opts.MetricsAddr != "" {
+		m, err := metrics.New()
+		if err != nil {
+			return nil, fmt.Errorf("metrics: %w", err)
+		}
+		w.Metrics, w.ownsMet = m, true
+	}
 	var err error
 	if w.Client == nil {
 		if w.Client, err = temporalconn.Dial(ctx, cfg.Temporal, logging.NewTemporalLogger(log)); err != nil {
+			w.Close()
 			return nil, err
 		}
 		w.owns = true
+	}
+	if w.Metrics != nil {
+		w.withSDKMetrics(cfg, log)
 	}
 	if err := temporalconn.EnsureSearchAttributes(ctx, w.Client, cfg.Temporal.Namespace, workflows.SearchAttributes...); err != nil {
 		w.Close()
@@ -73,21 +109,29 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		}
 	}
 	if w.Pool == nil {
-		w.Pool = pool.New(PoolOptions(cfg))
+		popts := PoolOptions(cfg)
+		if w.Metrics != nil {
+			popts.Observer = w.Metrics
+		}
+		w.Pool = pool.New(popts)
 	}
 	acts := &activities.Activities{
 		Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, IPMI: cfg.IPMI,
-		Temporal: w.Client, TaskQueue: cfg.Temporal.TaskQueue,
+		Temporal: w.Client, TaskQueue: cfg.Temporal.TaskQueue, Metrics: w.Metrics,
 	}
 	acts.Nova, acts.NovaDisabled = novaNotifier(cfg.Nova, opts.Nova, log)
 
-	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, worker.Options{
+	wopts := worker.Options{
 		WorkerStopTimeout: StopTimeout,
 		// A sync pass runs up to 100 per-node syncs and their Nova
 		// notifiers at once: two pollers (the default) would queue them.
 		MaxConcurrentWorkflowTaskPollers: 8,
 		MaxConcurrentActivityTaskPollers: 4,
-	})
+	}
+	if w.Metrics != nil {
+		wopts.Interceptors = []interceptor.WorkerInterceptor{&resultMetrics{m: w.Metrics}}
+	}
+	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, wopts)
 	Register(w.worker, acts)
 	if !opts.NoSchedules {
 		if err := ReconcileSchedules(ctx, w.Client, cfg); err != nil {
@@ -95,7 +139,122 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 			return nil, err
 		}
 	}
+	if opts.MetricsAddr != "" {
+		if err := w.serveMetrics(opts.MetricsAddr); err != nil {
+			if !opts.MetricsBestEffort {
+				w.Close()
+				return nil, err
+			}
+			log.Error().Err(err).Msg("not serving /metrics, /healthz and /readyz (set -metrics-addr)")
+		}
+	}
 	return w, nil
+}
+
+// withSDKMetrics gives the worker a client of its own on the same
+// connection whose MetricsHandler exports the SDK's metrics (requests,
+// polls, workflow and activity tasks) through w.Metrics; an injected
+// client keeps whatever handler it was dialled with. A client that cannot
+// be derived (a wrapper) is used as is, without SDK metrics.
+func (w *Worker) withSDKMetrics(cfg config.Config, log zerolog.Logger) {
+	c, err := client.NewClientFromExisting(w.Client, client.Options{
+		Namespace:      cfg.Temporal.Namespace,
+		Logger:         logging.NewTemporalLogger(log),
+		MetricsHandler: w.Metrics.TemporalHandler(),
+	})
+	if err != nil {
+		log.Warn().Err(err).Msg("Temporal SDK metrics are off: cannot derive a client with a metrics handler")
+		return
+	}
+	w.base, w.Client, w.derived = w.Client, c, true
+}
+
+// serveMetrics listens on addr for /metrics, /healthz and /readyz. Ready
+// means: polling (Start was called), Temporal answering its health check
+// and the node store answering a query.
+func (w *Worker) serveMetrics(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics address %s: %w", addr, err)
+	}
+	w.addr = ln.Addr().String()
+	mux := w.Metrics.Mux(
+		metrics.Check{Name: "worker", Run: func(context.Context) error {
+			if !w.started.Load() {
+				return errors.New("not polling")
+			}
+			return nil
+		}},
+		metrics.Check{Name: "temporal", Run: func(ctx context.Context) error {
+			_, err := w.Client.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		}},
+		metrics.Check{Name: "store", Run: func(ctx context.Context) error {
+			_, err := w.Store.List(ctx, store.Query{Limit: 1})
+			return err
+		}},
+	)
+	w.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := w.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			w.log.Error().Err(err).Msg("metrics listener stopped")
+		}
+	}()
+	w.log.Info().Str("address", w.addr).Msg("serving /metrics, /healthz and /readyz")
+	return nil
+}
+
+// MetricsAddr is where /metrics is served ("" when it is not), with the
+// port chosen when MetricsAddr asked for port 0.
+func (w *Worker) MetricsAddr() string { return w.addr }
+
+// resultMetrics records what finished sync passes and Nova notifiers did,
+// from their results. Workflows themselves stay free of side effects: a
+// workflow's result is only produced once for real, and IsReplaying skips
+// it when a history is replayed (as the SDK's replay-aware handler does).
+type resultMetrics struct {
+	interceptor.WorkerInterceptorBase
+	m *metrics.Metrics
+}
+
+func (r *resultMetrics) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &workflowResultMetrics{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, m: r.m}
+}
+
+type workflowResultMetrics struct {
+	interceptor.WorkflowInboundInterceptorBase
+	m *metrics.Metrics
+}
+
+func (i *workflowResultMetrics) ExecuteWorkflow(ctx workflow.Context, in *interceptor.ExecuteWorkflowInput) (any, error) {
+	res, err := i.Next.ExecuteWorkflow(ctx, in)
+	if !workflow.IsReplaying(ctx) {
+		recordResult(i.m, res, err)
+	}
+	return res, err
+}
+
+// recordResult turns a finished workflow's result into domain metrics.
+func recordResult(m *metrics.Metrics, res any, err error) {
+	switch r := res.(type) {
+	case workflows.PowerSyncResult:
+		if err != nil {
+			return // continued as new or failed: the final run reports the pass
+		}
+		m.SyncPass(time.Duration(r.Duration*float64(time.Second)), map[string]int{
+			metrics.SyncChecked:            r.Checked,
+			metrics.SyncInSync:             r.InSync,
+			metrics.SyncCorrected:          r.Corrected,
+			metrics.SyncUnreadable:         r.Unreadable,
+			metrics.SyncSkipped:            r.Skipped,
+			metrics.SyncSkippedLocked:      r.SkippedLocked,
+			metrics.SyncEnteredMaintenance: r.EnteredMaintenance,
+			metrics.SyncForceFailed:        r.ForceFailed,
+		})
+	case workflows.NovaNotifyResult:
+		// Each run (also one that continues as new) counts its own.
+		m.NovaNotification(metrics.NovaExpired, r.Expired)
+	}
 }
 
 // PoolOptions sizes the BMC pool from the configuration.
@@ -149,6 +308,7 @@ func (w *Worker) Start() error {
 	if err := w.worker.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
+	w.started.Store(true)
 	return nil
 }
 
@@ -160,22 +320,39 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info().Msg("worker started")
 	<-ctx.Done()
 	w.log.Info().Dur("stop_timeout", StopTimeout).Msg("stopping: running activities get time to finish")
+	w.started.Store(false)
 	w.worker.Stop()
 	return nil
 }
 
 // Stop stops polling (after Start), letting running activities finish.
-func (w *Worker) Stop() { w.worker.Stop() }
+func (w *Worker) Stop() {
+	w.started.Store(false)
+	w.worker.Stop()
+}
 
 // Close releases what NewWorker opened.
 func (w *Worker) Close() {
+	if w.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		w.http.Shutdown(ctx)
+		cancel()
+	}
 	if w.Pool != nil {
 		w.Pool.Close()
 	}
 	if w.Store != nil {
 		w.Store.Close()
 	}
-	if w.owns && w.Client != nil {
+	if w.derived {
 		w.Client.Close()
+		if w.owns {
+			w.base.Close()
+		}
+	} else if w.owns && w.Client != nil {
+		w.Client.Close()
+	}
+	if w.ownsMet {
+		w.Metrics.Shutdown(context.Background())
 	}
 }

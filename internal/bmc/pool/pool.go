@@ -4,6 +4,7 @@
 package pool
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -25,6 +26,50 @@ type Options struct {
 	IPMIMinCommandInterval time.Duration
 	// IdleTimeout closes a client unused for this long (default 2 min).
 	IdleTimeout time.Duration
+	// Observer, when set, is told of every PowerState and SetPowerState
+	// call made through a client the pool hands out (metrics).
+	Observer Observer
+}
+
+// Observer learns each BMC call's driver, operation ("get_power_state",
+// "set_power_state"), latency and error.
+type Observer interface {
+	ObserveBMCCall(driver, op string, d time.Duration, err error)
+}
+
+// BMC operations reported to an Observer.
+const (
+	OpGetPowerState = "get_power_state"
+	OpSetPowerState = "set_power_state"
+)
+
+// observed times a client's calls for the pool's Observer.
+type observed struct {
+	bmc.PowerManager
+	driver string
+	obs    Observer
+}
+
+func (o observed) PowerState(ctx context.Context) (string, error) {
+	start := time.Now()
+	state, err := o.PowerManager.PowerState(ctx)
+	o.obs.ObserveBMCCall(o.driver, OpGetPowerState, time.Since(start), err)
+	return state, err
+}
+
+func (o observed) SetPowerState(ctx context.Context, target string) error {
+	start := time.Now()
+	err := o.PowerManager.SetPowerState(ctx, target)
+	o.obs.ObserveBMCCall(o.driver, OpSetPowerState, time.Since(start), err)
+	return err
+}
+
+// observe wraps pm when the pool has an Observer.
+func (p *Pool) observe(driver string, pm bmc.PowerManager) bmc.PowerManager {
+	if p.opts.Observer == nil {
+		return pm
+	}
+	return observed{PowerManager: pm, driver: driver, obs: p.opts.Observer}
 }
 
 // Pool is safe for concurrent use.
@@ -76,7 +121,7 @@ func (p *Pool) For(n *node.Node) (bmc.PowerManager, error) {
 		}
 		key := keyOf("ipmi", info.HostPort(), info.Username, info.Password, fmt.Sprint(info.CipherSuite))
 		e := p.entry(key, func() *entry { return &entry{pm: ipmi.New(info, p.opts.IPMI)} })
-		return e.pm, nil
+		return p.observe(node.DriverIPMI, e.pm), nil
 	case node.DriverRedfish:
 		info, err := n.DriverInfo.Redfish()
 		if err != nil {
@@ -84,7 +129,7 @@ func (p *Pool) For(n *node.Node) (bmc.PowerManager, error) {
 		}
 		key := keyOf("redfish", info.Endpoint, info.Username, info.Password, info.AuthType, fmt.Sprint(info.VerifyCA), info.CAFile)
 		e := p.entry(key, func() *entry { return &entry{conn: redfish.Dial(info, p.opts.Redfish)} })
-		return e.conn.System(info.SystemID), nil
+		return p.observe(node.DriverRedfish, e.conn.System(info.SystemID)), nil
 	}
 	return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver", BMC: n.UUID, Err: fmt.Errorf("%w: %q", node.ErrUnknownDriver, n.Driver)}
 }
