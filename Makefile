@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run test deps vet unit fuzz bench bench-power bench-sync race clean
+.PHONY: all build run demo test deps vet unit fuzz bench bench-power bench-sync race clean
 
 all: build
 
@@ -24,6 +24,13 @@ run: build tools/bin/temporal
 	for i in $$(seq 1 60); do ./tools/bin/temporal operator cluster health --address 127.0.0.1:7233 >/dev/null 2>&1 && break; sleep 1; done; \
 	echo "Temporal Web UI: http://127.0.0.1:8233  (server log: .data/temporal.log)"; \
 	./bin/worker
+
+# demo starts the whole local stack on simulated hardware, without Docker:
+# the Temporal dev server with its Web UI (http://127.0.0.1:8233), a Redfish
+# and IPMI fleet, a Nova simulator, the worker and the API on :6385, state in
+# .data/ (reused by the next run). Ctrl-C stops every process it started.
+demo: build tools/bin/temporal
+	./bin/starter demo
 
 # deps installs what the tests drive (Debian's ipmi_sim, ipmitool,
 # redfishtool, python3-sushy) when missing and starts the local PostgreSQL

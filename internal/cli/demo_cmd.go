@@ -1,0 +1,31 @@
+package cli
+
+import (
+	"context"
+
+	"github.com/metalpower/metalpower/internal/demo"
+)
+
+func init() {
+	register("demo", "demo [-data DIR] [-temporal-cli PATH] [-redfish N] [-ipmi N] [-api-port P] [-temporal-port P] [-ui-port P]   run the whole local stack on simulated hardware (make demo)", runDemo)
+}
+
+func runDemo(ctx context.Context, env *Env, args []string) error {
+	var o demo.Options
+	fs := flags("demo", env)
+	fs.StringVar(&o.DataDir, "data", ".data", "directory for the Temporal database, the node store, logs and nova-events.log (reused by the next run)")
+	fs.StringVar(&o.TemporalCLI, "temporal-cli", "tools/bin/temporal", "the temporal CLI (make tools/bin/temporal)")
+	fs.StringVar(&o.Worker, "worker", "", "the worker binary (default: worker beside this starter)")
+	fs.IntVar(&o.Redfish, "redfish", 40, "simulated Redfish nodes (rf-01..)")
+	fs.IntVar(&o.IPMI, "ipmi", 8, "simulated IPMI nodes (ipmi-1..)")
+	fs.IntVar(&o.APIPort, "api-port", 6385, "REST API port on 127.0.0.1")
+	fs.IntVar(&o.TemporalPort, "temporal-port", 7233, "Temporal frontend port on 127.0.0.1")
+	fs.IntVar(&o.UIPort, "ui-port", 8233, "Temporal Web UI port on 127.0.0.1")
+	fs.StringVar(&o.RedfishAddr, "redfish-addr", "127.0.0.1:8000", "where the simulated Redfish fleet listens")
+	fs.IntVar(&o.SyncInterval, "sync-interval", 60, "seconds between power sync passes")
+	fs.IntVar(&o.RecoveryInterval, "recovery-interval", 120, "seconds between power failure recovery passes")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	return demo.Run(ctx, o, env.Stdout)
+}

@@ -1,0 +1,604 @@
+//go:build unix
+
+// Package demo runs the whole local stack for `make demo` (`starter demo`):
+// the Temporal dev server with its Web UI, a simulated fleet of Redfish and
+// IPMI BMCs, a Nova + Keystone simulator, the worker and the REST API on the
+// SQLite node store, all on embedded defaults and without Docker. It enrolls
+// and manages the simulated nodes, injects a few faults so the periodic sync
+// has work to do, prints copy-paste examples and runs until SIGINT or
+// SIGTERM, when it stops every process it started.
+//
+// The dev server, the worker and the API run as child processes, each in
+// its own process group (and, on Linux, with a parent-death signal so that
+// even a SIGKILLed demo takes them along). The simulators run inside the
+// demo process: stopping the demo stops them.
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// ReadyLine is printed once everything is up; scripts wait for it.
+const ReadyLine = "metalpower demo ready"
+
+// Credentials of the simulated BMCs and of the simulated Keystone.
+const (
+	bmcUser, bmcPassword   = "admin", "password"
+	novaUser, novaPassword = "ironic", "demo-keystone-password"
+	novaProject            = "service"
+	novaHost               = "compute-1"
+	taskQueue              = "metalpower"
+)
+
+// Options shapes the demo; zero values take the defaults below.
+type Options struct {
+	// DataDir keeps the Temporal database, the node store, the logs and
+	// nova-events.log (default ".data").
+	DataDir string
+	// TemporalCLI is the temporal CLI (default tools/bin/temporal).
+	TemporalCLI string
+	// Starter and Worker are the binaries run for the API and the worker
+	// (default: this executable, and "worker" beside it).
+	Starter, Worker string
+	// Redfish and IPMI are the fleet sizes (default 40 and 8).
+	Redfish, IPMI int
+	// Ports on 127.0.0.1 (defaults 6385, 7233, 8233).
+	APIPort, TemporalPort, UIPort int
+	// RedfishAddr is where the Redfish fleet listens (default 127.0.0.1:8000).
+	RedfishAddr string
+	// SyncInterval and RecoveryInterval are the schedules' periods in
+	// seconds (defaults 60 and 120: short, so the demo shows passes).
+	SyncInterval, RecoveryInterval int
+	// ReadyTimeout bounds the start-up (default 2 minutes).
+	ReadyTimeout time.Duration
+}
+
+func (o *Options) defaults() error {
+	if o.DataDir == "" {
+		o.DataDir = ".data"
+	}
+	if o.TemporalCLI == "" {
+		o.TemporalCLI = filepath.Join("tools", "bin", "temporal")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	if o.Starter == "" {
+		o.Starter = self
+	}
+	if o.Worker == "" {
+		o.Worker = filepath.Join(filepath.Dir(self), "worker")
+	}
+	if o.Redfish == 0 {
+		o.Redfish = 40
+	}
+	if o.IPMI == 0 {
+		o.IPMI = 8
+	}
+	if o.APIPort == 0 {
+		o.APIPort = 6385
+	}
+	if o.TemporalPort == 0 {
+		o.TemporalPort = 7233
+	}
+	if o.UIPort == 0 {
+		o.UIPort = 8233
+	}
+	if o.RedfishAddr == "" {
+		o.RedfishAddr = "127.0.0.1:8000"
+	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 60
+	}
+	if o.RecoveryInterval == 0 {
+		o.RecoveryInterval = 120
+	}
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 2 * time.Minute
+	}
+	if o.Redfish < 0 || o.Redfish > 999 || o.IPMI < 0 || o.IPMI > 99 || o.Redfish+o.IPMI == 0 {
+		return fmt.Errorf("fleet size: want 0-999 Redfish and 0-99 IPMI nodes, at least one in all")
+	}
+	for _, p := range []*string{&o.DataDir, &o.TemporalCLI, &o.Starter, &o.Worker} {
+		if *p, err = filepath.Abs(*p); err != nil {
+			return err
+		}
+	}
+	for _, b := range []struct{ what, path, hint string }{
+		{"the temporal CLI", o.TemporalCLI, "run `make tools/bin/temporal` (or `make deps`; `make demo` builds it), or pass -temporal-cli"},
+		{"the worker binary", o.Worker, "run `make build`, or pass -worker"},
+		{"the starter binary", o.Starter, "run `make build`"},
+	} {
+		if _, err := os.Stat(b.path); err != nil {
+			return fmt.Errorf("%s is missing at %s: %s", b.what, b.path, b.hint)
+		}
+	}
+	return nil
+}
+
+// demo is one run.
+type demo struct {
+	opts     Options
+	out      io.Writer
+	outMu    sync.Mutex
+	rf       *redfishsim.Sim
+	rfURL    string
+	ipmi     *ipmisim.Fleet
+	nova     *novasim.Sim
+	authURL  string
+	children []*child
+	faults   []fault
+	// closeSims stops the simulators once started.
+	closeSims func()
+	fleet     []plannedNode
+	// instanceNode maps Nova instance UUIDs to node names, for the event log.
+	instanceNode sync.Map
+}
+
+func (d *demo) printf(format string, args ...any) {
+	d.outMu.Lock()
+	defer d.outMu.Unlock()
+	fmt.Fprintf(d.out, format, args...)
+}
+
+// Run runs the demo until ctx ends (the caller cancels it on SIGINT and
+// SIGTERM), then stops everything it started.
+func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
+	if err := opts.defaults(); err != nil {
+		return err
+	}
+	d := &demo{opts: opts, out: out}
+	d.fleet = plan(opts.Redfish, opts.IPMI)
+	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
+		return err
+	}
+	for _, a := range []struct{ what, addr string }{
+		{"the Temporal frontend (-temporal-port)", hostPort(opts.TemporalPort)},
+		{"the Temporal Web UI (-ui-port)", hostPort(opts.UIPort)},
+		{"the API (-api-port)", hostPort(opts.APIPort)},
+	} {
+		if err := portFree(a.addr); err != nil {
+			return fmt.Errorf("%s: %s is taken (is `make run` or another demo running?): %v", a.what, a.addr, err)
+		}
+	}
+	defer func() {
+		if stopErr := d.stop(); stopErr != nil && err == nil {
+			err = stopErr
+		}
+		d.printf("stopped\n")
+	}()
+
+	if err := d.startSimulators(); err != nil {
+		return err
+	}
+	known, err := d.reconcileStore(ctx)
+	if err != nil {
+		return err
+	}
+	eventsCtx, stopEvents := context.WithCancel(ctx)
+	eventsDone := d.logNovaEvents(eventsCtx)
+	defer func() { stopEvents(); <-eventsDone }()
+
+	readyCtx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
+	defer cancel()
+	if err := d.startTemporal(readyCtx); err != nil {
+		return err
+	}
+	if err := d.startWorkerAndAPI(readyCtx); err != nil {
+		return err
+	}
+	if err := d.enroll(readyCtx, known); err != nil {
+		return err
+	}
+	d.injectFaults()
+	d.printBanner(known)
+	d.printf("%s\n", ReadyLine)
+
+	// Run until asked to stop, or until a child dies.
+	crashed := make(chan *child, len(d.children))
+	for _, c := range d.children {
+		go func() {
+			select {
+			case <-c.done:
+				crashed <- c
+			case <-ctx.Done():
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+		d.printf("\nstopping the demo...\n")
+		return nil
+	case c := <-crashed:
+		if ctx.Err() != nil {
+			return nil
+		}
+		return c.exitError()
+	}
+}
+
+func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+func portFree(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
+}
+
+// plannedNode is one simulated server and its node.
+type plannedNode struct {
+	name     string
+	driver   string
+	index    int  // Redfish system ID, or IPMI BMC index (1-based)
+	instance bool // active with a Nova instance
+}
+
+// plan lays out the fleet: rf-01.., ipmi-1..; every fourth node hosts a
+// Nova instance (active), the others are available.
+func plan(redfish, ipmi int) []plannedNode {
+	var out []plannedNode
+	for i := 1; i <= redfish; i++ {
+		out = append(out, plannedNode{name: fmt.Sprintf("rf-%02d", i), driver: node.DriverRedfish, index: i, instance: i%4 == 0})
+	}
+	for i := 1; i <= ipmi; i++ {
+		out = append(out, plannedNode{name: fmt.Sprintf("ipmi-%d", i), driver: node.DriverIPMI, index: i, instance: i%4 == 0})
+	}
+	return out
+}
+
+// instanceUUID is stable per node name, so reruns agree with the store.
+func instanceUUID(name string) string {
+	return uuid.NewSHA1(uuid.NameSpaceURL, []byte("metalpower-demo/instance/"+name)).String()
+}
+
+func (d *demo) driverInfo(p plannedNode) map[string]any {
+	if p.driver == node.DriverRedfish {
+		return map[string]any{
+			"redfish_address": d.rfURL, "redfish_system_id": d.rf.SystemPath(strconv.Itoa(p.index)),
+			"redfish_username": bmcUser, "redfish_password": bmcPassword,
+		}
+	}
+	b := d.ipmi.BMCs()[p.index-1]
+	return map[string]any{"ipmi_address": b.Host, "ipmi_port": b.Port, "ipmi_username": bmcUser, "ipmi_password": bmcPassword}
+}
+
+func (d *demo) startSimulators() error {
+	d.rf = redfishsim.New(redfishsim.Options{Systems: max(d.opts.Redfish, 1), Username: bmcUser, Password: bmcPassword})
+	ln, err := net.Listen("tcp", d.opts.RedfishAddr)
+	if err != nil {
+		return fmt.Errorf("the Redfish simulator cannot listen on %s (-redfish-addr; is `starter sim redfish` running?): %w", d.opts.RedfishAddr, err)
+	}
+	srv := &http.Server{Handler: d.rf.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	d.rfURL = "http://" + ln.Addr().String()
+	rfStop := func() { d.rf.Close(); srv.Close() }
+	d.ipmi, err = ipmisim.Start(ipmisim.Options{BMCs: max(d.opts.IPMI, 1), Username: bmcUser, Password: bmcPassword})
+	if err != nil {
+		rfStop()
+		return err
+	}
+	d.nova = novasim.New(novasim.Options{Username: novaUser, Password: novaPassword, ProjectName: novaProject})
+	d.authURL = d.nova.Start()
+	d.closeSims = func() { rfStop(); d.ipmi.Close(); d.nova.Close() }
+	return nil
+}
+
+// reconcileStore brings the nodes a previous run left in the store up to
+// date with this run's simulators, before any worker runs: the IPMI
+// simulators listen on new ports each run and the Redfish address may
+// differ. The simulated hardware is set to the recorded power states (as
+// real servers keep theirs across a restart of the control plane), and
+// Nova learns the instances again. It returns the names already enrolled.
+func (d *demo) reconcileStore(ctx context.Context) (map[string]bool, error) {
+	st, err := store.Open(ctx, d.dbURL())
+	if err != nil {
+		return nil, fmt.Errorf("node store %s: %w", d.dbURL(), err)
+	}
+	defer st.Close()
+	known := map[string]bool{}
+	for _, p := range d.fleet {
+		n, err := st.Get(ctx, p.name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		known[p.name] = true
+		want := d.driverInfo(p)
+		stale := false
+		for k, v := range want {
+			if k == "ipmi_password" || k == "redfish_password" {
+				continue
+			}
+			if fmt.Sprint(n.DriverInfo[k]) != fmt.Sprint(v) {
+				stale = true
+			}
+		}
+		if stale {
+			if _, err := store.Modify(ctx, st, n.UUID, func(n *node.Node) error {
+				for k, v := range want {
+					if k == "ipmi_port" {
+						v = float64(v.(int)) // as JSON decodes it
+					}
+					n.DriverInfo[k] = v
+				}
+				return nil
+			}); err != nil {
+				return nil, fmt.Errorf("update driver_info of %s: %w", p.name, err)
+			}
+		}
+		d.setHardware(p, n.PowerState != node.PowerOff)
+		if n.InstanceUUID != "" {
+			d.addInstance(n.InstanceUUID, p.name, n.PowerState != node.PowerOff)
+		}
+	}
+	return known, nil
+}
+
+func (d *demo) addInstance(id, name string, on bool) {
+	if on {
+		d.nova.AddInstance(id, novaHost, "active", "running")
+	} else {
+		d.nova.AddInstance(id, novaHost, "stopped", "shutdown")
+	}
+	d.instanceNode.Store(id, name)
+}
+
+func (d *demo) setHardware(p plannedNode, on bool) {
+	if p.driver == node.DriverRedfish {
+		state := "Off"
+		if on {
+			state = "On"
+		}
+		d.rf.SetPowerState(strconv.Itoa(p.index), state)
+		return
+	}
+	d.ipmi.BMCs()[p.index-1].SetPowerOn(on)
+}
+
+func (d *demo) hardwareOn(p plannedNode) bool {
+	if p.driver == node.DriverRedfish {
+		return d.rf.PowerState(strconv.Itoa(p.index)) == "On"
+	}
+	return d.ipmi.BMCs()[p.index-1].PowerOn()
+}
+
+func (d *demo) dbPath() string { return filepath.Join(d.opts.DataDir, "metalpower.db") }
+func (d *demo) dbURL() string  { return "sqlite://" + d.dbPath() }
+
+// logNovaEvents appends every event the Nova simulator accepts to
+// <data>/nova-events.log (one JSON object a line) and prints it.
+func (d *demo) logNovaEvents(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	path := filepath.Join(d.opts.DataDir, "nova-events.log")
+	f, err := os.Create(path)
+	if err != nil {
+		d.printf("warning: cannot write %s: %v\n", path, err)
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		defer f.Close()
+		seen := 0
+		flush := func() {
+			events := d.nova.Events()
+			for _, e := range events[seen:] {
+				name, _ := d.instanceNode.Load(e.ServerUUID)
+				nodeName, _ := name.(string)
+				b, _ := json.Marshal(map[string]any{
+					"at": e.At.UTC().Format(time.RFC3339Nano), "name": e.Name, "server_uuid": e.ServerUUID,
+					"node": nodeName, "tag": e.Tag, "code": e.Code, "status": e.Status,
+				})
+				f.Write(append(b, '\n'))
+				d.printf("nova: %s %s for instance %s (node %s): %d %s\n", e.Name, e.Tag, e.ServerUUID, nodeName, e.Code, e.Status)
+			}
+			seen = len(events)
+		}
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				flush()
+				return
+			case <-t.C:
+				flush()
+			}
+		}
+	}()
+	return done
+}
+
+// childEnv is the children's environment: the caller's, without any
+// METALPOWER_* setting (the demo runs on embedded defaults), plus the
+// demo's.
+func (d *demo) childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, config.EnvPrefix) {
+			env = append(env, kv)
+		}
+	}
+	return append(env,
+		"METALPOWER_DATABASE_URL="+d.dbURL(),
+		"METALPOWER_TEMPORAL_ADDRESS="+hostPort(d.opts.TemporalPort),
+		"METALPOWER_TEMPORAL_TASK_QUEUE="+taskQueue,
+		"METALPOWER_API_HOST_IP=127.0.0.1",
+		"METALPOWER_API_PORT="+strconv.Itoa(d.opts.APIPort),
+		"METALPOWER_NOVA_AUTH_URL="+d.authURL,
+		"METALPOWER_NOVA_USERNAME="+novaUser,
+		"METALPOWER_NOVA_PASSWORD="+novaPassword,
+		"METALPOWER_NOVA_PROJECT_NAME="+novaProject,
+		// The simulated BMCs take commands at any pace; the 5 s default
+		// protects fragile real BMCs and would only slow the demo down.
+		"METALPOWER_IPMI_MIN_COMMAND_INTERVAL=0",
+		// A faulty simulated BMC fails every attempt: give up in 10 s,
+		// not 60, so the demo's sync passes stay short.
+		"METALPOWER_IPMI_COMMAND_RETRY_TIMEOUT=10",
+		// Short periods, so the demo shows sync and recovery passes.
+		"METALPOWER_CONDUCTOR_SYNC_POWER_STATE_INTERVAL="+strconv.Itoa(d.opts.SyncInterval),
+		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL="+strconv.Itoa(d.opts.RecoveryInterval),
+		"METALPOWER_LOG_FORMAT=json",
+	)
+}
+
+func (d *demo) start(name, logName, bin string, args ...string) (*child, error) {
+	c, err := startChild(name, filepath.Join(d.opts.DataDir, logName), bin, args, d.childEnv())
+	if err != nil {
+		return nil, err
+	}
+	d.children = append(d.children, c)
+	d.printf("started %s (pid %d, log %s)\n", name, c.pid(), c.log)
+	return c, nil
+}
+
+func (d *demo) startTemporal(ctx context.Context) error {
+	c, err := d.start("temporal dev server", "temporal.log", d.opts.TemporalCLI,
+		"server", "start-dev", "--ip", "127.0.0.1",
+		"--port", strconv.Itoa(d.opts.TemporalPort), "--ui-port", strconv.Itoa(d.opts.UIPort),
+		"--db-filename", filepath.Join(d.opts.DataDir, "temporal.db"),
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+		"--search-attribute", "NodeUUID=Keyword", "--search-attribute", "NodeName=Keyword", "--search-attribute", "PowerTarget=Keyword",
+		"--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	return waitFor(ctx, c, "the Temporal dev server", func(ctx context.Context) error {
+		tc, err := d.dial(ctx)
+		if err != nil {
+			return err
+		}
+		defer tc.Close()
+		_, err = tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
+	})
+}
+
+func (d *demo) dial(ctx context.Context) (client.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return client.DialContext(dctx, client.Options{HostPort: hostPort(d.opts.TemporalPort), Logger: quietLogger{}})
+}
+
+func (d *demo) startWorkerAndAPI(ctx context.Context) error {
+	started := time.Now()
+	w, err := d.start("worker", "worker.log", d.opts.Worker)
+	if err != nil {
+		return err
+	}
+	a, err := d.start("API", "api.log", d.opts.Starter, "api")
+	if err != nil {
+		return err
+	}
+	tc, err := d.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	// The worker is ready once it polls both task queue kinds (it creates
+	// the schedules before it starts polling).
+	if err := waitFor(ctx, w, "the worker", func(ctx context.Context) error {
+		for _, kind := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
+			resp, err := tc.DescribeTaskQueue(ctx, taskQueue, kind)
+			if err != nil {
+				return err
+			}
+			fresh := false
+			for _, p := range resp.GetPollers() {
+				fresh = fresh || !p.GetLastAccessTime().AsTime().Before(started.Add(-time.Second))
+			}
+			if !fresh {
+				return fmt.Errorf("no %s poller on task queue %s yet", kind, taskQueue)
+			}
+		}
+		for _, id := range []string{"power-sync", "power-failure-recovery"} {
+			if _, err := tc.ScheduleClient().GetHandle(ctx, id).Describe(ctx); err != nil {
+				return fmt.Errorf("schedule %s: %w", id, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return waitFor(ctx, a, "the API", func(ctx context.Context) error {
+		status, _, err := d.api(ctx, http.MethodGet, "/v1", nil)
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("GET /v1: %d", status)
+		}
+		return err
+	})
+}
+
+// waitFor polls check until it succeeds, c exits or ctx ends.
+func waitFor(ctx context.Context, c *child, what string, check func(context.Context) error) error {
+	var last error
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		last = check(cctx)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-c.done:
+			return c.exitError()
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not become ready (%v); the end of %s:\n%s", what, last, c.log, c.logTail())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// stop ends the children in reverse order of start (API and worker before
+// the server they talk to), then the simulators.
+func (d *demo) stop() error {
+	var errs []error
+	for i := len(d.children) - 1; i >= 0; i-- {
+		c := d.children[i]
+		if err := c.stop(10 * time.Second); err != nil {
+			errs = append(errs, err)
+		}
+		d.printf("stopped %s (pid %d)\n", c.name, c.pid())
+	}
+	if d.closeSims != nil {
+		d.closeSims()
+		d.closeSims = nil
+	}
+	return errors.Join(errs...)
+}
+
+// quietLogger drops the SDK's logs: the demo's own output is the point.
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}

@@ -1,0 +1,267 @@
+//go:build unix
+
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+)
+
+// apiVersion is sent with every request: names need 1.5, enroll 1.11.
+const apiVersion = "1.95"
+
+// api calls the REST API and returns the status and body.
+func (d *demo) api(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	var r io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+hostPort(d.opts.APIPort)+path, r)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("X-OpenStack-Ironic-API-Version", apiVersion)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// apiNode is what enrollment reads back from GET /v1/nodes/{name}.
+type apiNode struct {
+	UUID           string  `json:"uuid"`
+	ProvisionState string  `json:"provision_state"`
+	PowerState     *string `json:"power_state"`
+	InstanceUUID   *string `json:"instance_uuid"`
+	LastError      *string `json:"last_error"`
+}
+
+func (d *demo) getNode(ctx context.Context, name string) (*apiNode, int, error) {
+	status, body, err := d.api(ctx, http.MethodGet, "/v1/nodes/"+name, nil)
+	if err != nil || status != http.StatusOK {
+		return nil, status, err
+	}
+	var n apiNode
+	if err := json.Unmarshal(body, &n); err != nil {
+		return nil, status, fmt.Errorf("GET /v1/nodes/%s: %w", name, err)
+	}
+	return &n, status, nil
+}
+
+// enroll creates the nodes the store does not have yet through the REST
+// API, as an operator would, and takes every node to its working state:
+// enroll -> manage (reads the BMC) -> provide (available), or adopt
+// (active) for the nodes hosting a Nova instance. It is idempotent: a node
+// already there is taken on from whatever state it is in.
+func (d *demo) enroll(ctx context.Context, known map[string]bool) error {
+	created := 0
+	for _, p := range d.fleet {
+		n, status, err := d.getNode(ctx, p.name)
+		if err != nil {
+			return fmt.Errorf("enroll %s: %w", p.name, err)
+		}
+		if status == http.StatusNotFound {
+			req := map[string]any{"name": p.name, "driver": p.driver, "driver_info": d.driverInfo(p)}
+			if p.instance {
+				id := instanceUUID(p.name)
+				req["instance_uuid"] = id
+				d.addInstance(id, p.name, d.hardwareOn(p))
+			}
+			status, body, err := d.api(ctx, http.MethodPost, "/v1/nodes", req)
+			if err != nil {
+				return fmt.Errorf("create node %s: %w", p.name, err)
+			}
+			if status != http.StatusCreated {
+				return fmt.Errorf("create node %s: %d %s", p.name, status, body)
+			}
+			created++
+			if n, _, err = d.getNode(ctx, p.name); err != nil || n == nil {
+				return fmt.Errorf("read node %s back: %v", p.name, err)
+			}
+		} else if status != http.StatusOK {
+			return fmt.Errorf("GET /v1/nodes/%s: %d", p.name, status)
+		}
+		for step := 0; step < 4; step++ {
+			var action string
+			switch n.ProvisionState {
+			case node.Enroll:
+				action = "manage"
+			case node.Manageable, node.AdoptFailed:
+				action = "provide"
+				if n.InstanceUUID != nil && *n.InstanceUUID != "" {
+					action = "adopt"
+				}
+			}
+			if action == "" {
+				break
+			}
+			status, body, err := d.api(ctx, http.MethodPut, "/v1/nodes/"+p.name+"/states/provision", map[string]string{"target": action})
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", action, p.name, err)
+			}
+			if status != http.StatusAccepted {
+				return fmt.Errorf("%s %s: %d %s", action, p.name, status, body)
+			}
+			before := n.ProvisionState
+			if n, _, err = d.getNode(ctx, p.name); err != nil || n == nil {
+				return fmt.Errorf("read node %s back: %v", p.name, err)
+			}
+			if n.ProvisionState == before || n.ProvisionState == node.AdoptFailed {
+				lastErr := ""
+				if n.LastError != nil {
+					lastErr = *n.LastError
+				}
+				return fmt.Errorf("%s %s: still %q: %s", action, p.name, n.ProvisionState, lastErr)
+			}
+		}
+	}
+	d.printf("enrolled %d new nodes through the API; %d reused from %s\n", created, len(known), d.opts.DataDir)
+	return nil
+}
+
+// fault is one misbehaviour injected after enrollment.
+type fault struct {
+	nodes []string
+	what  string
+}
+
+// injectFaults gives the periodic sync something to do: hardware powered
+// the other way than recorded (the sync puts it back, as
+// force_power_state_during_sync says), and BMCs that fail every request
+// (after power_state_sync_max_retries failed passes the node goes into
+// maintenance with fault "power failure"; recovery retries it).
+func (d *demo) injectFaults() []fault {
+	var drift, broken, brokenIPMI []string
+	for _, p := range d.fleet {
+		switch {
+		case p.driver == node.DriverRedfish && (p.index == 8 || p.index == 21):
+			d.setHardware(p, !d.hardwareOn(p))
+			drift = append(drift, p.name)
+		case p.driver == node.DriverRedfish && (p.index == 13 || p.index == 27):
+			d.rf.SetFault(strconv.Itoa(p.index), redfishsim.FaultServerError)
+			broken = append(broken, p.name)
+		case p.driver == node.DriverIPMI && p.index == 7:
+			d.ipmi.BMCs()[p.index-1].SetFault(ipmisim.FaultError)
+			brokenIPMI = append(brokenIPMI, p.name)
+		}
+	}
+	var out []fault
+	if len(drift) > 0 {
+		out = append(out, fault{drift, "hardware switched the other way than recorded: the next sync pass puts it back"})
+	}
+	if len(broken) > 0 {
+		out = append(out, fault{broken, "the Redfish BMC answers 500: after a few failed sync passes the node goes into maintenance"})
+	}
+	if len(brokenIPMI) > 0 {
+		out = append(out, fault{brokenIPMI, "the IPMI BMC fails every chassis command: likewise"})
+	}
+	d.faults = out
+	return out
+}
+
+// rel shows path relative to the working directory when it is below it.
+func rel(path string) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		return path
+	}
+	r, err := filepath.Rel(wd, path)
+	if err != nil || strings.HasPrefix(r, "..") {
+		return path
+	}
+	return "./" + r
+}
+
+func (d *demo) printBanner(known map[string]bool) {
+	o := d.opts
+	instances := 0
+	for _, p := range d.fleet {
+		if p.instance {
+			instances++
+		}
+	}
+	ui := "http://" + hostPort(o.UIPort)
+	apiURL := "http://" + hostPort(o.APIPort)
+	temporal := rel(o.TemporalCLI)
+	addr := "" // the temporal CLI's --address follows the command
+	if o.TemporalPort != 7233 {
+		addr = " --address " + hostPort(o.TemporalPort)
+	}
+	// starter reads the embedded defaults: say so when the demo differs.
+	var env []string
+	if wd, _ := os.Getwd(); d.dbURL() != "sqlite://"+filepath.Join(wd, ".data", "metalpower.db") {
+		env = append(env, "METALPOWER_DATABASE_URL="+d.dbURL())
+	}
+	if o.TemporalPort != 7233 {
+		env = append(env, "METALPOWER_TEMPORAL_ADDRESS="+hostPort(o.TemporalPort))
+	}
+	starter := strings.Join(append(env, rel(o.Starter)), " ")
+	var ipmiPorts []string
+	for _, b := range d.ipmi.BMCs()[:o.IPMI] {
+		ipmiPorts = append(ipmiPorts, strconv.Itoa(b.Port))
+	}
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	w("")
+	w("metalpower demo: %d nodes (%d Redfish rf-01.., %d IPMI ipmi-1..; %d active with a Nova instance, the others available)", len(d.fleet), o.Redfish, o.IPMI, instances)
+	w("")
+	w("  Temporal Web UI    %s/namespaces/default/workflows", ui)
+	w("  Temporal frontend  %s (state in %s)", hostPort(o.TemporalPort), rel(filepath.Join(o.DataDir, "temporal.db")))
+	w("  REST API           %s/v1  (no auth)", apiURL)
+	w("  Redfish fleet      %s/redfish/v1  (%s/%s)", d.rfURL, bmcUser, bmcPassword)
+	if o.IPMI > 0 {
+		w("  IPMI BMCs          127.0.0.1 UDP ports %s  (%s/%s)", strings.Join(ipmiPorts, ","), bmcUser, bmcPassword)
+	}
+	w("  Nova/Keystone sim  %s  (events received: %s)", d.authURL, rel(filepath.Join(o.DataDir, "nova-events.log")))
+	w("  Node store         %s", rel(d.dbPath()))
+	w("  Logs               %s/{temporal,worker,api}.log", rel(o.DataDir))
+	w("  Schedules          power-sync every %d s, power-failure-recovery every %d s", o.SyncInterval, o.RecoveryInterval)
+	if len(d.faults) > 0 {
+		w("")
+		w("Injected faults, for the sync to find:")
+		for _, f := range d.faults {
+			w("  %-14s %s", strings.Join(f.nodes, ", "), f.what)
+		}
+	}
+	w("")
+	w("Try, in another terminal from the repository root:")
+	w("  # a power change started as a Temporal workflow")
+	w(`  %s workflow start%s --task-queue %s --type PowerChange --input '{"node":"rf-01","target":"power off"}'`, temporal, addr, taskQueue)
+	w("  # the operator CLI")
+	w("  %s power off rf-02 --wait", starter)
+	w("  # the Ironic REST API")
+	w(`  curl -i -X PUT %s/v1/nodes/rf-03/states/power -H 'X-OpenStack-Ironic-API-Version: %s' -H 'Content-Type: application/json' -d '{"target":"power off"}'`, apiURL, apiVersion)
+	w(`  curl -s %s/v1/nodes/rf-03 -H 'X-OpenStack-Ironic-API-Version: %s'`, apiURL, apiVersion)
+	w("  # the OpenStack baremetal CLI (python3-ironicclient)")
+	w("  baremetal --os-endpoint %s --os-auth-type none node list", apiURL)
+	w("  baremetal --os-endpoint %s --os-auth-type none node power on rf-03", apiURL)
+	w("  # workflows of one node: type this query in the Web UI's search box, or")
+	w(`  #   NodeName="rf-01"`)
+	w(`  %s workflow list%s --query 'NodeName="rf-01"'`, temporal, addr)
+	w("  %s schedule list%s", temporal, addr)
+	w("")
+	w("Ctrl-C stops every process the demo started; running it again reuses %s.", rel(o.DataDir))
+	d.printf("%s", b.String())
+}
