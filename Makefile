@@ -72,6 +72,10 @@ FUZZTIME ?= 5s
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequests$$' -fuzztime $(FUZZTIME) ./internal/api
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyPatch$$' -fuzztime $(FUZZTIME) ./internal/api
+	$(GO) test -run '^$$' -fuzz '^FuzzEventResult$$' -fuzztime $(FUZZTIME) ./internal/nova
+	$(GO) test -run '^$$' -fuzz '^FuzzPowerUpdateResponse$$' -fuzztime $(FUZZTIME) ./internal/nova
+	$(GO) test -run '^$$' -fuzz '^FuzzPowerState$$' -fuzztime $(FUZZTIME) ./internal/bmc/redfish
+	$(GO) test -run '^$$' -fuzz '^FuzzDriverInfo$$' -fuzztime $(FUZZTIME) ./internal/node
 
 # Benchmarks: the store over 100,000 nodes and one power read per driver.
 bench: deps

@@ -257,23 +257,28 @@ const mask = "******"
 // redactURL masks the password of a URL's userinfo and any password query
 // parameter (libpq and pgx accept one). It edits the raw string rather than
 // re-encoding a parsed URL, so the rest reads exactly as the operator wrote
-// it. When the authority is unclear - a URL net/url cannot parse, such as one
-// whose password has an unescaped '/' or '#', or one without "://" - it masks
-// from the first ':' to the last '@' anywhere: when unsure, mask more.
+// it. The userinfo is taken to end at the last '@' before the query,
+// wherever net/url would stop (a password may hold an unescaped '/' or
+// '#'): when unsure, mask more.
 func redactURL(raw string) string {
 	prefix, rest := "", raw
-	authority := len(rest)
 	if i := strings.Index(raw, "://"); i >= 0 {
 		prefix, rest = raw[:i+3], raw[i+3:]
-		authority = len(rest)
-		if _, err := url.Parse(raw); err == nil {
-			// As in net/url, the authority ends at the first '/', '?' or '#'.
-			if j := strings.IndexAny(rest, "/?#"); j >= 0 {
-				authority = j
+	}
+	// An '@' in a query (application_name=a@b) is not userinfo; a URL
+	// net/url cannot parse has no trustworthy query, so all of it counts.
+	end := len(rest)
+	if _, err := url.Parse(raw); err == nil {
+		// A query needs key=value before an '@' in it; "pa?ss@host" is a
+		// password with a '?'.
+		if q := strings.Index(rest, "?"); q >= 0 {
+			if at := strings.LastIndex(rest, "@"); at < q || strings.Contains(rest[q:at], "=") {
+				end = q
 			}
 		}
 	}
-	if at := strings.LastIndex(rest[:authority], "@"); at >= 0 {
+	// "scheme:///path" has no authority, so no userinfo (sqlite paths).
+	if at := strings.LastIndex(rest[:end], "@"); at >= 0 && !strings.HasPrefix(rest, "/") {
 		if user, _, ok := strings.Cut(rest[:at], ":"); ok {
 			rest = user + ":" + mask + rest[at:]
 		}

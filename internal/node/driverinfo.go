@@ -169,7 +169,8 @@ func parseRedfishAddress(addr string) (string, error) {
 
 // redactURL keeps a credential someone put into a URL out of error messages.
 func redactURL(s string) string {
-	if i := strings.Index(s, "@"); i >= 0 {
+	// The userinfo ends at the last '@', as net/url reads it.
+	if i := strings.LastIndex(s, "@"); i >= 0 {
 		if j := strings.Index(s, "://"); j >= 0 && j < i {
 			return s[:j+3] + Masked + s[i:]
 		}
