@@ -168,13 +168,19 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 func round(ctx context.Context, wk *app.Worker, cfg config.Config, nodes []*node.Node, target string) ([]time.Duration, error) {
 	lat := make([]time.Duration, len(nodes))
 	errs := make([]error, len(nodes))
+	// All changes run at once, but at most 64 start requests are in flight:
+	// a thousand simultaneous starts would only time out in the server's
+	// queue (as clients of a real API would be spread over time).
+	starting := make(chan struct{}, 64)
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			start := time.Now()
+			starting <- struct{}{}
 			run, err := app.StartPowerChange(ctx, wk.Client, wk.Store, cfg.Temporal.TaskQueue, n, app.PowerRequest{Target: target, Via: "bench"})
+			<-starting
 			if err == nil {
 				err = run.Get(ctx, nil)
 			}
