@@ -207,10 +207,15 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 // setPower sends the action, as an activity or a local activity.
 func setPower(ctx workflow.Context, plan activities.Plan, name string, local bool) workflow.Future {
 	attempt, total := setTimeouts(plan)
+	// Transient BMC errors are retried for about [ipmi] command_retry_timeout
+	// (counted in attempts); the schedule-to-close bound also allows for a
+	// busy task queue, so a burst of changes waits rather than fails.
 	retry := &temporal.RetryPolicy{
 		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+		MaximumAttempts:        int32(max(2, total/attempt+1)),
 		NonRetryableErrorTypes: activities.NonRetryable,
 	}
+	total += queueAllowance
 	summary := fmt.Sprintf("%s %s via %s %s", plan.Target, name, plan.Driver, plan.BMC)
 	in := activities.SetPowerInput{NodeUUID: plan.NodeUUID, Target: plan.Target}
 	if local {
@@ -308,6 +313,9 @@ func upsertSearchAttributes(ctx workflow.Context, p activities.Plan) {
 		workflow.GetLogger(ctx).Warn("cannot set search attributes", "error", err)
 	}
 }
+
+// queueAllowance is how long a power action may wait for a free worker.
+const queueAllowance = 10 * time.Minute
 
 // setTimeouts bounds SetPowerState: transient BMC errors are retried for
 // up to the plan's CommandRetryTimeout ([ipmi] command_retry_timeout, as

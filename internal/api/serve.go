@@ -18,6 +18,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
+	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/metrics"
@@ -55,8 +56,10 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready cha
 	s.Temporal = c
 	// A client on the same connection whose SDK metrics (requests,
 	// workflow starts, queries) go to /metrics.
+	dc, fc, _ := codec.Converters(cfg.Temporal.PayloadEncryptionKeys) // validated by Dial
 	if mc, err := client.NewClientFromExisting(c, client.Options{Namespace: cfg.Temporal.Namespace,
-		Logger: logging.NewTemporalLogger(log), MetricsHandler: m.TemporalHandler()}); err != nil {
+		Logger: logging.NewTemporalLogger(log), MetricsHandler: m.TemporalHandler(),
+		DataConverter: dc, FailureConverter: fc}); err != nil {
 		log.Warn().Err(err).Msg("Temporal SDK metrics are off")
 	} else {
 		defer mc.Close()

@@ -21,6 +21,7 @@ import (
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/bmc/redfish"
+	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/metrics"
@@ -157,10 +158,15 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 // client keeps whatever handler it was dialled with. A client that cannot
 // be derived (a wrapper) is used as is, without SDK metrics.
 func (w *Worker) withSDKMetrics(cfg config.Config, log zerolog.Logger) {
+	// A derived client gets the SDK's default converters unless told:
+	// give it the payload codec too (already validated when dialling).
+	dc, fc, _ := codec.Converters(cfg.Temporal.PayloadEncryptionKeys)
 	c, err := client.NewClientFromExisting(w.Client, client.Options{
-		Namespace:      cfg.Temporal.Namespace,
-		Logger:         logging.NewTemporalLogger(log),
-		MetricsHandler: w.Metrics.TemporalHandler(),
+		Namespace:        cfg.Temporal.Namespace,
+		Logger:           logging.NewTemporalLogger(log),
+		MetricsHandler:   w.Metrics.TemporalHandler(),
+		DataConverter:    dc,
+		FailureConverter: fc,
 	})
 	if err != nil {
 		log.Warn().Err(err).Msg("Temporal SDK metrics are off: cannot derive a client with a metrics handler")

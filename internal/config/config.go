@@ -94,6 +94,10 @@ type Temporal struct {
 	TLSServerName         string `toml:"tls_server_name" help:"Server name to verify the server certificate against, when it differs from the address host."`
 	TLSInsecureSkipVerify bool   `toml:"tls_insecure_skip_verify" help:"Do not verify the server certificate. For testing only."`
 	APIKey                string `toml:"api_key" secret:"true" help:"API key sent to Temporal (for example Temporal Cloud); empty for none."`
+	PayloadEncryptionKeys string `toml:"payload_encryption_keys" secret:"true" help:"Encrypt every payload and failure message (AES-256-GCM): comma-separated <key-id>:<base64 32-byte key>; the first encrypts, all decrypt (rotation). Empty: off. Every worker, starter and API needs the same keys."`
+	CodecListen           string `toml:"codec_listen" help:"host:port the codec server (starter codec-server) listens on, for the Web UI and temporal --codec-endpoint."`
+	CodecCORSOrigins      string `toml:"codec_cors_origins" help:"Comma-separated Web UI origins allowed to call the codec server."`
+	CodecAuthToken        string `toml:"codec_auth_token" secret:"true" help:"Bearer token the codec server requires; empty only on a loopback codec_listen."`
 }
 
 // API holds the options of the REST API server, after Ironic's [api] and
@@ -150,6 +154,9 @@ func Default() Config {
 			Address:   "127.0.0.1:7233",
 			Namespace: "default",
 			TaskQueue: "metalpower",
+			// The codec server beside the dev server's Web UI.
+			CodecListen:      "127.0.0.1:8081",
+			CodecCORSOrigins: "http://127.0.0.1:8233",
 		},
 		API: API{
 			HostIP:                "0.0.0.0",

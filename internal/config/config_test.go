@@ -71,6 +71,10 @@ func TestDefaults(t *testing.T) {
 		"[temporal] tls_server_name":                  "",
 		"[temporal] tls_insecure_skip_verify":         "false",
 		"[temporal] api_key":                          "",
+		"[temporal] payload_encryption_keys":          "",
+		"[temporal] codec_listen":                     "127.0.0.1:8081",
+		"[temporal] codec_cors_origins":               "http://127.0.0.1:8233",
+		"[temporal] codec_auth_token":                 "",
 		"[api] host_ip":                               "0.0.0.0",
 		"[api] port":                                  "6385",
 		"[api] auth_strategy":                         "noauth",
@@ -123,7 +127,8 @@ func TestOptionsComplete(t *testing.T) {
 			t.Errorf("%s has unsupported type %s", o.Key(), o.Type)
 		}
 	}
-	secrets := []string{"[nova] password", "[nova] application_credential_secret", "[temporal] api_key"}
+	secrets := []string{"[nova] password", "[nova] application_credential_secret", "[temporal] api_key",
+		"[temporal] payload_encryption_keys", "[temporal] codec_auth_token"}
 	for _, o := range Options() {
 		want := false
 		for _, s := range secrets {

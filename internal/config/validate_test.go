@@ -199,6 +199,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	c.Nova.Password = secret
 	c.Nova.ApplicationCredentialSecret = secret
 	c.Temporal.APIKey = secret
+	c.Temporal.PayloadEncryptionKeys = secret
+	c.Temporal.CodecAuthToken = secret
 	c.Database.URL = "postgres://metalpower:" + secret + "@db/metalpower?password=" + secret
 	c.Nova.AuthURL = "https://admin:" + secret + "@keystone/v3"
 	for _, o := range Options() {

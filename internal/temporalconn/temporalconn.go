@@ -17,12 +17,16 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
+	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
 )
 
 // Dial connects to the Temporal frontend.
-func Dial(ctx context.Context, c config.Temporal, logger log.Logger) (client.Client, error) {
+func Dial(ctx context.Context, c config.Temporal, logger log.Logger) (cl client.Client, err error) {
 	opts := client.Options{HostPort: c.Address, Namespace: c.Namespace, Logger: logger}
+	if opts.DataConverter, opts.FailureConverter, err = codec.Converters(c.PayloadEncryptionKeys); err != nil {
+		return nil, fmt.Errorf("[temporal] payload_encryption_keys: %w", err)
+	}
 	if c.TLS {
 		tlsConf, err := tlsConfig(c)
 		if err != nil {
@@ -33,7 +37,7 @@ func Dial(ctx context.Context, c config.Temporal, logger log.Logger) (client.Cli
 	if c.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(c.APIKey)
 	}
-	cl, err := client.DialContext(ctx, opts)
+	cl, err = client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Temporal at %s (namespace %s): %w", c.Address, c.Namespace, err)
 	}
