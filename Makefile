@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run demo test deps vet unit fuzz bench bench-power bench-sync race clean
+.PHONY: all build run demo test deps vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync race clean
 
 all: build
 
@@ -65,7 +65,17 @@ vet:
 unit:
 	$(GO) test -count=1 ./...
 
-test: deps vet unit fuzz
+test: deps vet workflowcheck unit fuzz
+
+# Temporal's static check for nondeterminism in workflow code.
+WORKFLOWCHECK := go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
+workflowcheck:
+	$(GO) run $(WORKFLOWCHECK) ./workflows/...
+
+# replay-refresh re-records testdata/histories (the replay corpus that
+# TestReplayCorpus replays in every test run) from real runs on a dev server.
+replay-refresh: tools/bin/temporal
+	METALPOWER_REFRESH_REPLAY=1 $(GO) test -count=1 -run '^TestGenerateCorpus$$' -v ./internal/replay
 
 # A short run of each fuzz target (longer: FUZZTIME=10m make fuzz).
 FUZZTIME ?= 5s

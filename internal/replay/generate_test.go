@@ -1,0 +1,369 @@
+package replay_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	historypb "go.temporal.io/api/history/v1"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/replay"
+	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/workflows"
+)
+
+// TestGenerateCorpus refreshes testdata/histories from real runs: each
+// scenario runs on a dev server through the integration harness, then
+// every workflow run on the scenario's task queue is exported as
+// <workflow type>-<scenario>[-n].json, in the format of
+// `temporal workflow show --output json`. Only with
+// METALPOWER_REFRESH_REPLAY=1 (make replay-refresh).
+func TestGenerateCorpus(t *testing.T) {
+	if os.Getenv("METALPOWER_REFRESH_REPLAY") != "1" {
+		t.Skip("set METALPOWER_REFRESH_REPLAY=1 to refresh " + replay.Dir)
+	}
+	root, err := replay.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, replay.Dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, f := range old {
+		os.Remove(f)
+	}
+	srv := startServer(t)
+	ctx := context.Background()
+
+	scenario := func(name string, opts itest.StackOptions, run func(t *testing.T, s *itest.Stack)) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			s := itest.NewStack(t, srv, opts)
+			run(t, s)
+			export(t, s, dir, name)
+		})
+	}
+
+	scenario("success", itest.StackOptions{}, func(t *testing.T, s *itest.Stack) {
+		inst := uuid.NewString()
+		n := s.AddRedfishNode(t, "r1-n01", "1", inst)
+		if res, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil || res.Skipped {
+			t.Fatalf("res %+v err %v", res, err)
+		}
+		itest.WaitFor(t, 20*time.Second, "the Nova event", func() bool { return len(s.NovaTags(inst)) > 0 })
+	})
+	scenario("verify-polling", itest.StackOptions{TransitionDelay: 2 * time.Second}, func(t *testing.T, s *itest.Stack) {
+		n := s.AddIPMINode(t, "r1-n02", 0, "")
+		if _, err := s.Change(t, n.Name, node.PowerOff, 30); err != nil {
+			t.Fatal(err)
+		}
+	})
+	scenario("skip", itest.StackOptions{}, func(t *testing.T, s *itest.Stack) {
+		n := s.AddRedfishNode(t, "r1-n03", "1", uuid.NewString())
+		s.Redfish.SetPowerState("1", "Off")
+		if res, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil || !res.Skipped {
+			t.Fatalf("res %+v err %v", res, err)
+		}
+	})
+	scenario("bmc-auth-failure", itest.StackOptions{}, func(t *testing.T, s *itest.Stack) {
+		n := s.AddIPMINode(t, "r1-n04", 0, "")
+		n.DriverInfo["ipmi_password"] = "wrong-password"
+		if err := s.Store.Update(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Change(t, n.Name, node.PowerOff, 0); err == nil {
+			t.Fatal("a wrong password did not fail the change")
+		}
+	})
+	scenario("verify-timeout", itest.StackOptions{}, func(t *testing.T, s *itest.Stack) {
+		n := s.AddIPMINode(t, "r1-n05", 0, "")
+		s.IPMI.BMCs()[0].SetFault(ipmisim.FaultStuck)
+		if _, err := s.Change(t, n.Name, node.PowerOff, 3); err == nil {
+			t.Fatal("a stuck BMC did not time out")
+		}
+	})
+	scenario("lock-conflict", itest.StackOptions{TransitionDelay: 2 * time.Second}, func(t *testing.T, s *itest.Stack) {
+		n := s.AddRedfishNode(t, "r1-n06", "1", "")
+		run, err := s.Start(ctx, t, n.Name, node.PowerOff, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A tctl-style start under another ID while the node is locked.
+		adhoc, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "adhoc-" + uuid.NewString(), TaskQueue: s.Config.Temporal.TaskQueue},
+			workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: n.Name, Target: node.PowerOn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := adhoc.Get(ctx, nil); err == nil || !strings.Contains(err.Error(), "locked") {
+			t.Fatalf("tctl-style start while locked: %v", err)
+		}
+		if err := run.Get(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	})
+	scenario("tctl-child", itest.StackOptions{}, func(t *testing.T, s *itest.Stack) {
+		s.AddIPMINode(t, "r1-n07", 0, "")
+		run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "my-own-id-" + uuid.NewString()[:8], TaskQueue: s.Config.Temporal.TaskQueue},
+			workflows.PowerChangeWorkflow, map[string]any{"node": "r1-n07", "target": "power off"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.PowerChangeResult
+		if err := run.Get(ctx, &res); err != nil || res.LockWorkflowID == "" {
+			t.Fatalf("res %+v err %v", res, err)
+		}
+	})
+	scenario("nova-outage", itest.StackOptions{}, func(t *testing.T, s *itest.Stack) {
+		inst := uuid.NewString()
+		n := s.AddRedfishNode(t, "r1-n08", "1", inst)
+		s.Nova.SetOutage(novasim.OutageRefuse)
+		if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // the notifier retries
+		if len(s.NovaTags(inst)) != 0 {
+			t.Fatal("Nova got an event during the outage")
+		}
+		s.Nova.SetOutage(novasim.OutageNone)
+		itest.WaitFor(t, 90*time.Second, "the delivery", func() bool { return len(s.NovaTags(inst)) > 0 })
+	})
+	scenario("sync-force", itest.StackOptions{}, func(t *testing.T, s *itest.Stack) {
+		inst := uuid.NewString()
+		s.AddRedfishNode(t, "drifted", "1", inst) // recorded on
+		s.Redfish.SetPowerState("1", "Off")
+		s.AddRedfishNode(t, "fine", "2", "")
+		if res := pass(t, s); res.Corrected != 1 || res.InSync != 1 {
+			t.Fatalf("counts = %+v", res.SyncCounts)
+		}
+		itest.WaitFor(t, 20*time.Second, "the Nova event", func() bool { return len(s.NovaTags(inst)) > 0 })
+	})
+	scenario("sync-record", itest.StackOptions{Configure: func(c *config.Config) { c.Conductor.ForcePowerStateDuringSync = false }}, func(t *testing.T, s *itest.Stack) {
+		inst := uuid.NewString()
+		s.AddRedfishNode(t, "drifted", "1", inst)
+		s.Redfish.SetPowerState("1", "Off")
+		if res := pass(t, s); res.Corrected != 1 {
+			t.Fatalf("counts = %+v", res.SyncCounts)
+		}
+		itest.WaitFor(t, 20*time.Second, "the Nova event", func() bool { return len(s.NovaTags(inst)) > 0 })
+	})
+	// max retries 0: the first failed read puts the node into maintenance,
+	// then recovery brings it back once the BMC answers.
+	scenario("maintenance-recovery", itest.StackOptions{Configure: func(c *config.Config) { c.Conductor.PowerStateSyncMaxRetries = 0 }}, func(t *testing.T, s *itest.Stack) {
+		n := s.AddRedfishNode(t, "flaky", "1", "")
+		s.Redfish.SetFault("1", redfishsim.FaultServerError)
+		if res := pass(t, s); res.EnteredMaintenance != 1 {
+			t.Fatalf("counts = %+v", res.SyncCounts)
+		}
+		s.Redfish.SetFault("1", redfishsim.FaultNone)
+		run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: s.Config.Temporal.TaskQueue}, workflows.PowerFailureRecoveryWorkflow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec workflows.RecoveryResult
+		if err := run.Get(ctx, &rec); err != nil || rec.Recovered != 1 {
+			t.Fatalf("recovery %+v err %v", rec, err)
+		}
+		if s.Node(t, n.UUID).Maintenance {
+			t.Fatal("still in maintenance")
+		}
+	})
+	// More sync-eligible nodes than one page holds: the server (whose
+	// suggest-continue-as-new threshold startServer lowers) suggests
+	// continuing as new after the first page.
+	scenario("continue-as-new", itest.StackOptions{RedfishSystems: 1, IPMIBMCs: 1, Configure: func(c *config.Config) { c.Conductor.SyncPowerStateWorkers = 64 }}, func(t *testing.T, s *itest.Stack) {
+		for i := 0; i <= 5000; i++ {
+			s.AddRedfishNode(t, fmt.Sprintf("bulk-%04d", i), "1", "")
+		}
+		res := pass(t, s)
+		if res.Pages != 2 || res.Checked != 5001 {
+			t.Fatalf("pass = %+v", res)
+		}
+	})
+}
+
+func pass(t *testing.T, s *itest.Stack) workflows.PowerSyncResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "sync-" + uuid.NewString(), TaskQueue: s.Config.Temporal.TaskQueue},
+		workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.PowerSyncResult
+	if err := run.Get(ctx, &res); err != nil {
+		t.Fatalf("sync pass: %v", err)
+	}
+	return res
+}
+
+// export writes the history of every run on the stack's task queue, once
+// all of them have closed.
+func export(t *testing.T, s *itest.Stack, dir, scenario string) {
+	t.Helper()
+	ctx := context.Background()
+	query := fmt.Sprintf("TaskQueue = '%s'", s.Config.Temporal.TaskQueue)
+	var execs []*workflowservice.ListWorkflowExecutionsResponse
+	// Visibility lags: wait until the same runs, all closed, are listed
+	// three times in a row, half a second apart.
+	stable, last := 0, -1
+	itest.WaitFor(t, 2*time.Minute, "every workflow of "+scenario+" to close", func() bool {
+		time.Sleep(500 * time.Millisecond)
+		execs = execs[:0]
+		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 1000})
+		if err != nil || len(resp.GetExecutions()) == 0 {
+			return false
+		}
+		for _, e := range resp.GetExecutions() {
+			if e.GetCloseTime() == nil {
+				return false
+			}
+		}
+		execs = append(execs, resp)
+		if n := len(resp.GetExecutions()); n != last {
+			stable, last = 0, n
+			return false
+		}
+		stable++
+		return stable >= 2
+	})
+	list := execs[0].GetExecutions()
+	slices.SortStableFunc(list, func(a, b *workflowpb.WorkflowExecutionInfo) int {
+		return a.GetStartTime().AsTime().Compare(b.GetStartTime().AsTime())
+	})
+	seen := map[string]int{}
+	for _, e := range list {
+		typ := e.GetType().GetName()
+		seen[typ]++
+		name := typ + "-" + scenario
+		if seen[typ] > 1 {
+			name += "-" + strconv.Itoa(seen[typ])
+		}
+		var events []*historypb.HistoryEvent
+		it := s.Client.GetWorkflowHistory(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), false, 0)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, ev)
+		}
+		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&historypb.History{Events: events})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// protojson's spacing is randomised: settle it so refreshes diff.
+		var out bytes.Buffer
+		if err := json.Indent(&out, compact(t, b), "", "  "); err != nil {
+			t.Fatal(err)
+		}
+		out.WriteByte('\n')
+		for _, secret := range []string{itest.IPMIPassword, itest.RedfishPassword, itest.KeystonePassword, "wrong-password"} {
+			if bytes.Contains(out.Bytes(), []byte(secret)) {
+				t.Fatalf("a secret appears in the history of %s", name)
+			}
+		}
+		f := filepath.Join(dir, name+".json")
+		if err := os.WriteFile(f, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		// It reads back and replays.
+		if err := replay.ReplayFile(replay.NewReplayer(), f); err != nil {
+			t.Fatalf("%s does not replay: %v", f, err)
+		}
+		t.Logf("%s: %d events, %d bytes", f, len(events), out.Len())
+	}
+}
+
+func compact(t *testing.T, b []byte) []byte {
+	var c bytes.Buffer
+	if err := json.Compact(&c, b); err != nil {
+		t.Fatal(err)
+	}
+	return c.Bytes()
+}
+
+// startServer runs a dev server of its own, as itest.StartTemporal does,
+// with a low suggest-continue-as-new threshold so that a long sync pass
+// continues as new as it would on a large fleet.
+func startServer(t *testing.T) *itest.Server {
+	t.Helper()
+	bin, err := itest.TemporalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := itest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uiPort, err := itest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort),
+		"--headless", "--log-level", "error",
+		"--search-attribute", "NodeUUID=Keyword", "--search-attribute", "NodeName=Keyword", "--search-attribute", "PowerTarget=Keyword",
+		"--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
+		"--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=4")
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		c, err := client.Dial(client.Options{HostPort: addr, Logger: quiet{}})
+		if err == nil {
+			_, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{})
+			c.Close()
+			if err == nil {
+				return &itest.Server{Address: addr}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev server did not start: %v\n%s", errors.Join(err), out.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type quiet struct{}
+
+func (quiet) Debug(string, ...any) {}
+func (quiet) Info(string, ...any)  {}
+func (quiet) Warn(string, ...any)  {}
+func (quiet) Error(string, ...any) {}
