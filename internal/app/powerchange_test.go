@@ -308,14 +308,14 @@ func TestBMCAuthenticationFailureFailsFast(t *testing.T) {
 	if err := s.Store.Update(context.Background(), n); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	_, err := s.Change(t, n.Name, node.PowerOff, 0)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrBMCAuth {
 		t.Fatalf("err = %v, want %s", err, activities.ErrBMCAuth)
 	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Fatalf("an authentication failure took %v: it must not be retried", d)
+	// Failed fast: one attempt, no retry, as the history shows.
+	if hist := history(t, s, workflows.LockID(n.UUID)); !strings.Contains(hist, "attempt:1") || strings.Contains(hist, "attempt:2") {
+		t.Fatalf("an authentication failure was retried:\n%s", hist)
 	}
 	got := s.Node(t, n.UUID)
 	if got.PowerState != node.PowerOn || got.TargetPowerState != "" ||
@@ -358,7 +358,9 @@ func TestAStateNeverReachedEndsInATimeoutError(t *testing.T) {
 	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrPowerStateTimeout {
 		t.Fatalf("err = %v, want %s", err, activities.ErrPowerStateTimeout)
 	}
-	if d := time.Since(start); d < 3*time.Second || d > 20*time.Second {
+	// It waited for the 3 s asked (a lower bound: never flaky), not for
+	// the 60 s default.
+	if d := time.Since(start); d < 3*time.Second || d > 45*time.Second {
 		t.Fatalf("timed out after %v, want about the 3 s asked", d)
 	}
 	got := s.Node(t, n.UUID)
@@ -494,7 +496,9 @@ func TestNovaOutageDoesNotHoldTheLockAndLosesNothing(t *testing.T) {
 	if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > 15*time.Second {
+	// Nova's retries run for up to an hour: three changes finishing at all
+	// while it is down shows the lock does not wait for it.
+	if d := time.Since(start); d > 2*time.Minute {
 		t.Fatalf("three changes took %v while Nova was down: the lock waited for Nova", d)
 	}
 	// Nova stays down while the notifier retries: 6 s by default,
