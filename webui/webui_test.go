@@ -4,20 +4,15 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 
 	"github.com/metalpower/metalpower/internal/itest"
 	"github.com/metalpower/metalpower/workflows"
@@ -57,84 +52,16 @@ func prerequisites(t *testing.T) string {
 	return node
 }
 
-// uiServer is a Temporal dev server with its Web UI on.
-type uiServer struct {
-	Address string
-	UI      string
-}
-
-// startUIServer starts the dev server as internal/itest does, but with
-// the Web UI; it stops when the test ends.
-func startUIServer(t *testing.T) uiServer {
+// startUIServer starts a dev server with its Web UI on; it stops when
+// the test ends.
+func startUIServer(t *testing.T) *itest.Server {
 	t.Helper()
-	bin, err := itest.TemporalBinary()
+	srv, err := itest.StartServer(itest.ServerOptions{UI: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, err := itest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uiPort, err := itest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := uiServer{Address: "127.0.0.1:" + strconv.Itoa(port), UI: "http://127.0.0.1:" + strconv.Itoa(uiPort)}
-	out := &lockedWriter{w: &bytes.Buffer{}}
-	cmd := exec.Command(bin, "server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort),
-		"--log-level", "error",
-		"--search-attribute", "NodeUUID=Keyword", "--search-attribute", "NodeName=Keyword", "--search-attribute", "PowerTarget=Keyword",
-		"--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start temporal dev server: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		err := func() error {
-			c, err := client.DialContext(ctx, client.Options{HostPort: s.Address, Logger: quiet{}})
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
-				return err
-			}
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.UI+"/", nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("web UI: %s", resp.Status)
-			}
-			return nil
-		}()
-		if err == nil {
-			return s
-		}
-		select {
-		case <-done:
-			t.Fatalf("temporal dev server exited: %s", out.String())
-		case <-ctx.Done():
-			t.Fatalf("temporal dev server (UI %s) did not start: %v\n%s", s.UI, err, out.String())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	t.Cleanup(srv.Stop)
+	return srv
 }
 
 type result struct {
@@ -154,7 +81,7 @@ func TestWebUIListsPowerChange(t *testing.T) {
 	node := prerequisites(t)
 	ui := startUIServer(t)
 
-	s := itest.NewStack(t, &itest.Server{Address: ui.Address}, itest.StackOptions{})
+	s := itest.NewStack(t, ui, itest.StackOptions{})
 	n := s.AddRedfishNode(t, "r1-n07", "1", "")
 	s.AddRedfishNode(t, "r1-n08", "2", "")
 	var ids []string
@@ -228,27 +155,3 @@ func lastLine(b []byte) []byte {
 	}
 	return b
 }
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.String()
-}
-
-type quiet struct{}
-
-func (quiet) Debug(string, ...any) {}
-func (quiet) Info(string, ...any)  {}
-func (quiet) Warn(string, ...any)  {}
-func (quiet) Error(string, ...any) {}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,9 +24,21 @@ import (
 // Server is a running Temporal dev server.
 type Server struct {
 	Address string
-	cmd     *exec.Cmd
-	out     *bytes.Buffer
-	dbFile  string
+	// UI is the Web UI's base URL, when ServerOptions.UI was set.
+	UI   string
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	opts ServerOptions
+}
+
+// ServerOptions shapes a dev server.
+type ServerOptions struct {
+	// DBFile keeps the server's state in a file ("" keeps it in memory).
+	DBFile string
+	// UI serves the Web UI (otherwise the server runs headless).
+	UI bool
+	// DynamicConfig adds KEY=VALUE dynamic configuration.
+	DynamicConfig []string
 }
 
 // RepoRoot finds the repository root (the directory holding go.mod).
@@ -74,6 +87,12 @@ func FreePort() (int, error) {
 // StartTemporal runs a dev server with its database in dbFile ("" keeps it
 // in memory) and the search attributes metalpower uses.
 func StartTemporal(dbFile string) (*Server, error) {
+	return StartServer(ServerOptions{DBFile: dbFile})
+}
+
+// StartServer runs a dev server as opts say, with the search attributes
+// metalpower uses; it returns once the server (and its UI) answers.
+func StartServer(opts ServerOptions) (*Server, error) {
 	bin, err := TemporalBinary()
 	if err != nil {
 		return nil, err
@@ -82,7 +101,7 @@ func StartTemporal(dbFile string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Address: "127.0.0.1:" + strconv.Itoa(port), out: &bytes.Buffer{}, dbFile: dbFile}
+	s := &Server{Address: "127.0.0.1:" + strconv.Itoa(port), out: &bytes.Buffer{}, opts: opts}
 	if err := s.start(bin, port); err != nil {
 		return nil, err
 	}
@@ -95,11 +114,19 @@ func (s *Server) start(bin string, port int) error {
 		return err
 	}
 	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort),
-		"--headless", "--log-level", "error",
+		"--log-level", "error",
 		"--search-attribute", "NodeUUID=Keyword", "--search-attribute", "NodeName=Keyword", "--search-attribute", "PowerTarget=Keyword",
 		"--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true"}
-	if s.dbFile != "" {
-		args = append(args, "--db-filename", s.dbFile, "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
+	if s.opts.UI {
+		s.UI = "http://127.0.0.1:" + strconv.Itoa(uiPort)
+	} else {
+		args = append(args, "--headless")
+	}
+	for _, kv := range s.opts.DynamicConfig {
+		args = append(args, "--dynamic-config-value", kv)
+	}
+	if s.opts.DBFile != "" {
+		args = append(args, "--db-filename", s.opts.DBFile, "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
 	}
 	s.cmd = exec.Command(bin, args...)
 	s.cmd.Stdout, s.cmd.Stderr = &syncWriter{w: s.out}, &syncWriter{w: s.out}
@@ -109,13 +136,9 @@ func (s *Server) start(bin string, port int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for {
-		c, err := client.DialContext(ctx, client.Options{HostPort: s.Address, Logger: quietLogger{}})
+		err := s.ready(ctx)
 		if err == nil {
-			_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
-			c.Close()
-			if err == nil {
-				return nil
-			}
+			return nil
 		}
 		if ctx.Err() != nil {
 			s.Stop()
@@ -123,6 +146,31 @@ func (s *Server) start(bin string, port int) error {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// ready checks the frontend answers, and the Web UI when it is on.
+func (s *Server) ready(ctx context.Context) error {
+	c, err := client.DialContext(ctx, client.Options{HostPort: s.Address, Logger: quietLogger{}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if _, err := c.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+		return err
+	}
+	if s.UI == "" {
+		return nil
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.UI+"/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("web UI: %s", resp.Status)
+	}
+	return nil
 }
 
 // Restart stops the server and starts it again on the same port and

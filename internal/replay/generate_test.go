@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -305,65 +303,15 @@ func compact(t *testing.T, b []byte) []byte {
 	return c.Bytes()
 }
 
-// startServer runs a dev server of its own, as itest.StartTemporal does,
-// with a low suggest-continue-as-new threshold so that a long sync pass
-// continues as new as it would on a large fleet.
+// startServer runs a dev server of its own with a low
+// suggest-continue-as-new threshold, so that a long sync pass continues as
+// new as it would on a large fleet.
 func startServer(t *testing.T) *itest.Server {
 	t.Helper()
-	bin, err := itest.TemporalBinary()
+	srv, err := itest.StartServer(itest.ServerOptions{DynamicConfig: []string{"limit.historyCount.suggestContinueAsNew=4"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port, err := itest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	uiPort, err := itest.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort),
-		"--headless", "--log-level", "error",
-		"--search-attribute", "NodeUUID=Keyword", "--search-attribute", "NodeName=Keyword", "--search-attribute", "PowerTarget=Keyword",
-		"--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
-		"--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=4")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		c, err := client.Dial(client.Options{HostPort: addr, Logger: quiet{}})
-		if err == nil {
-			_, err = c.CheckHealth(context.Background(), &client.CheckHealthRequest{})
-			c.Close()
-			if err == nil {
-				return &itest.Server{Address: addr}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev server did not start: %v\n%s", errors.Join(err), out.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	t.Cleanup(srv.Stop)
+	return srv
 }
-
-type quiet struct{}
-
-func (quiet) Debug(string, ...any) {}
-func (quiet) Info(string, ...any)  {}
-func (quiet) Warn(string, ...any)  {}
-func (quiet) Error(string, ...any) {}
