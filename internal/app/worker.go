@@ -53,6 +53,9 @@ type Worker struct {
 	http    *http.Server
 	addr    string
 	started atomic.Bool
+	// version is the Worker Deployment Version, when versioning is on.
+	version     worker.WorkerDeploymentVersion
+	stopPromote context.CancelFunc
 }
 
 // WorkerOptions lets tests inject parts; zero values are built from config.
@@ -74,6 +77,9 @@ type WorkerOptions struct {
 	// Metrics replaces the metrics built when MetricsAddr is set (tests);
 	// with neither, the worker records no metrics.
 	Metrics *metrics.Metrics
+	// Workflows replaces WorkflowTypes() (a test rolling out a changed
+	// workflow).
+	Workflows []WorkflowType
 }
 
 // NewWorker connects to Temporal and the node store, makes sure the search
@@ -122,7 +128,14 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	}
 	acts.Nova, acts.NovaDisabled = novaNotifier(cfg.Nova, opts.Nova, log)
 
+	dopts, err := deploymentOptions(cfg.Temporal)
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	w.version = dopts.Version
 	wopts := worker.Options{
+		DeploymentOptions: dopts,
 		WorkerStopTimeout: StopTimeout,
 		// A sync pass runs up to 100 per-node syncs and their Nova
 		// notifiers at once: two pollers (the default) would queue them.
@@ -133,7 +146,11 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		wopts.Interceptors = []interceptor.WorkerInterceptor{&resultMetrics{m: w.Metrics}}
 	}
 	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, wopts)
-	Register(w.worker, acts)
+	types := opts.Workflows
+	if types == nil {
+		types = WorkflowTypes()
+	}
+	register(w.worker, types, acts)
 	if !opts.NoSchedules {
 		if err := ReconcileSchedules(ctx, w.Client, cfg); err != nil {
 			w.Close()
@@ -276,17 +293,6 @@ func PoolOptions(cfg config.Config) pool.Options {
 	}
 }
 
-// Register adds every workflow and activity to a worker (also used by
-// replay tests).
-func Register(r worker.Registry, acts *activities.Activities) {
-	r.RegisterWorkflowWithOptions(workflows.PowerChange, workflow.RegisterOptions{Name: workflows.PowerChangeWorkflow})
-	r.RegisterWorkflowWithOptions(workflows.NovaNotify, workflow.RegisterOptions{Name: activities.NovaNotifyWorkflow})
-	r.RegisterWorkflowWithOptions(workflows.PowerSync, workflow.RegisterOptions{Name: workflows.PowerSyncWorkflow})
-	r.RegisterWorkflowWithOptions(workflows.NodePowerSync, workflow.RegisterOptions{Name: workflows.NodePowerSyncWorkflow})
-	r.RegisterWorkflowWithOptions(workflows.PowerFailureRecovery, workflow.RegisterOptions{Name: workflows.PowerFailureRecoveryWorkflow})
-	r.RegisterActivity(acts)
-}
-
 // novaNotifier builds the Nova client, or says once why notifications
 // will not be sent.
 func novaNotifier(cfg config.Nova, injected activities.Notifier, log zerolog.Logger) (activities.Notifier, string) {
@@ -315,6 +321,11 @@ func (w *Worker) Start() error {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	w.started.Store(true)
+	if w.version.DeploymentName != "" && w.stopPromote == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		w.stopPromote = cancel
+		go promoteIfFirst(ctx, w.Client, w.version, w.log)
+	}
 	return nil
 }
 
@@ -326,13 +337,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.log.Info().Msg("worker started")
 	<-ctx.Done()
 	w.log.Info().Dur("stop_timeout", StopTimeout).Msg("stopping: running activities get time to finish")
-	w.started.Store(false)
-	w.worker.Stop()
+	w.Stop()
 	return nil
 }
 
 // Stop stops polling (after Start), letting running activities finish.
 func (w *Worker) Stop() {
+	if w.stopPromote != nil {
+		w.stopPromote()
+	}
 	w.started.Store(false)
 	w.worker.Stop()
 }

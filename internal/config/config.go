@@ -98,6 +98,8 @@ type Temporal struct {
 	CodecListen           string `toml:"codec_listen" help:"host:port the codec server (starter codec-server) listens on, for the Web UI and temporal --codec-endpoint."`
 	CodecCORSOrigins      string `toml:"codec_cors_origins" help:"Comma-separated Web UI origins allowed to call the codec server."`
 	CodecAuthToken        string `toml:"codec_auth_token" secret:"true" help:"Bearer token the codec server requires; empty only on a loopback codec_listen."`
+	DeploymentName        string `toml:"deployment_name" help:"Worker Deployment the workers join (Worker Deployment Versioning: each workflow runs on the build that may run it, see Upgrading). Empty: unversioned workers."`
+	BuildID               string `toml:"build_id" help:"This build's ID within deployment_name. Empty: the binary's VCS revision (as starter version prints)."`
 }
 
 // API holds the options of the REST API server, after Ironic's [api] and

@@ -75,6 +75,8 @@ func TestDefaults(t *testing.T) {
 		"[temporal] codec_listen":                     "127.0.0.1:8081",
 		"[temporal] codec_cors_origins":               "http://127.0.0.1:8233",
 		"[temporal] codec_auth_token":                 "",
+		"[temporal] deployment_name":                  "",
+		"[temporal] build_id":                         "",
 		"[api] host_ip":                               "0.0.0.0",
 		"[api] port":                                  "6385",
 		"[api] auth_strategy":                         "noauth",

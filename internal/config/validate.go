@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -143,6 +144,15 @@ func (v *validator) temporal(c Temporal) {
 	}
 	v.notEmpty(s, "namespace", c.Namespace)
 	v.notEmpty(s, "task_queue", c.TaskQueue)
+	if c.DeploymentName != "" && !deploymentNameRE.MatchString(c.DeploymentName) {
+		v.failf(s, "deployment_name", "must be 1-200 letters, digits, '-' or '_' (got %q)", c.DeploymentName)
+	}
+	if c.BuildID != "" && !buildIDRE.MatchString(c.BuildID) {
+		v.failf(s, "build_id", "must be 1-200 letters, digits, '-', '_', '.' or '+' (got %q)", c.BuildID)
+	}
+	if c.BuildID != "" && c.DeploymentName == "" {
+		v.failf(s, "build_id", "is set but [temporal] deployment_name is empty")
+	}
 
 	if !c.TLS {
 		// A TLS setting that does nothing is almost certainly a forgotten
@@ -178,6 +188,13 @@ func (v *validator) temporal(c Temporal) {
 		}
 	}
 }
+
+// A worker deployment version is "<deployment_name>.<build_id>" in the
+// temporal CLI, so the name must not hold the separator.
+var (
+	deploymentNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,200}$`)
+	buildIDRE        = regexp.MustCompile(`^[A-Za-z0-9_.+-]{1,200}$`)
+)
 
 // checkAddress accepts host:port, and also gRPC resolver targets such as
 // dns:///temporal.example.com:7233, which the Temporal SDK passes through.

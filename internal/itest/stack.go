@@ -143,6 +143,8 @@ func (s *Stack) Env() []string {
 		"METALPOWER_IPMI_COMMAND_RETRY_TIMEOUT=" + strconv.Itoa(c.IPMI.CommandRetryTimeout),
 		"METALPOWER_IPMI_MIN_COMMAND_INTERVAL=" + strconv.Itoa(c.IPMI.MinCommandInterval),
 		"METALPOWER_LOG_FORMAT=json",
+		"METALPOWER_TEMPORAL_DEPLOYMENT_NAME=" + c.Temporal.DeploymentName,
+		"METALPOWER_TEMPORAL_BUILD_ID=" + c.Temporal.BuildID,
 	}
 }
 

@@ -1,0 +1,255 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/workflows"
+)
+
+// WorkflowType is a workflow the worker runs, under its registered name,
+// with the behaviour it has under Worker Deployment Versioning.
+type WorkflowType struct {
+	Name     string
+	Fn       any
+	Behavior workflow.VersioningBehavior
+}
+
+// WorkflowTypes lists every workflow type. The versioning behaviour of each
+// follows from how long it lives (README "Upgrading"):
+//
+//   - Pinned types finish on the build that started them, so changing them
+//     never needs a GetVersion patch; the old build keeps running until its
+//     pinned workflows are done (drained). Power changes last seconds to
+//     minutes; a sync pass minutes (its pages continue as new on the same
+//     build and its per-node children inherit the pin, so one pass never
+//     mixes builds); recovery seconds. The schedules start every new pass
+//     on the current build.
+//   - NovaNotify is AutoUpgrade: one notifier per instance lives as long
+//     as Nova is unreachable (up to an hour of retries) and takes signals
+//     from power changes of every build. Pinned, it would hold the old
+//     build for that hour; it moves to the new build at its next workflow
+//     task instead, so a change to it goes behind workflow.GetVersion.
+func WorkflowTypes() []WorkflowType {
+	const pinned, autoUpgrade = workflow.VersioningBehaviorPinned, workflow.VersioningBehaviorAutoUpgrade
+	return []WorkflowType{
+		{workflows.PowerChangeWorkflow, workflows.PowerChange, pinned},
+		{activities.NovaNotifyWorkflow, workflows.NovaNotify, autoUpgrade},
+		{workflows.PowerSyncWorkflow, workflows.PowerSync, pinned},
+		{workflows.NodePowerSyncWorkflow, workflows.NodePowerSync, pinned},
+		{workflows.PowerFailureRecoveryWorkflow, workflows.PowerFailureRecovery, pinned},
+	}
+}
+
+// Register adds every workflow and activity to a worker (also used by
+// replay tests).
+func Register(r worker.Registry, acts *activities.Activities) {
+	register(r, WorkflowTypes(), acts)
+}
+
+func register(r worker.Registry, types []WorkflowType, acts *activities.Activities) {
+	for _, t := range types {
+		r.RegisterWorkflowWithOptions(t.Fn, workflow.RegisterOptions{Name: t.Name, VersioningBehavior: t.Behavior})
+	}
+	r.RegisterActivity(acts)
+}
+
+// BuildID is [temporal] build_id, or else the VCS revision the binary was
+// built from ("+dirty" when the tree had changes), which `go build` records
+// in a git checkout.
+func BuildID(cfg config.Temporal) (string, error) {
+	if cfg.BuildID != "" {
+		return cfg.BuildID, nil
+	}
+	if id := vcsBuildID(); id != "" {
+		return id, nil
+	}
+	return "", errors.New("[temporal] build_id is empty and this binary records no VCS revision (built outside a git checkout?): set build_id (METALPOWER_TEMPORAL_BUILD_ID), a new one for every build")
+}
+
+func vcsBuildID() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return ""
+	}
+	var rev, dirty string
+	for _, s := range info.Settings {
+		switch {
+		case s.Key == "vcs.revision":
+			rev = s.Value
+		case s.Key == "vcs.modified" && s.Value == "true":
+			dirty = "+dirty"
+		}
+	}
+	if rev == "" {
+		return ""
+	}
+	return rev[:min(12, len(rev))] + dirty
+}
+
+// deploymentOptions opts the worker into Worker Deployment Versioning when
+// [temporal] deployment_name is set.
+func deploymentOptions(cfg config.Temporal) (worker.DeploymentOptions, error) {
+	if cfg.DeploymentName == "" {
+		return worker.DeploymentOptions{}, nil
+	}
+	id, err := BuildID(cfg)
+	if err != nil {
+		return worker.DeploymentOptions{}, err
+	}
+	return worker.DeploymentOptions{
+		UseVersioning: true,
+		Version:       worker.WorkerDeploymentVersion{DeploymentName: cfg.DeploymentName, BuildID: id},
+	}, nil
+}
+
+// promoteIfFirst makes this worker's version the deployment's current one
+// when the deployment has none yet: on a first start nothing else could
+// run the workflows. Otherwise promoting is the operator's step (starter
+// deployment promote), taken once the new build's workers are up.
+func promoteIfFirst(ctx context.Context, c client.Client, v worker.WorkerDeploymentVersion, log zerolog.Logger) {
+	h := c.WorkerDeploymentClient().GetHandle(v.DeploymentName)
+	// The version exists once the server has seen this worker poll.
+	for attempt := 0; ; attempt++ {
+		d, err := h.Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+		if err == nil {
+			cur := d.Info.RoutingConfig.CurrentVersion
+			switch {
+			case cur != nil && *cur == v:
+				log.Info().Str("deployment", v.DeploymentName).Str("build_id", v.BuildID).Msg("this build is the deployment's current version")
+				return
+			case cur != nil:
+				log.Warn().Str("deployment", v.DeploymentName).Str("build_id", v.BuildID).Str("current_build_id", cur.BuildID).
+					Msg("this build is not the current version: new workflows go to the current one until `starter deployment promote` names this build")
+				return
+			}
+			_, err = h.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: v.BuildID, ConflictToken: d.ConflictToken})
+			if err == nil {
+				log.Info().Str("deployment", v.DeploymentName).Str("build_id", v.BuildID).Msg("first build of the deployment: made it the current version")
+				return
+			}
+		}
+		if ctx.Err() != nil || attempt == 60 {
+			log.Error().Err(err).Str("deployment", v.DeploymentName).Str("build_id", v.BuildID).
+				Msg("could not check or set the deployment's current version: promote it with `starter deployment promote`")
+			return
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// DeploymentStatus is what `starter deployment status` shows.
+type DeploymentStatus struct {
+	Name           string          `json:"deployment_name"`
+	CurrentBuildID string          `json:"current_build_id"`
+	RampingBuildID string          `json:"ramping_build_id,omitempty"`
+	RampingPercent float32         `json:"ramping_percent,omitempty"`
+	Versions       []VersionStatus `json:"versions"`
+}
+
+// VersionStatus is one build of a deployment.
+type VersionStatus struct {
+	BuildID string `json:"build_id"`
+	// Drainage is the server's view: draining while workflows pinned to
+	// this version may still run, drained when none can.
+	Drainage string `json:"drainage,omitempty"`
+	// Running counts the open workflows pinned to or last run on it.
+	Running int64 `json:"running_workflows"`
+}
+
+// GetDeploymentStatus describes the deployment and counts the open
+// workflows of each of its builds.
+func GetDeploymentStatus(ctx context.Context, c client.Client, name string) (DeploymentStatus, error) {
+	d, err := c.WorkerDeploymentClient().GetHandle(name).Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+	if err != nil {
+		return DeploymentStatus{}, fmt.Errorf("describe worker deployment %q: %w", name, err)
+	}
+	st := DeploymentStatus{Name: name, Versions: []VersionStatus{}}
+	rc := d.Info.RoutingConfig
+	if rc.CurrentVersion != nil {
+		st.CurrentBuildID = rc.CurrentVersion.BuildID
+	}
+	if rc.RampingVersion != nil {
+		st.RampingBuildID, st.RampingPercent = rc.RampingVersion.BuildID, rc.RampingVersionPercentage
+	}
+	for _, v := range d.Info.VersionSummaries {
+		vs := VersionStatus{BuildID: v.Version.BuildID, Drainage: drainage(v.DrainageStatus)}
+		n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("TemporalWorkerDeploymentVersion = '%s.%s' AND ExecutionStatus = 'Running'", name, v.Version.BuildID),
+		})
+		if err != nil {
+			return st, fmt.Errorf("count the workflows of build %s: %w", v.Version.BuildID, err)
+		}
+		vs.Running = n.GetCount()
+		st.Versions = append(st.Versions, vs)
+	}
+	return st, nil
+}
+
+func drainage(s client.WorkerDeploymentVersionDrainageStatus) string {
+	switch s {
+	case client.WorkerDeploymentVersionDrainageStatusDraining:
+		return "draining"
+	case client.WorkerDeploymentVersionDrainageStatusDrained:
+		return "drained"
+	}
+	return ""
+}
+
+// Promote makes buildID the deployment's current version (ramp 0) or
+// sends it ramp percent of new workflows. It refuses a build whose workers
+// have never polled, so a typo cannot send every new workflow nowhere.
+func Promote(ctx context.Context, c client.Client, name, buildID string, ramp float32) error {
+	if ramp < 0 || ramp > 100 {
+		return fmt.Errorf("ramp must be between 0 and 100 (got %v)", ramp)
+	}
+	h := c.WorkerDeploymentClient().GetHandle(name)
+	d, err := h.Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+	if err != nil {
+		return fmt.Errorf("describe worker deployment %q: %w", name, err)
+	}
+	known := false
+	for _, v := range d.Info.VersionSummaries {
+		known = known || v.Version.BuildID == buildID
+	}
+	if !known {
+		return fmt.Errorf("build %q of deployment %q has no workers yet: start them first (known builds: %s)", buildID, name, buildList(d.Info.VersionSummaries))
+	}
+	if ramp == 0 || ramp == 100 {
+		_, err = h.SetCurrentVersion(ctx, client.WorkerDeploymentSetCurrentVersionOptions{BuildID: buildID, ConflictToken: d.ConflictToken})
+	} else {
+		_, err = h.SetRampingVersion(ctx, client.WorkerDeploymentSetRampingVersionOptions{BuildID: buildID, Percentage: ramp, ConflictToken: d.ConflictToken})
+	}
+	if err != nil {
+		return fmt.Errorf("promote build %q of deployment %q: %w", buildID, name, err)
+	}
+	return nil
+}
+
+func buildList(vs []client.WorkerDeploymentVersionSummary) string {
+	if len(vs) == 0 {
+		return "none"
+	}
+	s := ""
+	for i, v := range vs {
+		if i > 0 {
+			s += ", "
+		}
+		s += v.Version.BuildID
+	}
+	return s
+}
