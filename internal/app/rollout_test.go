@@ -173,6 +173,14 @@ func TestRolloutOldBuildToNewBuild(t *testing.T) {
 			t.Fatalf("%s is %v while v1 is away: want it waiting for v1", id, st)
 		}
 	}
+	itest.WaitFor(t, 30*time.Second, "status to count v1's two waiting changes", func() bool {
+		for _, v := range status().Versions {
+			if v.BuildID == "v1" {
+				return v.Running == 2
+			}
+		}
+		return false
+	})
 	// v1 comes back to drain them, as the procedure keeps it until drained.
 	v1 = startBuild("v1", nil)
 	for i, n := range []*node.Node{b, c} {

@@ -189,7 +189,8 @@ func GetDeploymentStatus(ctx context.Context, c client.Client, name string) (Dep
 	for _, v := range d.Info.VersionSummaries {
 		vs := VersionStatus{BuildID: v.Version.BuildID, Drainage: drainage(v.DrainageStatus)}
 		n, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-			Query: fmt.Sprintf("TemporalWorkerDeploymentVersion = '%s.%s' AND ExecutionStatus = 'Running'", name, v.Version.BuildID),
+			// Servers spell a version "<name>:<build>" (1.29) or "<name>.<build>".
+			Query: fmt.Sprintf("TemporalWorkerDeploymentVersion IN ('%[1]s:%[2]s', '%[1]s.%[2]s') AND ExecutionStatus = 'Running'", name, v.Version.BuildID),
 		})
 		if err != nil {
 			return st, fmt.Errorf("count the workflows of build %s: %w", v.Version.BuildID, err)
