@@ -13,11 +13,15 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# The build ID Worker Deployment Versioning uses by default ([temporal]
+# build_id): .git is not in the context, so pass it, new for every build:
+#   docker build --build-arg BUILD_ID=$(git rev-parse --short=12 HEAD) .
+ARG BUILD_ID=
 # CGO_ENABLED=0: the SQLite driver (modernc.org/sqlite) and pgx are pure Go,
 # so the binaries are static and run on any base image.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./worker ./starter
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/metalpower/metalpower/internal/app.linkedBuildID=${BUILD_ID}" -o /out/ ./worker ./starter
 
 # --- runtime ----------------------------------------------------------------
 # debian:bookworm-slim rather than distroless: the health checks need an HTTP

@@ -65,17 +65,24 @@ func register(r worker.Registry, types []WorkflowType, acts *activities.Activiti
 	r.RegisterActivity(acts)
 }
 
-// BuildID is [temporal] build_id, or else the VCS revision the binary was
-// built from ("+dirty" when the tree had changes), which `go build` records
-// in a git checkout.
+// linkedBuildID is set at link time where the source has no git metadata
+// (the Dockerfile's BUILD_ID argument).
+var linkedBuildID string
+
+// BuildID is [temporal] build_id, or else the build ID linked into the
+// binary, or else the VCS revision it was built from ("+dirty" when the
+// tree had changes), which `go build` records in a git checkout.
 func BuildID(cfg config.Temporal) (string, error) {
 	if cfg.BuildID != "" {
 		return cfg.BuildID, nil
 	}
+	if linkedBuildID != "" {
+		return linkedBuildID, nil
+	}
 	if id := vcsBuildID(); id != "" {
 		return id, nil
 	}
-	return "", errors.New("[temporal] build_id is empty and this binary records no VCS revision (built outside a git checkout?): set build_id (METALPOWER_TEMPORAL_BUILD_ID), a new one for every build")
+	return "", errors.New("[temporal] build_id is empty and this binary records no VCS revision (built outside a git checkout?): set build_id (METALPOWER_TEMPORAL_BUILD_ID) or build with -ldflags \"-X github.com/metalpower/metalpower/internal/app.linkedBuildID=<id>\", a new one for every build")
 }
 
 func vcsBuildID() string {

@@ -99,7 +99,7 @@ type Temporal struct {
 	CodecCORSOrigins      string `toml:"codec_cors_origins" help:"Comma-separated Web UI origins allowed to call the codec server."`
 	CodecAuthToken        string `toml:"codec_auth_token" secret:"true" help:"Bearer token the codec server requires; empty only on a loopback codec_listen."`
 	DeploymentName        string `toml:"deployment_name" help:"Worker Deployment the workers join (Worker Deployment Versioning: each workflow runs on the build that may run it, see Upgrading). Empty: unversioned workers."`
-	BuildID               string `toml:"build_id" help:"This build's ID within deployment_name. Empty: the binary's VCS revision (as starter version prints)."`
+	BuildID               string `toml:"build_id" help:"This build's ID within deployment_name. Empty: the ID linked into the binary (make build: its git revision), as starter version prints."`
 }
 
 // API holds the options of the REST API server, after Ironic's [api] and
