@@ -80,16 +80,20 @@ workflowcheck:
 replay-refresh: tools/bin/temporal
 	METALPOWER_REFRESH_REPLAY=1 $(GO) test -count=1 -run '^TestGenerateCorpus$$' -v ./internal/replay
 
-# A short run of the fuzz targets whose oracles are exact (longer:
-# FUZZTIME=10m make fuzz). The config and Nova targets run their seed
-# corpus in every `go test`; their oracles still report false positives
-# when fuzzed (JSON keys matched case-insensitively, query passwords).
+# A short run of every fuzz target (longer: FUZZTIME=10m make fuzz): API
+# request decoding and JSON Patch, Redfish power-state parsing, driver_info,
+# configuration files and environment, and Nova's answers.
 FUZZTIME ?= 5s
+FUZZ_TARGETS := ./internal/api:FuzzDecodeRequests ./internal/api:FuzzApplyPatch \
+	./internal/bmc/redfish:FuzzPowerState ./internal/node:FuzzDriverInfo \
+	./internal/config:FuzzLoadFile ./internal/config:FuzzLoadEnv \
+	./internal/nova:FuzzEventResult ./internal/nova:FuzzPowerUpdateResponse
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequests$$' -fuzztime $(FUZZTIME) ./internal/api
-	$(GO) test -run '^$$' -fuzz '^FuzzApplyPatch$$' -fuzztime $(FUZZTIME) ./internal/api
-	$(GO) test -run '^$$' -fuzz '^FuzzPowerState$$' -fuzztime $(FUZZTIME) ./internal/bmc/redfish
-	$(GO) test -run '^$$' -fuzz '^FuzzDriverInfo$$' -fuzztime $(FUZZTIME) ./internal/node
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}, $(FUZZTIME))"; \
+		out=$$($(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*} 2>&1) || { echo "$$out"; exit 1; }; \
+		echo "$$out" | tail -1; \
+	done
 
 # Benchmarks: the store over 100,000 nodes and one power read per driver.
 bench: deps

@@ -26,29 +26,41 @@ func rotate(s string) string {
 	}, s)
 }
 
-// echoes reports whether secret flows into what render(secret) returns.
-func echoes(secret string, render func(string) string) bool {
-	other := rotate(secret)
-	if other == secret || len(secret) < 3 {
+// echoes reports whether the secret part of value flows into what
+// render(value) returns.
+func echoes(value string, secret func(string) string, render func(string) string) bool {
+	other := rotate(value)
+	if other == value || len(secret(value)) < 3 {
 		return false
 	}
-	return strings.Contains(render(secret), secret) && strings.Contains(render(other), other)
+	return strings.Contains(render(value), secret(value)) && strings.Contains(render(other), secret(other))
 }
 
+func whole(v string) string { return v }
+
 // secretPlaces are the ways a secret can be written in the file or the
-// environment: the option and how the fuzzed value becomes its value.
+// environment: the option, how the fuzzed value becomes its value, and
+// which part of the value is secret.
 var secretPlaces = []struct {
 	section, name string
 	wrap          func(v string) string
+	secret        func(v string) string
 }{
-	{"nova", "password", func(v string) string { return v }},
-	{"nova", "application_credential_secret", func(v string) string { return v }},
-	{"temporal", "api_key", func(v string) string { return v }},
-	{"nova", "auth_url", func(v string) string { return "https://ironic:" + v + "@keystone.example:5000/v3" }},
-	{"nova", "auth_url", func(v string) string { return "keystone:" + v + "@keystone.example" }},
-	{"database", "url", func(v string) string { return "postgres://metal:" + v + "@db.example/metalpower" }},
-	{"database", "url", func(v string) string { return "postgres://db.example/metalpower?user=metal&password=" + v }},
-	{"database", "url", func(v string) string { return "mysql://metal:" + v + "@db.example/metalpower" }},
+	{"nova", "password", whole, whole},
+	{"nova", "application_credential_secret", whole, whole},
+	{"temporal", "api_key", whole, whole},
+	{"nova", "auth_url", func(v string) string { return "https://ironic:" + v + "@keystone.example:5000/v3" }, whole},
+	{"nova", "auth_url", func(v string) string { return "keystone:" + v + "@keystone.example" }, whole},
+	{"database", "url", func(v string) string { return "postgres://metal:" + v + "@db.example/metalpower" }, whole},
+	// In a query, '&' starts the next parameter and '#' the fragment:
+	// what follows is not the password, and may be shown.
+	{"database", "url", func(v string) string { return "postgres://db.example/metalpower?user=metal&password=" + v }, func(v string) string {
+		if i := strings.IndexAny(v, "&#"); i >= 0 {
+			return v[:i]
+		}
+		return v
+	}},
+	{"database", "url", func(v string) string { return "mysql://metal:" + v + "@db.example/metalpower" }, whole},
 }
 
 // quotings write a TOML value in each of TOML's forms, or not at all.
@@ -111,6 +123,8 @@ func FuzzLoadFile(f *testing.F) {
 		{"", 5, 2, 0, "dbpassWORD", ""},
 		{"", 6, 0, 0, "dbpassWORD", ""},
 		{"", 7, 0, 0, "dbpassWORD", ""},
+		{"", 6, 0, 0, "&hunter2MARKER", ""}, // the password ends at '&'
+		{"", 6, 0, 0, "pw#fragMARKER", ""},
 		{"[log]\nlevel = \"loud\"", 0, 0, 0, "hunter2MARKER", "[api]\nport = 0"},
 		{"[conductor]\nsync_power_state_workers = 0", 3, 0, 0, "p@ss:w#rd/1", "[temporal]\naddress = \"nope\""},
 		{"[bogus]\nx = 1", 0, 0, 0, "hunter2MARKER", ""},
@@ -133,8 +147,8 @@ func FuzzLoadFile(f *testing.F) {
 		if strings.Contains(before+after, value) || strings.Contains(before+after, rotate(value)) {
 			return // the value is not only the secret's
 		}
-		if echoes(value, load) {
-			p := secretPlaces[int(place)%len(secretPlaces)]
+		p := secretPlaces[int(place)%len(secretPlaces)]
+		if echoes(value, p.secret, load) {
 			t.Fatalf("the error shows the value of secret [%s] %s:\nfile:\n%s\nerror: %s",
 				p.section, p.name, secretFile(before, place, quoting, form, value, after), msg)
 		}
@@ -158,6 +172,7 @@ func FuzzLoadEnv(f *testing.F) {
 	f.Add("METALPOWER_API_PORT", " 70000 ", uint8(6), "dbpassWORD")
 	f.Add("METALPOWER_NOVA_USERNAME", "ironic", uint8(7), "dbpassWORD")
 	f.Add("METALPOWER_=", "==", uint8(0), "a=b\x00c")
+	f.Add("METALPOWER_LOG_LEVEL", "loud", uint8(6), "&hunter2MARKER")
 	f.Fuzz(func(t *testing.T, name, value string, place uint8, secret string) {
 		p := secretPlaces[int(place)%len(secretPlaces)]
 		secretEnv := envName(p.section, p.name)
@@ -179,11 +194,11 @@ func FuzzLoadEnv(f *testing.F) {
 		if name == secretEnv || strings.Contains(name+value, secret) || strings.Contains(name+value, rotate(secret)) {
 			return
 		}
-		if echoes(secret, func(s string) string { msg, _ := render(s); return msg }) {
+		if echoes(secret, p.secret, func(s string) string { msg, _ := render(s); return msg }) {
 			msg, _ := render(secret)
 			t.Fatalf("an error shows the value of secret [%s] %s (%s=%q):\n%s", p.section, p.name, secretEnv, p.wrap(secret), msg)
 		}
-		if echoes(secret, func(s string) string { _, printed := render(s); return printed }) {
+		if echoes(secret, p.secret, func(s string) string { _, printed := render(s); return printed }) {
 			_, printed := render(secret)
 			t.Fatalf("the redacted configuration shows the value of secret [%s] %s (%s=%q):\n%s", p.section, p.name, secretEnv, p.wrap(secret), printed)
 		}
