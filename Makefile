@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run demo test deps vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync race clean
+.PHONY: all build run demo test deps vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync race chaos clean
 
 all: build
 
@@ -109,6 +109,16 @@ bench-sync: build
 	./bin/starter bench sync --driver redfish --nodes 10000 --bmc-latency 100ms
 	./bin/starter bench sync --driver redfish --nodes 10000 --bmc-latency 100ms --drift 0.01
 	./bin/starter bench sync --driver ipmi --nodes 1000 --bmc-latency 0s
+
+# chaos runs the chaos test at full size (internal/chaos): 500 power
+# changes over 500 simulated nodes, with sync passes every 5 s, while the
+# worker process is SIGKILLed, the Temporal dev server, a private
+# PostgreSQL, BMCs and Nova fail and come back; then it checks that
+# nothing was lost and prints its figures. A short run (60 changes) is part
+# of every `go test ./...`. Size: METALPOWER_CHAOS_CHANGES=1000 make chaos.
+CHAOS_CHANGES ?= 500
+chaos: tools/bin/temporal
+	METALPOWER_CHAOS_CHANGES=$${METALPOWER_CHAOS_CHANGES:-$(CHAOS_CHANGES)} $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./internal/chaos
 
 race: deps
 	$(GO) test -race -count=1 ./...

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -46,6 +47,10 @@ type Activities struct {
 	TaskQueue string
 	// Metrics records the domain metrics; nil records nothing.
 	Metrics *metrics.Metrics
+	// StaleTargetAge is how long a target_power_state with no workflow
+	// holding the node's lock stands before a sync pass clears it;
+	// DefaultStaleTargetAge when 0.
+	StaleTargetAge time.Duration
 }
 
 // Error types a workflow can branch on (temporal.ApplicationError.Type()).

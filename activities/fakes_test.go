@@ -109,6 +109,10 @@ type fakePM struct {
 }
 
 func (p *fakePM) PowerState(ctx context.Context) (string, error) {
+	if err := ctx.Err(); err != nil {
+		// As a real driver: no answer past the caller's deadline.
+		return "", err
+	}
 	f := p.f
 	f.mu.Lock()
 	f.reads = append(f.reads, p.uuid)

@@ -33,8 +33,20 @@ func (a *Activities) checkConflict(ctx context.Context, n *node.Node, newState, 
 	if window <= 0 || newState == "" {
 		return
 	}
-	last, err := a.Store.History(ctx, n.UUID, store.EventPowerChange, 1)
-	if err != nil || len(last) == 0 {
+	// The last change metalpower made: failed changes are in the history
+	// too (as ERROR), but set nothing.
+	events, err := a.Store.History(ctx, n.UUID, store.EventPowerChange, 20)
+	if err != nil {
+		return
+	}
+	var last []store.Event
+	for _, e := range events {
+		if e.Severity != "ERROR" {
+			last = []store.Event{e}
+			break
+		}
+	}
+	if len(last) == 0 {
 		return
 	}
 	prev := stateOf(last[0].Event)

@@ -216,7 +216,8 @@ type VerifyInput struct {
 // at most 5 s), as Ironic's node_wait_for_power_state, until it reads
 // Want or the deadline passes. Each read is a heartbeat, so the Web UI
 // shows the last reading and a retried attempt resumes where it was.
-// Transient read errors are tolerated until the deadline.
+// Transient read errors are tolerated until the deadline. An attempt
+// that starts past the deadline reads once before it gives up.
 func (a *Activities) VerifyPowerState(ctx context.Context, in VerifyInput) (string, error) {
 	n, err := a.loadNode(ctx, in.NodeUUID)
 	if err != nil {
@@ -229,8 +230,15 @@ func (a *Activities) VerifyPowerState(ctx context.Context, in VerifyInput) (stri
 	interval := time.Second
 	var lastErr error
 	last := ""
-	for {
+	for first := true; ; first = false {
 		readCtx, cancel := context.WithDeadline(ctx, in.Deadline)
+		if first && time.Until(in.Deadline) < time.Second {
+			// An attempt that starts at or past the deadline (retried after
+			// a worker crash or a node store outage) still reads once: the
+			// hardware may well have got there meanwhile.
+			cancel()
+			readCtx, cancel = context.WithTimeout(ctx, lateReadTimeout)
+		}
 		state, err := pm.PowerState(readCtx)
 		cancel()
 		switch {
@@ -268,6 +276,10 @@ func (a *Activities) VerifyPowerState(ctx context.Context, in VerifyInput) (stri
 	}
 }
 
+// lateReadTimeout bounds the one read of a verification that starts at
+// or past its deadline.
+const lateReadTimeout = 10 * time.Second
+
 // FinishInput records a power change's outcome.
 type FinishInput struct {
 	NodeUUID string `json:"node_uuid"`
@@ -286,13 +298,24 @@ type FinishInput struct {
 type FinishResult struct {
 	PowerState   string `json:"power_state"`
 	InstanceUUID string `json:"instance_uuid,omitempty"`
+	// Nova says what became of the notification of a skipped change that
+	// corrected the recorded state ("" when none was due).
+	Nova string `json:"nova,omitempty"`
 }
 
 // FinishPowerChange writes the outcome as Ironic's node_power_action does:
 // on success power_state = final state; on a skip the state read and no
-// last_error; on failure last_error in Ironic's wording and power_state
-// unchanged. target_power_state is cleared in every case. A local activity.
+// last_error; on failure last_error in Ironic's wording, also recorded as
+// an ERROR event in the node history, and power_state unchanged.
+// target_power_state is cleared in every case. A local activity.
 func (a *Activities) FinishPowerChange(ctx context.Context, in FinishInput) (FinishResult, error) {
+	var nova string
+	if in.Skipped && in.Failure == "" {
+		var err error
+		if nova, err = a.notifySkipCorrection(ctx, in); err != nil {
+			return FinishResult{}, err
+		}
+	}
 	n, err := store.Modify(ctx, a.Store, in.NodeUUID, func(n *node.Node) error {
 		n.TargetPowerState = ""
 		switch {
@@ -308,10 +331,46 @@ func (a *Activities) FinishPowerChange(ctx context.Context, in FinishInput) (Fin
 	if err != nil {
 		return FinishResult{}, storeError(err)
 	}
+	if in.Failure != "" {
+		// As Ironic's node_history_record(error=True): the error is kept
+		// in the node history, as the next in-sync pass clears last_error.
+		// Not best effort: a failed change must leave a trace. A retry
+		// after a failed write only writes the same values again.
+		if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventPowerChange,
+			Source: in.Via, Event: n.LastError}); err != nil {
+			return FinishResult{}, storeError(err)
+		}
+	}
 	if in.Failure == "" && !in.Skipped {
 		a.recordChange(ctx, n.UUID, in.Final, in.Target, in.Via)
 	}
-	return FinishResult{PowerState: n.PowerState, InstanceUUID: n.InstanceUUID}, nil
+	return FinishResult{PowerState: n.PowerState, InstanceUUID: n.InstanceUUID, Nova: nova}, nil
+}
+
+// notifySkipCorrection tells Nova the state a skipped change found when it
+// differs from the one recorded: the hardware got there behind
+// metalpower's back (someone at the server), and the skip corrects the
+// record, as Ironic's _can_skip_state_change. Ironic tells Nova nothing
+// then (a known gap: Nova keeps the old state until its own power sync
+// stops or starts the instance again); every other correction of the
+// recorded state is sent to Nova, so this one is too. It is queued before
+// the record is written, so a retry after a failed write (or a worker
+// lost before the result was recorded) sends it again rather than never:
+// Nova applies a repeated state as a no-op. "" when nothing is sent.
+func (a *Activities) notifySkipCorrection(ctx context.Context, in FinishInput) (string, error) {
+	n, err := a.loadNode(ctx, in.NodeUUID)
+	if err != nil {
+		return "", err
+	}
+	if n.InstanceUUID == "" || n.PowerState == in.HardwareState ||
+		(in.HardwareState != node.PowerOn && in.HardwareState != node.PowerOff) {
+		return "", nil
+	}
+	u := PowerUpdate{InstanceUUID: n.InstanceUUID, NodeUUID: n.UUID, PowerState: in.HardwareState, ChangedAt: time.Now()}
+	if activity.IsActivity(ctx) {
+		u.Source = activity.GetInfo(ctx).WorkflowExecution.ID
+	}
+	return a.QueueNovaNotification(ctx, u)
 }
 
 func storeError(err error) error {

@@ -54,6 +54,9 @@ type SyncPage struct {
 	Candidates []SyncCandidate `json:"candidates,omitempty"`
 	// Window is how many NodePowerSync children may run at once.
 	Window int `json:"window"`
+	// ClearedTargets counts stale target_power_states cleared before the
+	// first page was read.
+	ClearedTargets int `json:"cleared_targets,omitempty"`
 }
 
 // SyncPageSize bounds one page: its candidates must fit in one payload
@@ -63,17 +66,27 @@ const SyncPageSize = 5000
 // ReadPowerStates reads one page of sync-eligible nodes (Ironic's §2.2 and
 // §2.4: not in maintenance, not in an excluded provision state, no power
 // change in progress), most failures first, with sync_power_state_workers
-// reads in flight. Nodes that match their record need no further work:
+// reads in flight. The first page of a pass clears stale targets first
+// (clearStaleTargets). Nodes that match their record need no further work:
 // their counters and last_error are reset here in one batch. The rest are
 // returned as candidates for a per-node sync under the node's lock.
 func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (SyncPage, error) {
+	cleared := 0
+	if in.After == nil && in.PassStart.IsZero() {
+		// First page: targets left by changes that no longer run are
+		// cleared first, so this pass syncs those nodes.
+		var err error
+		if cleared, err = a.clearStaleTargets(ctx); err != nil {
+			return SyncPage{}, err
+		}
+	}
 	if in.PassStart.IsZero() {
 		in.PassStart = time.Now()
 	}
 	if in.Limit <= 0 || in.Limit > SyncPageSize {
 		in.Limit = SyncPageSize
 	}
-	page := SyncPage{PassStart: in.PassStart, Window: syncWindow(a.Conductor.SyncPowerStateWorkers)}
+	page := SyncPage{PassStart: in.PassStart, Window: syncWindow(a.Conductor.SyncPowerStateWorkers), ClearedTargets: cleared}
 	var after *store.Position
 	if in.After != nil {
 		after = &store.Position{Value: in.After.Failures, ID: in.After.ID}

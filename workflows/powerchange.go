@@ -25,7 +25,7 @@ const PowerChangeWorkflow = "PowerChange"
 // LockPrefix starts the workflow ID of every workflow that drives a node's
 // power: node-power/<node uuid>. Temporal allows one running workflow per
 // ID, so the ID is the node's lock.
-const LockPrefix = "node-power/"
+const LockPrefix = activities.NodeLockPrefix
 
 // LockID is the workflow ID that holds a node's lock.
 func LockID(nodeUUID string) string { return LockPrefix + nodeUUID }
@@ -166,7 +166,8 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 
 	finishIn := activities.FinishInput{NodeUUID: plan.NodeUUID, Target: plan.Target, Final: plan.Final, Via: plan.Via}
 	if set.Skipped {
-		// Ironic: record the corrected state and tell Nova nothing.
+		// Ironic: record the corrected state. Nova hears of it only when
+		// the record changed (FinishPowerChange queues that itself).
 		finishIn.Skipped, finishIn.HardwareState = true, set.HardwareState
 		out, err := finish(finishIn)
 		if err != nil {
@@ -174,6 +175,9 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 		}
 		status.Step, status.PowerState = "done (already "+out.PowerState+")", out.PowerState
 		res.PowerState, res.Skipped, res.Nova = out.PowerState, true, "not sent: no change"
+		if out.Nova != "" {
+			res.Nova = out.Nova
+		}
 		return res, nil
 	}
 
@@ -235,12 +239,20 @@ func setPower(ctx workflow.Context, plan activities.Plan, name string, local boo
 func verify(ctx workflow.Context, plan activities.Plan, name string, status *Status) error {
 	status.Step = "verifying " + plan.Final
 	deadline := workflow.Now(ctx).Add(time.Duration(plan.Timeout) * time.Second)
+	// The action was sent: whatever else fails (the node store while the
+	// activity loads the node, the worker), polling is retried until the
+	// deadline has passed, when an attempt reads once more and ends with
+	// the state read or a non-retryable timeout. Retrying only a few times
+	// would fail a change the hardware made because the store was away
+	// for a minute.
 	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		Summary:             fmt.Sprintf("wait until %s is %s (timeout %ds)", name, plan.Final, plan.Timeout),
-		StartToCloseTimeout: time.Duration(plan.Timeout)*time.Second + 30*time.Second,
-		HeartbeatTimeout:    15 * time.Second,
+		Summary:                fmt.Sprintf("wait until %s is %s (timeout %ds)", name, plan.Final, plan.Timeout),
+		StartToCloseTimeout:    time.Duration(plan.Timeout)*time.Second + 30*time.Second,
+		ScheduleToCloseTimeout: time.Duration(plan.Timeout)*time.Second + OutageHorizon,
+		HeartbeatTimeout:       15 * time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, MaximumAttempts: 3, NonRetryableErrorTypes: activities.NonRetryable,
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
+			NonRetryableErrorTypes: activities.NonRetryable,
 		},
 	})
 	return workflow.ExecuteActivity(verifyCtx, acts.VerifyPowerState,
@@ -332,12 +344,26 @@ func setTimeouts(p activities.Plan) (attempt, total time.Duration) {
 	return attempt, max(total, attempt)
 }
 
+// OutageHorizon is how long the steps that record a change in the node
+// store (and queue its Nova notification) keep retrying while the store
+// or Temporal is unreachable. Giving up earlier would end a change with
+// its target_power_state left set and its outcome unrecorded: the node
+// would then be left out of every sync pass. A database failover or a
+// Temporal upgrade takes minutes, not an hour.
+const OutageHorizon = time.Hour
+
+// localCtx runs the local activities that read and write the node store:
+// permanent errors fail at once, anything else (the store or Temporal
+// unreachable) is retried for up to OutageHorizon. Retries stay in the
+// worker (at most 5 s apart, the workflow task heartbeating); a retry
+// policy is not part of the history, so this is replay-safe.
 func localCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
+		StartToCloseTimeout:    10 * time.Second,
+		ScheduleToCloseTimeout: OutageHorizon,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 5 * time.Second,
-			MaximumAttempts: 10, NonRetryableErrorTypes: activities.NonRetryable,
+			NonRetryableErrorTypes: activities.NonRetryable,
 		},
 	})
 }

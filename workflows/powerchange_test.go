@@ -127,6 +127,31 @@ func TestPowerChangeFailureRecordsLastErrorAndFailsTyped(t *testing.T) {
 	}
 }
 
+// TestPowerChangeRidesOutANodeStoreOutage: the node store is away for a
+// while after the action was sent (found by the chaos test with a 40 s
+// PostgreSQL outage). Verification and the final write keep retrying
+// until it is back, instead of failing the change with its
+// target_power_state left set and nothing recorded.
+func TestPowerChangeRidesOutANodeStoreOutage(t *testing.T) {
+	env := newEnv(t, LockID(testUUID))
+	storeDown := temporal.NewApplicationError("get node: connection refused", activities.ErrStore)
+	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil).Once()
+	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil).Once()
+	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return("", storeDown).Times(6)
+	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return(node.PowerOff, nil).Once()
+	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{}, storeDown).Times(15)
+	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool { return in.Failure == "" })).
+		Return(activities.FinishResult{PowerState: node.PowerOff}, nil).Once()
+	env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: node.PowerOff})
+	var res PowerChangeResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatalf("the change failed on a store outage: %v", err)
+	}
+	if res.PowerState != node.PowerOff {
+		t.Fatalf("result = %+v", res)
+	}
+}
+
 func TestPowerChangeUnderAnotherIDRunsUnderTheNodeLock(t *testing.T) {
 	env := newEnv(t, "my-own-id")
 	env.OnActivity(acts.PreparePowerChange, mock.Anything, activities.PrepareInput{Node: "r1-n07", Target: node.PowerOn}).Return(plan(node.PowerOn, ""), nil).Once()

@@ -175,13 +175,18 @@ func (s *Server) ready(ctx context.Context) error {
 
 // Restart stops the server and starts it again on the same port and
 // database (kill -9 when hard).
-func (s *Server) Restart(hard bool) error {
+func (s *Server) Restart(hard bool) error { return s.RestartAfter(hard, 0) }
+
+// RestartAfter is Restart with the server down for the given time: an
+// outage, as clients see it.
+func (s *Server) RestartAfter(hard bool, down time.Duration) error {
 	if hard {
 		s.cmd.Process.Kill()
 		s.cmd.Wait()
 	} else {
 		s.Stop()
 	}
+	time.Sleep(down)
 	bin, err := TemporalBinary()
 	if err != nil {
 		return err
