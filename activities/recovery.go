@@ -73,8 +73,25 @@ var errNoLongerFailed = errors.New("no longer in power failure")
 // in power-failure maintenance with no change in progress.
 func (a *Activities) recover(ctx context.Context, n *node.Node, state string) (bool, error) {
 	old := n.PowerState
+	stillFailed := func(n *node.Node) bool {
+		return n.Maintenance && n.Fault == node.FaultPowerFailure && n.TargetPowerState == ""
+	}
+	if old != state {
+		// Queued first, for the reason notifyThenWrite gives; Nova hears
+		// nothing of a node the write would leave alone.
+		fresh, err := a.Store.Get(ctx, n.UUID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !stillFailed(fresh)) {
+			return false, nil
+		}
+		if err != nil {
+			return false, storeError(err)
+		}
+		if _, err := a.notifyFromSync(ctx, n, state); err != nil {
+			return false, err
+		}
+	}
 	_, err := store.Modify(ctx, a.Store, n.UUID, func(n *node.Node) error {
-		if !n.Maintenance || n.Fault != node.FaultPowerFailure || n.TargetPowerState != "" {
+		if !stillFailed(n) {
 			return errNoLongerFailed
 		}
 		n.PowerState, n.Maintenance, n.MaintenanceReason, n.Fault = state, false, "", ""
@@ -88,8 +105,5 @@ func (a *Activities) recover(ctx context.Context, n *node.Node, state string) (b
 		return false, storeError(err)
 	}
 	a.Metrics.Recovered()
-	if old != state {
-		a.notifyFromSync(ctx, n, state)
-	}
 	return true, nil
 }

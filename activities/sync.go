@@ -289,11 +289,7 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 	case old == "":
 		// No previous state: take the hardware's and tell Nova.
 		d.Action = SyncRecorded
-		d, err = a.syncWrite(ctx, n, d, func(n *node.Node) { n.PowerState, n.LastError, n.SyncFailures = state, "", 0 })
-		if err == nil && d.Action == SyncRecorded {
-			d.Nova = a.notifyFromSync(ctx, n, state)
-		}
-		return d, err
+		return a.notifyThenWrite(ctx, n, d, state, func(n *node.Node) { n.PowerState, n.LastError, n.SyncFailures = state, "", 0 })
 	case count > maxRetries:
 		return a.maxRetriesExceeded(ctx, n, state, count, nil)
 	case a.Conductor.ForcePowerStateDuringSync && !n.DisablePowerOff && old == node.PowerError:
@@ -320,11 +316,7 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 		// Not forcing (or disable_power_off, which blocks forcing either
 		// way): the hardware is right. last_error stays, as Ironic.
 		d.Action, d.Count = SyncRecorded, count
-		d, err = a.syncWrite(ctx, n, d, func(n *node.Node) { n.PowerState, n.SyncFailures = state, count })
-		if err == nil && d.Action == SyncRecorded {
-			d.Nova = a.notifyFromSync(ctx, n, state)
-		}
-		return d, err
+		return a.notifyThenWrite(ctx, n, d, state, func(n *node.Node) { n.PowerState, n.SyncFailures = state, count })
 	}
 }
 
@@ -344,13 +336,19 @@ func (a *Activities) maxRetriesExceeded(ctx context.Context, n *node.Node, actua
 		d.Error = readErr.Error()
 	}
 	entered := false
-	d, err := a.syncWrite(ctx, n, d, func(n *node.Node) {
+	change := func(n *node.Node) {
 		n.PowerState, n.LastError, n.SyncFailures = actual, msg, count
 		entered = !n.Maintenance
 		if entered {
 			n.Maintenance, n.MaintenanceReason, n.Fault = true, msg, node.FaultPowerFailure
 		}
-	})
+	}
+	var err error
+	if old != actual {
+		d, err = a.notifyThenWrite(ctx, n, d, actual, change)
+	} else {
+		d, err = a.syncWrite(ctx, n, d, change)
+	}
 	if err != nil {
 		return d, err
 	}
@@ -358,9 +356,6 @@ func (a *Activities) maxRetriesExceeded(ctx context.Context, n *node.Node, actua
 		a.Metrics.MaintenanceEntered(metrics.MaintenancePowerFailure)
 	}
 	activity.GetLogger(ctx).Error(msg)
-	if old != actual {
-		d.Nova = a.notifyFromSync(ctx, n, actual)
-	}
 	return d, nil
 }
 
@@ -378,7 +373,7 @@ func pyStr(s string) string {
 // moved it, while its BMC was being read; then the sync leaves it alone.
 func (a *Activities) syncWrite(ctx context.Context, n *node.Node, d NodeSyncDecision, change func(*node.Node)) (NodeSyncDecision, error) {
 	_, err := store.Modify(ctx, a.Store, n.UUID, func(n *node.Node) error {
-		if d.Action != SyncMaintenance && (n.SyncExcluded() || n.Maintenance || n.TargetPowerState != "") {
+		if changedDuringRead(n, d) {
 			return errChangedDuringRead
 		}
 		change(n)
@@ -392,17 +387,45 @@ func (a *Activities) syncWrite(ctx context.Context, n *node.Node, d NodeSyncDeci
 
 var errChangedDuringRead = errors.New("node changed while its BMC was read")
 
-// notifyFromSync queues a Nova notification of a state the sync recorded
-// (§6 rows 2-5) on the same durable, ordered notifier as power changes.
-func (a *Activities) notifyFromSync(ctx context.Context, n *node.Node, state string) string {
+// changedDuringRead: the node no longer is what the decision assumed.
+func changedDuringRead(n *node.Node, d NodeSyncDecision) bool {
+	return d.Action != SyncMaintenance && (n.SyncExcluded() || n.Maintenance || n.TargetPowerState != "")
+}
+
+// notifyThenWrite records a state the sync read and tells Nova of it,
+// queueing the notification first: when Temporal cannot be reached the
+// attempt fails with nothing written, and its retry decides again.
+// Written first, the retry would find the node in sync and Nova would
+// never hear of the change. When the write then finds the node changed
+// meanwhile, Nova has been told the state the hardware really had.
+func (a *Activities) notifyThenWrite(ctx context.Context, n *node.Node, d NodeSyncDecision, state string, change func(*node.Node)) (NodeSyncDecision, error) {
+	// Nova hears nothing of a node the write would leave alone.
+	fresh, err := a.Store.Get(ctx, n.UUID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && changedDuringRead(fresh, d)) {
+		return NodeSyncDecision{Action: SyncSkipped, Count: n.SyncFailures}, nil
+	}
+	if err != nil {
+		return d, storeError(err)
+	}
+	nova, err := a.notifyFromSync(ctx, n, state)
+	if err != nil {
+		return d, err
+	}
+	d, err = a.syncWrite(ctx, n, d, change)
+	if err == nil && d.Action != SyncSkipped {
+		d.Nova = nova
+	}
+	return d, err
+}
+
+// notifyFromSync queues a Nova notification of a state the sync or the
+// recovery found (§6 rows 2-5) on the same durable, ordered notifier as
+// power changes. It fails only when the notifier cannot be reached.
+func (a *Activities) notifyFromSync(ctx context.Context, n *node.Node, state string) (string, error) {
 	if n.InstanceUUID == "" {
-		return NovaNoInstance
+		return NovaNoInstance, nil
 	}
 	info := activity.GetInfo(ctx)
-	res, err := a.QueueNovaNotification(ctx, PowerUpdate{InstanceUUID: n.InstanceUUID, NodeUUID: n.UUID, PowerState: state,
+	return a.QueueNovaNotification(ctx, PowerUpdate{InstanceUUID: n.InstanceUUID, NodeUUID: n.UUID, PowerState: state,
 		ChangedAt: time.Now(), Source: info.WorkflowExecution.ID})
-	if err != nil {
-		return "not sent: " + err.Error()
-	}
-	return res
 }

@@ -66,6 +66,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/activities"
@@ -710,5 +712,30 @@ func TestPassPagesWithoutSkippingOrRepeating(t *testing.T) {
 	}
 	if n != eligible || eligible == len(all) {
 		t.Fatalf("second pass read %d nodes, want %d of %d", n, eligible, len(all))
+	}
+}
+
+// Beyond Ironic: the sync queues Nova's notification before it records the
+// state. When Temporal cannot take it, nothing is written, so the retried
+// decision records the state and tells Nova; written first, the retry
+// would find the node in sync and Nova would never hear of the change.
+func TestSyncRecordsNothingUntilNovaIsQueued(t *testing.T) {
+	f := newFixture(t, conductor())
+	n := f.addNode(nil)
+	f.bmcs.on(n.UUID, off(), off(), off(), off())
+	f.nova.On("SignalWithStartWorkflow", mock.Anything, activities.NovaNotifyID(n.InstanceUUID), mock.Anything, mock.Anything,
+		mock.Anything, mock.Anything, mock.Anything).Return(nil, serviceerror.NewUnavailable("temporal is down")).Once()
+	if _, err := f.syncNode(n.UUID); err == nil || !strings.Contains(err.Error(), "queue Nova notification") {
+		t.Fatalf("sync while the notifier is unreachable: %v, want the queueing error", err)
+	}
+	if got := f.get(n.UUID); got.PowerState != node.PowerOn || got.SyncFailures != 0 {
+		t.Fatalf("node after the failed attempt = power %q, failures %d: want it untouched", got.PowerState, got.SyncFailures)
+	}
+	f.expectNova(n.InstanceUUID, node.PowerOff)
+	if d := f.mustSync(n.UUID); d.Action != activities.SyncRecorded || d.Nova != activities.NovaQueued {
+		t.Fatalf("retried decision = %+v, want recorded with Nova queued", d)
+	}
+	if got := f.get(n.UUID); got.PowerState != node.PowerOff {
+		t.Fatalf("node power state = %q, want power off", got.PowerState)
 	}
 }
