@@ -357,15 +357,18 @@ func TestSyncMaxRetriesPreservesAdminMaintenance(t *testing.T) {
 	f.noNova() // None is never sent
 }
 
+// ineligible are the edits that take a node out of the sync (§2.2, §2.4).
+var ineligible = map[string]func(n *node.Node){
+	"maintenance":  func(n *node.Node) { n.Maintenance = true },
+	"deploy wait":  func(n *node.Node) { n.ProvisionState = node.DeployWait },
+	"clean wait":   func(n *node.Node) { n.ProvisionState = node.CleanWait },
+	"enroll":       func(n *node.Node) { n.ProvisionState = node.Enroll },
+	"adopt failed": func(n *node.Node) { n.ProvisionState = node.AdoptFailed },
+	"target set":   func(n *node.Node) { n.TargetPowerState = node.PowerOff },
+}
+
 func TestSyncRecheckSkipsMaintenanceOrExcludedStateFoundUnderLock(t *testing.T) {
-	edits := map[string]func(n *node.Node){
-		"maintenance":  func(n *node.Node) { n.Maintenance = true },
-		"deploy wait":  func(n *node.Node) { n.ProvisionState = node.DeployWait },
-		"clean wait":   func(n *node.Node) { n.ProvisionState = node.CleanWait },
-		"enroll":       func(n *node.Node) { n.ProvisionState = node.Enroll },
-		"adopt failed": func(n *node.Node) { n.ProvisionState = node.AdoptFailed },
-		"target set":   func(n *node.Node) { n.TargetPowerState = node.PowerOff },
-	}
+	edits := ineligible
 	for name, edit := range edits {
 		for _, c := range []config.Conductor{conductor(), force(conductor())} {
 			// Changed after the page read it, before NodePowerSync ran.
@@ -535,14 +538,7 @@ func TestSyncForcingRecordedErrorStateCountsAFailure(t *testing.T) {
 
 func TestPassSelectsOnlyEligibleNodes(t *testing.T) {
 	f := newFixture(t, conductor())
-	skipped := map[string]func(n *node.Node){
-		"maintenance":  func(n *node.Node) { n.Maintenance = true },
-		"deploy wait":  func(n *node.Node) { n.ProvisionState = node.DeployWait },
-		"clean wait":   func(n *node.Node) { n.ProvisionState = node.CleanWait },
-		"enroll":       func(n *node.Node) { n.ProvisionState = node.Enroll },
-		"adopt failed": func(n *node.Node) { n.ProvisionState = node.AdoptFailed },
-		"target set":   func(n *node.Node) { n.TargetPowerState = node.PowerOff },
-	}
+	skipped := ineligible
 	for _, edit := range skipped {
 		f.addNode(edit)
 	}

@@ -7,12 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"go.temporal.io/sdk/client"
-
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/itest"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/workflows"
 )
 
 type historyEntry struct {
@@ -69,7 +66,7 @@ func TestRevertWithinTheWindowIsRecordedAsAConflict(t *testing.T) {
 	// Behind metalpower's back: the hardware is switched off, and the
 	// sync finds it (and forces the recorded state back, by default).
 	s.Redfish.SetPowerState("1", "Off")
-	d, err := runSync(t, s)
+	d, err := itest.RunSyncPass(t.Context(), s.Client, s.Config.Temporal.TaskQueue)
 	if err != nil || d.Corrected != 1 {
 		t.Fatalf("pass: %+v %v", d, err)
 	}
@@ -96,15 +93,4 @@ func TestRevertWithinTheWindowIsRecordedAsAConflict(t *testing.T) {
 	if status, _, _ := do(t, http.MethodGet, url+"/v1/nodes/"+n.UUID+"/history", "1.77", ""); status != 404 {
 		t.Fatalf("history below 1.78: %d", status)
 	}
-}
-
-func runSync(t *testing.T, s *itest.Stack) (workflows.PowerSyncResult, error) {
-	t.Helper()
-	run, err := s.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{TaskQueue: s.Config.Temporal.TaskQueue},
-		workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
-	if err != nil {
-		return workflows.PowerSyncResult{}, err
-	}
-	var res workflows.PowerSyncResult
-	return res, run.Get(t.Context(), &res)
 }

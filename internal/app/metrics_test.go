@@ -64,7 +64,7 @@ func TestWorkerServesMetrics(t *testing.T) {
 	}
 	s.AddRedfishNode(t, "metrics-drifted", s.Redfish.SystemIDs()[1], "")
 	s.Redfish.SetPowerState(s.Redfish.SystemIDs()[1], "Off")
-	counts := pass(t, s)
+	counts := s.SyncPass(t)
 	if counts.Corrected != 1 {
 		t.Fatalf("sync counts = %+v", counts.SyncCounts)
 	}

@@ -19,23 +19,6 @@ import (
 	"github.com/metalpower/metalpower/workflows"
 )
 
-// pass runs one PowerSync pass on the stack and returns its result.
-func pass(t *testing.T, s *itest.Stack) workflows.PowerSyncResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "test-sync-" + uuid.NewString(), TaskQueue: s.Config.Temporal.TaskQueue},
-		workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res workflows.PowerSyncResult
-	if err := run.Get(ctx, &res); err != nil {
-		t.Fatalf("sync pass: %v", err)
-	}
-	return res
-}
-
 func recovery(t *testing.T, s *itest.Stack) workflows.RecoveryResult {
 	t.Helper()
 	ctx := context.Background()
@@ -60,7 +43,7 @@ func TestSyncForcesRecordedStateOntoHardware(t *testing.T) {
 	ipmi := s.AddIPMINode(t, "ipmi-drifted", 0, "")
 	s.IPMI.BMCs()[0].SetPowerOn(false)
 
-	res := pass(t, s)
+	res := s.SyncPass(t)
 	if res.Checked != 3 || res.InSync != 1 || res.Corrected != 2 {
 		t.Fatalf("counts = %+v", res.SyncCounts)
 	}
@@ -79,7 +62,7 @@ func TestSyncForcesRecordedStateOntoHardware(t *testing.T) {
 		t.Fatalf("Nova events = %v", tags)
 	}
 	// The next pass finds them in sync and resets the counters.
-	res = pass(t, s)
+	res = s.SyncPass(t)
 	if res.InSync != 3 || res.Corrected != 0 {
 		t.Fatalf("second pass = %+v", res.SyncCounts)
 	}
@@ -94,7 +77,7 @@ func TestSyncRecordsHardwareStateWhenNotForcing(t *testing.T) {
 	inst := uuid.NewString()
 	n := s.AddRedfishNode(t, "drifted", "1", inst)
 	s.Redfish.SetPowerState("1", "Off")
-	res := pass(t, s)
+	res := s.SyncPass(t)
 	if res.Corrected != 1 {
 		t.Fatalf("counts = %+v", res.SyncCounts)
 	}
@@ -127,7 +110,7 @@ func TestUnreachableBMCEntersMaintenanceThenRecovers(t *testing.T) {
 	s.Redfish.SetFault("1", redfishsim.FaultServerError)
 
 	for i := 1; i <= 3; i++ {
-		res := pass(t, s)
+		res := s.SyncPass(t)
 		if res.Unreadable != 1 {
 			t.Fatalf("pass %d: %+v", i, res.SyncCounts)
 		}
@@ -135,7 +118,7 @@ func TestUnreachableBMCEntersMaintenanceThenRecovers(t *testing.T) {
 			t.Fatalf("pass %d: failures %d maintenance %v", i, got.SyncFailures, got.Maintenance)
 		}
 	}
-	res := pass(t, s) // the fourth failure exceeds power_state_sync_max_retries (3)
+	res := s.SyncPass(t) // the fourth failure exceeds power_state_sync_max_retries (3)
 	if res.EnteredMaintenance != 1 {
 		t.Fatalf("pass 4: %+v", res.SyncCounts)
 	}
@@ -146,7 +129,7 @@ func TestUnreachableBMCEntersMaintenanceThenRecovers(t *testing.T) {
 		t.Fatalf("node after pass 4: maint %v fault %q power %q\nlast_error %q\nreason %q", got.Maintenance, got.Fault, got.PowerState, got.LastError, got.MaintenanceReason)
 	}
 	// A node in maintenance is not synced.
-	if res := pass(t, s); res.Checked != 0 {
+	if res := s.SyncPass(t); res.Checked != 0 {
 		t.Fatalf("pass 5 checked %d nodes", res.Checked)
 	}
 	// Still broken: recovery changes nothing.
@@ -166,7 +149,7 @@ func TestUnreachableBMCEntersMaintenanceThenRecovers(t *testing.T) {
 		t.Fatalf("admin maintenance changed: %+v", a)
 	}
 	// The next pass reads it fine and resets the counter.
-	if res := pass(t, s); res.InSync != 1 {
+	if res := s.SyncPass(t); res.InSync != 1 {
 		t.Fatalf("pass after recovery: %+v", res.SyncCounts)
 	}
 	if got := s.Node(t, n.UUID); got.SyncFailures != 0 || got.LastError != "" {
@@ -188,7 +171,7 @@ func TestSyncSkipsANodeWhoseLockIsHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Client.TerminateWorkflow(ctx, holder.GetID(), holder.GetRunID(), "test done")
-	res := pass(t, s)
+	res := s.SyncPass(t)
 	if res.SkippedLocked != 1 || res.Corrected != 0 {
 		t.Fatalf("counts = %+v", res.SyncCounts)
 	}
@@ -210,7 +193,7 @@ func TestSyncLeavesANodeWithAPowerChangeInProgressAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	itest.WaitFor(t, 10*time.Second, "the change to mark the node", func() bool { return s.Node(t, n.UUID).TargetPowerState != "" })
-	res := pass(t, s)
+	res := s.SyncPass(t)
 	if res.Checked != 0 {
 		t.Fatalf("the pass checked a node with a change in progress: %+v", res.SyncCounts)
 	}
@@ -227,15 +210,15 @@ func TestFailureCounterSurvivesAWorkerRestart(t *testing.T) {
 	s := itest.NewStack(t, srv, itest.StackOptions{})
 	n := s.AddIPMINode(t, "hung", 0, "")
 	s.IPMI.BMCs()[0].SetFault(ipmisim.FaultError)
-	pass(t, s)
-	pass(t, s)
+	s.SyncPass(t)
+	s.SyncPass(t)
 	s.Worker.Stop()
 	s.StartWorker(t) // a new worker process: nothing kept in memory
-	pass(t, s)
+	s.SyncPass(t)
 	if got := s.Node(t, n.UUID); got.SyncFailures != 3 {
 		t.Fatalf("failures = %d after three failed passes around a restart", got.SyncFailures)
 	}
-	res := pass(t, s)
+	res := s.SyncPass(t)
 	if res.EnteredMaintenance != 1 {
 		t.Fatalf("fourth pass = %+v", res.SyncCounts)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -252,12 +253,9 @@ func buildList(vs []client.WorkerDeploymentVersionSummary) string {
 	if len(vs) == 0 {
 		return "none"
 	}
-	s := ""
+	ids := make([]string, len(vs))
 	for i, v := range vs {
-		if i > 0 {
-			s += ", "
-		}
-		s += v.Version.BuildID
+		ids[i] = v.Version.BuildID
 	}
-	return s
+	return strings.Join(ids, ", ")
 }

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
@@ -177,14 +178,7 @@ func (q *quiet) describe(open []string) string {
 
 // finalPass runs one sync pass to its end.
 func (q *quiet) finalPass() workflows.PowerSyncResult {
-	var res workflows.PowerSyncResult
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	run, err := q.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "chaos-final-sync", TaskQueue: taskQueue},
-		workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
-	if err == nil {
-		err = run.Get(ctx, &res)
-	}
+	res, err := itest.RunSyncPass(context.Background(), q.c, taskQueue)
 	if err != nil {
 		q.t.Errorf("final sync pass: %v", err)
 	}

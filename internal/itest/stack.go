@@ -291,3 +291,27 @@ func (l *LogBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// RunSyncPass runs one PowerSync pass on taskQueue to its end (at most
+// three minutes).
+func RunSyncPass(ctx context.Context, c client.Client, taskQueue string) (workflows.PowerSyncResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	var res workflows.PowerSyncResult
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "test-sync-" + uuid.NewString(), TaskQueue: taskQueue},
+		workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
+	if err == nil {
+		err = run.Get(ctx, &res)
+	}
+	return res, err
+}
+
+// SyncPass runs one sync pass on the stack; a failed pass fails the test.
+func (s *Stack) SyncPass(t testing.TB) workflows.PowerSyncResult {
+	t.Helper()
+	res, err := RunSyncPass(context.Background(), s.Client, s.Config.Temporal.TaskQueue)
+	if err != nil {
+		t.Fatalf("sync pass: %v", err)
+	}
+	return res
+}

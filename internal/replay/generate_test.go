@@ -152,7 +152,7 @@ func TestGenerateCorpus(t *testing.T) {
 		s.AddRedfishNode(t, "drifted", "1", inst) // recorded on
 		s.Redfish.SetPowerState("1", "Off")
 		s.AddRedfishNode(t, "fine", "2", "")
-		if res := pass(t, s); res.Corrected != 1 || res.InSync != 1 {
+		if res := s.SyncPass(t); res.Corrected != 1 || res.InSync != 1 {
 			t.Fatalf("counts = %+v", res.SyncCounts)
 		}
 		itest.WaitFor(t, 20*time.Second, "the Nova event", func() bool { return len(s.NovaTags(inst)) > 0 })
@@ -161,7 +161,7 @@ func TestGenerateCorpus(t *testing.T) {
 		inst := uuid.NewString()
 		s.AddRedfishNode(t, "drifted", "1", inst)
 		s.Redfish.SetPowerState("1", "Off")
-		if res := pass(t, s); res.Corrected != 1 {
+		if res := s.SyncPass(t); res.Corrected != 1 {
 			t.Fatalf("counts = %+v", res.SyncCounts)
 		}
 		itest.WaitFor(t, 20*time.Second, "the Nova event", func() bool { return len(s.NovaTags(inst)) > 0 })
@@ -171,7 +171,7 @@ func TestGenerateCorpus(t *testing.T) {
 	scenario("maintenance-recovery", itest.StackOptions{Configure: func(c *config.Config) { c.Conductor.PowerStateSyncMaxRetries = 0 }}, func(t *testing.T, s *itest.Stack) {
 		n := s.AddRedfishNode(t, "flaky", "1", "")
 		s.Redfish.SetFault("1", redfishsim.FaultServerError)
-		if res := pass(t, s); res.EnteredMaintenance != 1 {
+		if res := s.SyncPass(t); res.EnteredMaintenance != 1 {
 			t.Fatalf("counts = %+v", res.SyncCounts)
 		}
 		s.Redfish.SetFault("1", redfishsim.FaultNone)
@@ -194,27 +194,11 @@ func TestGenerateCorpus(t *testing.T) {
 		for i := 0; i <= 5000; i++ {
 			s.AddRedfishNode(t, fmt.Sprintf("bulk-%04d", i), "1", "")
 		}
-		res := pass(t, s)
+		res := s.SyncPass(t)
 		if res.Pages != 2 || res.Checked != 5001 {
 			t.Fatalf("pass = %+v", res)
 		}
 	})
-}
-
-func pass(t *testing.T, s *itest.Stack) workflows.PowerSyncResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "sync-" + uuid.NewString(), TaskQueue: s.Config.Temporal.TaskQueue},
-		workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res workflows.PowerSyncResult
-	if err := run.Get(ctx, &res); err != nil {
-		t.Fatalf("sync pass: %v", err)
-	}
-	return res
 }
 
 // export writes the history of every run on the stack's task queue, once
