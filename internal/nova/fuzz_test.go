@@ -51,6 +51,7 @@ var eventSeeds = []struct {
 	{503, ``}, {429, `slow down`}, {408, ``}, {409, `{"conflictingRequest":{"message":"no"}}`},
 	{401, `{"error":{"message":"expired ` + fuzzToken + `"}}`}, {403, `forbidden`},
 	{300, `{"events":[{"code":200}]}`}, {302, ``},
+	{205, `{"events":[{"Code":0}]}`}, {205, ``},
 }
 
 // FuzzEventResult feeds arbitrary answers to the parser of Nova's
@@ -200,12 +201,14 @@ func FuzzPowerUpdateResponse(f *testing.F) {
 		if err != nil && !errors.As(err, &e) {
 			t.Fatalf("error %v is a %T, not an *Error", err, err)
 		}
-		if status < 300 && status != http.StatusNoContent && status != http.StatusResetContent {
+		// Go's server sends a 205's body (HTTP says it has none), so only
+		// a 204 is sure to arrive empty.
+		if status < 300 && status != http.StatusNoContent {
 			checkEventResult(t, status, body, err)
 			return
 		}
 		if status < 300 {
-			// 204 and 205 carry no body: unreadable, permanent.
+			// 204 carries no body: unreadable, permanent.
 			if e == nil || !e.Permanent {
 				t.Fatalf("HTTP %d without a body: got %#v, want a permanent error", status, e)
 			}
