@@ -169,7 +169,7 @@ func BuildCommand(t testing.TB, name string) string {
 // the instance (added to Nova as active and running) when instance != "".
 func (s *Stack) AddRedfishNode(t testing.TB, name, id, instance string) *node.Node {
 	t.Helper()
-	return s.addNode(t, node.New("", name, node.DriverRedfish, node.DriverInfo{
+	return s.AddNode(t, node.New("", name, node.DriverRedfish, node.DriverInfo{
 		"redfish_address": s.RFURL, "redfish_system_id": s.Redfish.SystemPath(id),
 		"redfish_username": "admin", "redfish_password": RedfishPassword,
 	}), instance)
@@ -179,12 +179,14 @@ func (s *Stack) AddRedfishNode(t testing.TB, name, id, instance string) *node.No
 func (s *Stack) AddIPMINode(t testing.TB, name string, i int, instance string) *node.Node {
 	t.Helper()
 	b := s.IPMI.BMCs()[i]
-	return s.addNode(t, node.New("", name, node.DriverIPMI, node.DriverInfo{
+	return s.AddNode(t, node.New("", name, node.DriverIPMI, node.DriverInfo{
 		"ipmi_address": b.Host, "ipmi_port": float64(b.Port), "ipmi_username": "admin", "ipmi_password": IPMIPassword,
 	}), instance)
 }
 
-func (s *Stack) addNode(t testing.TB, n *node.Node, instance string) *node.Node {
+// AddNode enrolls n, manageable and recorded as powered on, with the
+// instance (added to Nova as active and running) when instance != "".
+func (s *Stack) AddNode(t testing.TB, n *node.Node, instance string) *node.Node {
 	t.Helper()
 	n.ProvisionState, n.PowerState = node.Manageable, node.PowerOn
 	if instance != "" {

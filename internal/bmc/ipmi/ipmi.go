@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/bougou/go-ipmi/pkg/client"
@@ -26,18 +25,30 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// Retries per request after the first attempt (default 2).
 	Retries int
-	// SessionMaxAge: an RMCP+ session is reused for this long, then
-	// reopened (default 25 s). go-ipmi sends a keepalive on the session
-	// every 30 s from its own goroutine, and that races our requests on the
-	// shared sequence number; retiring sessions before 30 s means it never
-	// fires.
+	// SessionIdleTimeout: a session unused for this long is closed rather
+	// than kept (default 10 s). BMCs drop idle sessions on their own
+	// timeouts (ipmi_sim after about 30 s, many real BMCs after 30 to 60 s)
+	// and a request on a dropped session is never answered, so a session is
+	// kept only while the next call is likely to come well before that.
+	SessionIdleTimeout time.Duration
+	// SessionMaxAge: a session is used for calls for at most this long after
+	// it opened, then replaced (default 20 s). Whatever is set, a call never
+	// starts on a session unless all its attempts end before go-ipmi's
+	// keepalive would first fire (30 s).
 	SessionMaxAge time.Duration
 	// PollInterval is the first wait between reads while a reboot waits for
 	// the server to go off (default 500 ms, growing 1.5x).
 	PollInterval time.Duration
 	// Pacer, when set, spaces commands to the BMC.
 	Pacer *Pacer
+	// Sessions, when set, bounds the sessions held per BMC across every
+	// client sharing it; otherwise the client has a limit of its own.
+	Sessions *Sessions
 }
+
+// keepaliveMargin keeps our last call on a session this far from the
+// moment go-ipmi's keepalive would fire.
+const keepaliveMargin = 2 * time.Second
 
 func (o Options) withDefaults() Options {
 	if o.AttemptTimeout <= 0 {
@@ -46,31 +57,46 @@ func (o Options) withDefaults() Options {
 	if o.Retries <= 0 {
 		o.Retries = 2
 	}
+	if o.SessionIdleTimeout <= 0 {
+		o.SessionIdleTimeout = 10 * time.Second
+	}
 	if o.SessionMaxAge <= 0 {
-		o.SessionMaxAge = 25 * time.Second
+		o.SessionMaxAge = 20 * time.Second
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = 500 * time.Millisecond
 	}
+	if o.Sessions == nil {
+		o.Sessions = NewSessions(0)
+	}
 	return o
 }
 
-// Client manages one BMC. Its methods are safe for concurrent use: a go-ipmi
-// client is not (sequence numbers race), so calls take turns on one session.
+// maxAge is how long after opening a session may still start a call: never
+// so late that the call's attempts could run into go-ipmi's keepalive. Zero
+// or less means one call per session.
+func (o Options) maxAge() time.Duration {
+	limit := keepalivePeriod - keepaliveMargin - time.Duration(o.Retries+1)*o.AttemptTimeout
+	return min(o.SessionMaxAge, limit)
+}
+
+// Client manages one BMC. Its methods are safe for concurrent use: calls
+// take turns on at most one session (a go-ipmi client is not safe for
+// concurrent use: sequence numbers race).
 type Client struct {
 	info node.IPMIInfo
 	opts Options
 
-	mu       sync.Mutex
-	conn     *client.Client
-	openedAt time.Time
+	turn  chan struct{} // held by the call (or the reaper) using sess
+	sess  *session
+	timer *time.Timer // retires sess when it is not used again in time
 }
 
 var _ bmc.PowerManager = (*Client)(nil)
 
 // New returns a client for the BMC in info. It connects on first use.
 func New(info node.IPMIInfo, opts Options) *Client {
-	return &Client{info: info, opts: opts.withDefaults()}
+	return &Client{info: info, opts: opts.withDefaults(), turn: make(chan struct{}, 1)}
 }
 
 // PowerState reads the chassis power state.
@@ -134,67 +160,122 @@ func (c *Client) control(ctx context.Context, target string, ctl chassis.Chassis
 	})
 }
 
-// do runs one request on the session, opening it if needed. A failed
-// request drops the session, so the next call starts clean.
+// do runs one request, on the current session when it is still usable,
+// otherwise on a new one. A reused session gets a single attempt: if the
+// BMC does not answer it, the session is presumed dropped (BMC restart,
+// session timeout) and the request is made again on a new session within
+// the same call, with the usual retries.
 func (c *Client) do(ctx context.Context, op string, fn func(context.Context, *client.Client) error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	select {
+	case c.turn <- struct{}{}:
+	case <-ctx.Done():
+		return c.classify(ctx, op, ctx.Err())
+	}
+	defer func() { <-c.turn }()
 	if err := c.opts.Pacer.Wait(ctx, c.info.HostPort()); err != nil {
 		return c.classify(ctx, op, err)
 	}
-	if c.conn != nil && time.Since(c.openedAt) > c.opts.SessionMaxAge {
+	if s := c.sess; s != nil && !s.usable(time.Now(), c.opts) {
 		c.closeLocked()
 	}
-	if c.conn == nil {
-		if err := c.connectLocked(ctx); err != nil {
+	if s := c.sess; s != nil {
+		s.conn.WithRetry(0)
+		err := s.run(ctx, fn)
+		s.conn.WithRetry(c.opts.Retries)
+		if c.keepOrDrop(s, err) {
+			return nil
+		}
+		if ctx.Err() != nil || !sessionFailure(err) {
 			return c.classify(ctx, op, err)
 		}
 	}
-	if err := fn(ctx, c.conn); err != nil {
-		c.closeLocked()
+	release, err := c.opts.Sessions.Acquire(ctx, c.info.HostPort())
+	if err != nil {
+		return c.classify(ctx, op, err)
+	}
+	s, err := openSession(ctx, c.info.Address, c.info.Port, c.info.Username, c.info.Password, c.info.CipherSuite, c.opts, release)
+	if err != nil {
+		return c.classify(ctx, op, err)
+	}
+	c.sess = s
+	if err := s.run(ctx, fn); !c.keepOrDrop(s, err) {
 		return c.classify(ctx, op, err)
 	}
 	return nil
 }
 
-func (c *Client) connectLocked(ctx context.Context) error {
-	conn, err := client.NewClient(c.info.Address, c.info.Port, c.info.Username, c.info.Password)
-	if err != nil {
-		return err
+// keepOrDrop settles the session after a call and reports whether the call
+// succeeded. A session stays after success or after an answer from the BMC
+// (a completion code, say "busy"); after silence, a socket error or a
+// cancelled call it is closed.
+func (c *Client) keepOrDrop(s *session, err error) bool {
+	var rerr *types.ResponseError
+	if err == nil || errors.As(err, &rerr) {
+		s.lastUsed = time.Now()
+		c.armLocked()
+		return err == nil
 	}
-	conn.WithTimeout(c.opts.AttemptTimeout).WithRetry(c.opts.Retries)
-	if c.info.CipherSuite >= 0 {
-		conn.WithCipherSuiteID(types.CipherSuiteID(c.info.CipherSuite))
-	} else {
-		// Suite 17 (SHA-256) first, then 3 (SHA-1), as ipmitool does; a
-		// pinned list also skips the cipher suite discovery that BMCs
-		// ignoring it (ipmi_sim) answer only after a long stall.
-		conn.WithCipherSuiteID(types.CipherSuiteID17, types.CipherSuiteID3)
-	}
-	if err := conn.Connect(ctx); err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return err
-	}
-	c.conn, c.openedAt = conn, time.Now()
-	return nil
+	c.closeLocked()
+	return false
 }
 
-func (c *Client) closeLocked() {
-	if c.conn == nil {
+// sessionFailure reports whether err may mean the session is gone rather
+// than the command refused: worth a new session within the same call.
+func sessionFailure(err error) bool {
+	var rerr *types.ResponseError
+	return err != nil && !errors.As(err, &rerr)
+}
+
+// armLocked (re)starts the timer that retires the session when it is not
+// used again in time.
+func (c *Client) armLocked() {
+	d := time.Until(c.sess.retireAt(c.opts))
+	if c.timer == nil {
+		c.timer = time.AfterFunc(d, c.reap)
 		return
 	}
-	// Closing sends Close Session; a dead BMC must not hold us up.
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.AttemptTimeout)
-	defer cancel()
-	c.conn.Close(ctx)
-	c.conn = nil
+	c.timer.Reset(d)
 }
 
-// Close ends the session.
+// reap runs on the timer: it retires the session unless a call holds it
+// (that call re-arms the timer when it ends).
+func (c *Client) reap() {
+	select {
+	case c.turn <- struct{}{}:
+	default:
+		return
+	}
+	defer func() { <-c.turn }()
+	if s := c.sess; s != nil && !time.Now().Before(s.retireAt(c.opts)) {
+		c.closeLocked()
+	} else if s != nil {
+		c.armLocked()
+	}
+}
+
+// closeLocked retires the session: Close Session goes out, but no call
+// waits for the answer, which a BMC that dropped the session never sends.
+func (c *Client) closeLocked() <-chan struct{} {
+	if c.sess == nil {
+		return nil
+	}
+	done := c.sess.closeAsync(c.opts.AttemptTimeout)
+	c.sess = nil
+	return done
+}
+
+// Close ends the session, sending Close Session, and waits at most one
+// attempt for the BMC's answer.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.closeLocked()
+	c.turn <- struct{}{}
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	done := c.closeLocked()
+	<-c.turn
+	if done != nil {
+		<-done
+	}
 	return nil
 }
 
@@ -218,14 +299,22 @@ func (c *Client) classify(ctx context.Context, op string, err error) error {
 		kind = bmc.Transient
 	case strings.Contains(msg, "no such host"), strings.Contains(msg, "too long"):
 		kind = bmc.Config
-	case strings.Contains(msg, "unauthorized name"), strings.Contains(msg, "invalid integrity"),
-		strings.Contains(msg, "authcode"), strings.Contains(msg, "auth code"), strings.Contains(msg, "rakp2"),
-		strings.Contains(msg, "rakp 2"), strings.Contains(msg, "insufficient privilege"),
+	case errors.Is(err, client.ErrRAKPAuthentication), strings.Contains(msg, rakpAuthentication),
+		strings.Contains(msg, "unauthorized name"), strings.Contains(msg, "invalid integrity"),
+		strings.Contains(msg, "insufficient privilege"),
 		strings.Contains(msg, "invalid role"), strings.Contains(msg, "unauthorized role"):
+		// Only the BMC's verdict on the credentials: a garbled RAKP
+		// exchange (a duplicate answer read as the next step's) fails
+		// RAKP 2 too, and is transient.
 		kind = bmc.Auth
 	}
 	return &bmc.Error{Kind: kind, Op: op, BMC: c.info.HostPort(), Err: bmc.Scrub(err, c.info.Password)}
 }
+
+// rakpAuthentication is go-ipmi's RAKP verdict as it reads in a message:
+// Connect joins the errors of each cipher suite it tried with %v, which
+// drops the error chain.
+var rakpAuthentication = strings.ToLower(client.ErrRAKPAuthentication.Error())
 
 // completionKind sorts IPMI completion codes (IPMI 2.0 table 5-2).
 func completionKind(cc types.CompletionCode) bmc.Kind {

@@ -211,12 +211,12 @@ func TestSessionIsReopenedAfterMaxAge(t *testing.T) {
 	if _, err := c.PowerState(ctx); err != nil {
 		t.Fatal(err)
 	}
-	first := c.conn
+	first := sessionOf(c)
 	time.Sleep(80 * time.Millisecond)
 	if _, err := c.PowerState(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if c.conn == first {
+	if sessionOf(c) == first {
 		t.Fatal("session older than SessionMaxAge was reused")
 	}
 }

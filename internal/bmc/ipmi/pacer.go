@@ -47,6 +47,14 @@ func (p *Pacer) Wait(ctx context.Context, key string) error {
 		defer t.Stop()
 		select {
 		case <-ctx.Done():
+			// Give the slot back unless a later command booked after it,
+			// so calls cancelled while waiting do not push the BMC's pace
+			// ever further out.
+			p.mu.Lock()
+			if p.next[key].Equal(slot.Add(p.interval)) {
+				p.next[key] = slot
+			}
+			p.mu.Unlock()
 			return ctx.Err()
 		case <-t.C:
 		}

@@ -103,6 +103,7 @@ func New(opts Options) *Pool {
 		opts.IdleTimeout = 2 * time.Minute
 	}
 	opts.IPMI.Pacer = ipmi.NewPacer(opts.IPMIMinCommandInterval)
+	opts.IPMI.Sessions = ipmi.NewSessions(0)
 	p := &Pool{opts: opts, clients: map[string]*entry{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go p.reap()
 	return p

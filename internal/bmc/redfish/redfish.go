@@ -104,14 +104,21 @@ var powerStates = map[schemas.PowerState]string{
 // PowerState reads the system's PowerState.
 func (c *Client) PowerState(ctx context.Context) (string, error) {
 	const op = "get power state"
-	sys, err := c.getSystem(ctx, op)
+	state := node.PowerError
+	err := c.withAPI(ctx, op, func(api *gofish.APIClient) error {
+		sys, err := c.getSystem(ctx, api, op)
+		if err != nil {
+			return err
+		}
+		if s, ok := powerStates[sys.PowerState]; ok {
+			state = s
+		}
+		return nil
+	})
 	if err != nil {
 		return "", err
 	}
-	if s, ok := powerStates[sys.PowerState]; ok {
-		return s, nil
-	}
-	return node.PowerError, nil
+	return state, nil
 }
 
 // SetPowerState maps Ironic's actions onto reset types: on → On,
@@ -120,7 +127,11 @@ func (c *Client) PowerState(ctx context.Context) (string, error) {
 // on, as Ironic does. Only reset types the system advertises are sent.
 func (c *Client) SetPowerState(ctx context.Context, target string) error {
 	op := "set power state to " + target
-	sys, err := c.getSystem(ctx, op)
+	return c.withAPI(ctx, op, func(api *gofish.APIClient) error { return c.setPowerState(ctx, api, target, op) })
+}
+
+func (c *Client) setPowerState(ctx context.Context, api *gofish.APIClient, target, op string) error {
+	sys, err := c.getSystem(ctx, api, op)
 	if err != nil {
 		return err
 	}
@@ -207,12 +218,32 @@ func (c *Client) offThenOn(ctx context.Context, sys *schemas.ComputerSystem, op 
 	return c.reset(ctx, sys, reset, op)
 }
 
-// getSystem fetches the system with ctx bounding the request.
-func (c *Client) getSystem(ctx context.Context, op string) (*schemas.ComputerSystem, error) {
-	api, err := c.conn.connect(ctx, op)
-	if err != nil {
-		return nil, err
+// withAPI runs fn on the connection's API client. When the service has
+// expired the session since it was made (SessionTimeout, a BMC reboot),
+// the request gets 401: the session is dropped, a new one made, and fn runs
+// once more. A 401 on a session made by this very call is not retried: the
+// credentials are wrong, and another login could lock the account.
+func (c *Client) withAPI(ctx context.Context, op string, fn func(*gofish.APIClient) error) error {
+	for retried := false; ; retried = true {
+		api, fresh, err := c.conn.connect(ctx, op)
+		if err != nil {
+			return err
+		}
+		err = fn(api)
+		if err == nil || fresh || retried || c.info.AuthType != "session" || !unauthorized(err) {
+			return err
+		}
+		c.conn.expire(api)
 	}
+}
+
+func unauthorized(err error) bool {
+	var rerr *schemas.Error
+	return errors.As(err, &rerr) && rerr.HTTPReturnedStatusCode == http.StatusUnauthorized
+}
+
+// getSystem fetches the system with ctx bounding the request.
+func (c *Client) getSystem(ctx context.Context, api *gofish.APIClient, op string) (*schemas.ComputerSystem, error) {
 	path, err := c.systemPath(ctx, api, op)
 	if err != nil {
 		return nil, err
@@ -243,18 +274,19 @@ func (c *Client) systemPath(ctx context.Context, api *gofish.APIClient, op strin
 	return c.system, nil
 }
 
-// connect returns the connection's API client, connecting on first use.
-func (c *Conn) connect(ctx context.Context, op string) (*gofish.APIClient, error) {
+// connect returns the connection's API client, connecting on first use;
+// fresh reports a connection (with session auth, a login) made just now.
+func (c *Conn) connect(ctx context.Context, op string) (api *gofish.APIClient, fresh bool, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.api != nil {
-		return c.api, nil
+		return c.api, false, nil
 	}
 	httpClient, err := c.httpClient()
 	if err != nil {
-		return nil, &bmc.Error{Kind: bmc.Config, Op: op, BMC: c.info.Endpoint, Err: err}
+		return nil, false, &bmc.Error{Kind: bmc.Config, Op: op, BMC: c.info.Endpoint, Err: err}
 	}
-	api, err := gofish.ConnectContext(ctx, gofish.ClientConfig{
+	api, err = gofish.ConnectContext(ctx, gofish.ClientConfig{
 		Endpoint:   c.info.Endpoint,
 		Username:   c.info.Username,
 		Password:   c.info.Password,
@@ -267,15 +299,25 @@ func (c *Conn) connect(ctx context.Context, op string) (*gofish.APIClient, error
 		MaxConcurrentRequests: int64(c.opts.MaxConcurrentRequests),
 	})
 	if err != nil {
-		return nil, classify(ctx, c.info, op, err)
+		return nil, false, classify(ctx, c.info, op, err)
 	}
 	c.api = api
-	return api, nil
+	return api, true, nil
+}
+
+// expire forgets api's session, which the service no longer knows; no
+// logout is sent, since its token is refused. The next call logs in anew.
+func (c *Conn) expire(api *gofish.APIClient) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.api == api {
+		c.api = nil
+	}
 }
 
 func (c *Conn) httpClient() (*http.Client, error) {
 	if c.opts.Transport != nil {
-		return &http.Client{Transport: c.opts.Transport}, nil
+		return &http.Client{Transport: retryStale{c.opts.Transport}}, nil
 	}
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: !c.info.VerifyCA} //nolint:gosec // operator's choice, as Ironic's redfish_verify_ca=False
 	if c.info.CAFile != "" {
@@ -289,14 +331,14 @@ func (c *Conn) httpClient() (*http.Client, error) {
 		}
 		tlsConf.RootCAs = pool
 	}
-	return &http.Client{Transport: &http.Transport{
+	return &http.Client{Transport: retryStale{&http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConf,
 		TLSHandshakeTimeout: 10 * time.Second,
 		MaxIdleConnsPerHost: c.opts.MaxConcurrentRequests,
-		IdleConnTimeout:     90 * time.Second,
-	}}, nil
+		IdleConnTimeout:     IdleConnTimeout,
+	}}}, nil
 }
 
 // Close closes the connection when the client owns it (New); a handle

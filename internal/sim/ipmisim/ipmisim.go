@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bougou/go-ipmi/pkg/bmc"
@@ -17,6 +18,7 @@ import (
 	"github.com/bougou/go-ipmi/pkg/hal"
 	"github.com/bougou/go-ipmi/pkg/hal/mock"
 	"github.com/bougou/go-ipmi/pkg/server"
+	"github.com/bougou/go-ipmi/pkg/transport"
 	"github.com/bougou/go-ipmi/pkg/transport/udp"
 	"github.com/bougou/go-ipmi/pkg/types"
 )
@@ -52,6 +54,8 @@ type Options struct {
 
 // Fleet is a set of running BMCs.
 type Fleet struct {
+	ctx    context.Context
+	opts   Options
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	bmcs   []*BMC
@@ -59,10 +63,15 @@ type Fleet struct {
 
 // BMC is one simulated BMC and the server it manages.
 type BMC struct {
-	Host string
-	Port int
-	srv  *server.Server
-	ch   *chassis
+	Host  string
+	Port  int
+	ch    *chassis
+	wire  *wire
+	index int
+
+	mu  sync.Mutex
+	srv *server.Server
+	sim *bmc.BMC
 }
 
 // Start runs opts.BMCs simulated BMCs, each powered on.
@@ -74,44 +83,61 @@ func Start(opts Options) (*Fleet, error) {
 		opts.Username, opts.Password = "admin", "password"
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &Fleet{cancel: cancel}
+	f := &Fleet{ctx: ctx, cancel: cancel, opts: opts}
 	for i := 0; i < opts.BMCs; i++ {
-		b, err := startBMC(ctx, i, opts)
-		if err != nil {
+		ch := &chassis{Chassis: &mock.Chassis{}, on: true, opts: opts, done: ctx.Done()}
+		b := &BMC{Host: "127.0.0.1", ch: ch, wire: &wire{}, index: i}
+		if err := f.serve(b); err != nil {
 			f.Close()
 			return nil, err
 		}
 		f.bmcs = append(f.bmcs, b)
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			b.srv.Serve(ctx)
-		}()
 	}
 	return f, nil
 }
 
-func startBMC(ctx context.Context, i int, opts Options) (*BMC, error) {
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+// serve starts b's server on b.Port (a free port when 0) with a fresh
+// session table, and the chassis b already has.
+func (f *Fleet) serve(b *BMC) error {
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: b.Port})
 	if err != nil {
-		return nil, fmt.Errorf("bmc %d: listen: %w", i, err)
+		return fmt.Errorf("bmc %d: listen: %w", b.index, err)
 	}
-	ch := &chassis{Chassis: &mock.Chassis{}, on: true, opts: opts, done: ctx.Done()}
-	h := &halWithChassis{HAL: mock.New(), ch: ch}
+	h := &halWithChassis{HAL: mock.New(), ch: b.ch}
 	var guid [16]byte
-	copy(guid[:], fmt.Sprintf("metalpower-%05d", i))
+	copy(guid[:], fmt.Sprintf("metalpower-%05d", b.index))
 	info := bmc.DeviceInfo{DeviceID: 32, DeviceRevision: 1, FirmwareMajor: 1, IPMIVersion: 0x20, ManufacturerID: 0x000157, ProductID: 1, AdditionalDeviceSupport: 0x39}
-	b := bmc.New(info, guid, h, bmc.WithClock(clock.Real))
-	user, err := b.Users.Add(2, opts.Username)
+	sim := bmc.New(info, guid, h, bmc.WithClock(clock.Real))
+	user, err := sim.Users.Add(2, f.opts.Username)
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("bmc %d: add user: %w", i, err)
+		return fmt.Errorf("bmc %d: add user: %w", b.index, err)
 	}
-	user.SetPassword([]byte(opts.Password))
+	user.SetPassword([]byte(f.opts.Password))
 	user.Enabled = true
 	user.ChannelAccess[1] = bmc.UserChannelAccess{MaxPrivilege: bmc.PrivilegeLevelAdministrator, Enabled: true}
-	addr := conn.LocalAddr().(*net.UDPAddr)
-	return &BMC{Host: "127.0.0.1", Port: addr.Port, srv: server.NewServer(b, udp.Wrap(conn)), ch: ch}, nil
+	b.Port = conn.LocalAddr().(*net.UDPAddr).Port
+	b.wire.swap(udp.Wrap(conn))
+	srv := server.NewServer(sim, b.wire)
+	b.mu.Lock()
+	b.srv, b.sim = srv, sim
+	b.mu.Unlock()
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		srv.Serve(f.ctx)
+	}()
+	return nil
+}
+
+// Restart stops b's BMC and starts it again on the same port, as a BMC
+// reboot does: the power state stays, every session is forgotten.
+func (f *Fleet) Restart(b *BMC) error {
+	b.mu.Lock()
+	srv := b.srv
+	b.mu.Unlock()
+	srv.Close()
+	return f.serve(b)
 }
 
 // BMCs returns the fleet's BMCs in start order.
@@ -121,7 +147,9 @@ func (f *Fleet) BMCs() []*BMC { return f.bmcs }
 func (f *Fleet) Close() {
 	f.cancel()
 	for _, b := range f.bmcs {
+		b.mu.Lock()
 		b.srv.Close()
+		b.mu.Unlock()
 	}
 	f.wg.Wait()
 }
@@ -142,6 +170,70 @@ func (b *BMC) SetFault(f Fault) {
 	defer b.ch.mu.Unlock()
 	b.ch.fault = f
 }
+
+// SetSilent makes the BMC drop every datagram unanswered, as a BMC does
+// for a session it has dropped, or one that is down; false restores it.
+func (b *BMC) SetSilent(silent bool) { b.wire.silent.Store(silent) }
+
+// SetDuplicate makes the BMC send every answer twice, as a BMC retrying
+// on a lossy link does; false restores it.
+func (b *BMC) SetDuplicate(dup bool) { b.wire.dup.Store(dup) }
+
+// Received counts the datagrams that reached the BMC, answered or not.
+func (b *BMC) Received() int64 { return b.wire.received.Load() }
+
+// Sessions is the number of sessions the BMC holds open.
+func (b *BMC) Sessions() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sim.Sessions.Count()
+}
+
+// wire is a BMC's socket: it counts datagrams, drops them while the BMC is
+// silent and doubles answers on request. It outlives restarts.
+type wire struct {
+	mu       sync.Mutex
+	conn     transport.PacketConn
+	silent   atomic.Bool
+	dup      atomic.Bool
+	received atomic.Int64
+}
+
+func (w *wire) swap(c transport.PacketConn) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.conn = c
+}
+
+func (w *wire) current() transport.PacketConn {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.conn
+}
+
+func (w *wire) ReadFrom(buf []byte) (int, net.Addr, error) {
+	c := w.current()
+	for {
+		n, addr, err := c.ReadFrom(buf)
+		if err == nil {
+			w.received.Add(1)
+			if w.silent.Load() {
+				continue
+			}
+		}
+		return n, addr, err
+	}
+}
+
+func (w *wire) WriteTo(data []byte, addr net.Addr) (int, error) {
+	c := w.current()
+	if w.dup.Load() {
+		c.WriteTo(data, addr)
+	}
+	return c.WriteTo(data, addr)
+}
+
+func (w *wire) Close() error { return w.current().Close() }
 
 // Actions lists the chassis controls received, in order: "on", "off",
 // "cycle", "reset", "soft".

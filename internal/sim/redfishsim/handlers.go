@@ -26,6 +26,9 @@ const (
 // authentication, because a hung or broken BMC fails whatever is asked.
 func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
+	if s.dropIfReused(w, r) {
+		return
+	}
 	if s.opts.Latency > 0 {
 		if err := s.wait(r.Context(), s.opts.Latency); err != nil {
 			panic(http.ErrAbortHandler)

@@ -121,6 +121,14 @@ func (s *Sim) serveSession(w http.ResponseWriter, r *http.Request, id string) {
 	writeJSON(w, http.StatusOK, body)
 }
 
+// ExpireSessions ends every session, as the service's SessionTimeout does:
+// their tokens get 401 from now on.
+func (s *Sim) ExpireSessions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.sessions)
+}
+
 func (s *Sim) deleteSession(w http.ResponseWriter, r *http.Request, id string) {
 	s.mu.Lock()
 	sess := s.findSession(id)

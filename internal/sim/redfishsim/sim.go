@@ -121,6 +121,9 @@ func (sys *system) allowedResetTypes() []string {
 type Sim struct {
 	opts     Options
 	requests atomic.Int64
+	// dropReused: a request on a kept-alive connection closes it unanswered.
+	dropReused atomic.Bool
+	dropped    atomic.Int64
 
 	// done is closed by Close to release hanging and sleeping handlers.
 	done      chan struct{}
@@ -231,11 +234,42 @@ func (s *Sim) serve(ln net.Listener) (<-chan error, error) {
 		ln.Close()
 		return nil, errors.New("Sim already started")
 	}
-	srv := &http.Server{Handler: s.Handler()}
+	srv := &http.Server{Handler: s.Handler(), ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+		return context.WithValue(ctx, connKey{}, new(atomic.Int64))
+	}}
 	s.srv = srv
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	return errc, nil
+}
+
+// connKey holds the number of requests a connection has carried.
+type connKey struct{}
+
+// SetDropReusedConnections makes the service close a kept-alive connection
+// when the next request arrives on it, unanswered: what a client sees when
+// the BMC's keep-alive timeout closes the connection as the request goes
+// out. Requests on new connections are served. false restores it.
+func (s *Sim) SetDropReusedConnections(drop bool) { s.dropReused.Store(drop) }
+
+// DroppedConnections counts connections closed by SetDropReusedConnections.
+func (s *Sim) DroppedConnections() int64 { return s.dropped.Load() }
+
+// dropIfReused closes r's connection unanswered when it is a kept-alive one
+// and SetDropReusedConnections is on.
+func (s *Sim) dropIfReused(w http.ResponseWriter, r *http.Request) bool {
+	n, _ := r.Context().Value(connKey{}).(*atomic.Int64)
+	if n == nil || n.Add(1) == 1 || !s.dropReused.Load() {
+		return false
+	}
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			s.dropped.Add(1)
+			conn.Close()
+			return true
+		}
+	}
+	return false
 }
 
 // Close stops the server, if one was started, and releases every request
