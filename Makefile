@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run demo test deps vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync race chaos clean
+.PHONY: all build run demo test deps vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean
 
 all: build
 
@@ -118,6 +118,16 @@ bench-power: build
 # The sync benchmark's headline runs against a running Temporal.
 bench-sync: build
 	./bin/starter bench sync --driver redfish --nodes 10000 --bmc-latency 100ms
+
+# IPMI passes on Debian's ipmi_sim, 120 s apart as the default sync interval,
+# against a running Temporal (IPMI_BMCS=1000 for the large fleet).
+IPMI_BMCS ?= 300
+bench-ipmi: build deps
+	./bin/starter bench sync --ipmi-sim --nodes $(IPMI_BMCS) --passes 5 --gap 120s --warm 6s
+
+# The IPMI session soak at full size (a short run is part of every make test).
+soak: deps
+	METALPOWER_SOAK=long $(GO) test -count=1 -timeout 60m -v -run '^TestIPMISessions' ./internal/soak
 	./bin/starter bench sync --driver redfish --nodes 10000 --bmc-latency 100ms --drift 0.01
 	./bin/starter bench sync --driver ipmi --nodes 1000 --bmc-latency 0s
 

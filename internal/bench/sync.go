@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/sim/openipmi"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -40,6 +42,15 @@ type SyncOptions struct {
 	// Starter is the binary that runs the simulator fleet in its own
 	// process, so the worker's memory is measured alone.
 	Starter string
+	// IPMISim runs the IPMI BMCs on Debian's ipmi_sim, IPMISimProcesses
+	// processes (default one per 100 BMCs) on their own loopback addresses.
+	IPMISim          bool
+	IPMISimProcesses int
+	// Passes are started Gap apart; then, when Warm > 0, one more pass Warm
+	// after the last, on the sessions the last one left.
+	Passes int
+	Gap    time.Duration
+	Warm   time.Duration
 }
 
 // Sync runs one full power sync pass over a simulated fleet and prints its
@@ -51,14 +62,16 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	if opts.Nodes < 1 || opts.Drift < 0 || opts.Drift > 1 {
 		return fmt.Errorf("want at least one node and a drift between 0 and 1")
 	}
+	if opts.Passes < 1 || (opts.Passes > 1 && opts.Drift > 0) {
+		return fmt.Errorf("want at least one pass, and several only without drift (a pass corrects it)")
+	}
 	dir, err := os.MkdirTemp("", "metalpower-bench-sync-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 
-	fmt.Fprintf(w, "starting %d simulated %s BMCs (latency %v) in a separate process...\n", opts.Nodes, opts.Driver, opts.BMCLatency)
-	infos, stop, err := startFleet(ctx, opts)
+	infos, stop, err := startFleet(ctx, opts, w)
 	if err != nil {
 		return err
 	}
@@ -93,7 +106,9 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	cfg.Temporal.TaskQueue = "bench-sync-" + uuid.NewString()[:8]
 	cfg.Nova.SendPowerNotifications = true
 	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", "secret", "service"
-	cfg.IPMI.MinCommandInterval = 0 // every node is its own simulated BMC
+	if !opts.IPMISim {
+		cfg.IPMI.MinCommandInterval = 0 // every node is its own simulated BMC
+	}
 	wk, err := app.NewWorker(ctx, cfg, zerolog.Nop(), app.WorkerOptions{Store: st, NoSchedules: true})
 	if err != nil {
 		return err
@@ -104,18 +119,10 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	}
 	defer wk.Stop()
 
-	id := "bench-sync-" + uuid.NewString()
-	start = time.Now()
-	run, err := wk.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: cfg.Temporal.TaskQueue, EnableEagerStart: true},
-		workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
+	id, res, wall, err := runPasses(ctx, wk.Client, cfg.Temporal.TaskQueue, opts, w)
 	if err != nil {
 		return err
 	}
-	var res workflows.PowerSyncResult
-	if err := run.Get(ctx, &res); err != nil {
-		return fmt.Errorf("sync pass: %w", err)
-	}
-	wall := time.Since(start)
 
 	passEvents, reading, err := passHistory(ctx, wk.Client, id)
 	if err != nil {
@@ -133,13 +140,19 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	bound := time.Duration(float64(opts.Nodes) * float64(opts.BMCLatency) / float64(workers))
 	ironic := time.Duration(float64(opts.Nodes) * float64(opts.BMCLatency) / 8)
 
-	fmt.Fprintf(w, "\none pass over %d %s nodes, %v BMC latency, sync_power_state_workers %d, force_power_state_during_sync %v:\n",
-		opts.Nodes, opts.Driver, opts.BMCLatency, workers, cfg.Conductor.ForcePowerStateDuringSync)
+	latency := opts.BMCLatency.String() + " BMC latency"
+	if opts.IPMISim {
+		latency = "ipmi_sim"
+	}
+	fmt.Fprintf(w, "\none pass over %d %s nodes, %s, sync_power_state_workers %d, force_power_state_during_sync %v:\n",
+		opts.Nodes, opts.Driver, latency, workers, cfg.Conductor.ForcePowerStateDuringSync)
 	fmt.Fprintf(w, "  wall time            %v (%.0f nodes/s)\n", wall.Round(time.Millisecond), float64(opts.Nodes)/wall.Seconds())
 	fmt.Fprintf(w, "  read phase           %v (page reads)\n", reading.Round(time.Millisecond))
 	fmt.Fprintf(w, "  counts               checked %d, in sync %d, corrected %d, skipped locked %d, unreadable %d, entered maintenance %d\n",
 		res.Checked, res.InSync, res.Corrected, res.SkippedLocked, res.Unreadable, res.EnteredMaintenance)
-	fmt.Fprintf(w, "  bound N×D/workers    %v; Ironic's default bound N×D/8: %v\n", bound.Round(time.Millisecond), ironic.Round(time.Millisecond))
+	if !opts.IPMISim {
+		fmt.Fprintf(w, "  bound N×D/workers    %v; Ironic's default bound N×D/8: %v\n", bound.Round(time.Millisecond), ironic.Round(time.Millisecond))
+	}
 	fmt.Fprintf(w, "  history events       %d for the pass workflow (%d pages)\n", passEvents, res.Pages)
 	if res.Corrected > 0 || children > 0 {
 		fmt.Fprintf(w, "  correction phase     %v; %d per-node syncs, %d events; %d Nova notifiers, %d events; %.1f events per corrected node\n",
@@ -157,9 +170,101 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	return nil
 }
 
-// startFleet runs the simulators in a child process and returns each
-// node's driver_info.
-func startFleet(ctx context.Context, opts SyncOptions) ([]node.DriverInfo, func(), error) {
+// runPasses runs opts.Passes passes Gap apart, then the warm one, printing
+// each pass's time, and returns the last pass's workflow ID and result.
+func runPasses(ctx context.Context, c client.Client, queue string, opts SyncOptions, w io.Writer) (string, workflows.PowerSyncResult, time.Duration, error) {
+	var (
+		id    string
+		res   workflows.PowerSyncResult
+		wall  time.Duration
+		walls []time.Duration
+		start time.Time
+	)
+	pass := func(i int, label string) error {
+		id = "bench-sync-" + uuid.NewString()
+		start = time.Now()
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue, EnableEagerStart: true},
+			workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
+		if err == nil {
+			err = run.Get(ctx, &res)
+		}
+		if err != nil {
+			return fmt.Errorf("sync pass %d: %w", i, err)
+		}
+		wall = time.Since(start)
+		if opts.Passes > 1 {
+			fmt.Fprintf(w, "  pass %2d %-28s %v, %v inside the workflow (in sync %d of %d, unreadable %d)\n", i, label,
+				wall.Round(time.Millisecond), time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond), res.InSync, res.Checked, res.Unreadable)
+		}
+		return nil
+	}
+	if opts.Passes > 1 {
+		fmt.Fprintf(w, "\n%d passes started %v apart:\n", opts.Passes, opts.Gap)
+	}
+	for i := 1; i <= opts.Passes; i++ {
+		label := "(first)"
+		if i > 1 {
+			label = fmt.Sprintf("(%v after the last start)", opts.Gap)
+			if err := sleepUntil(ctx, start.Add(opts.Gap)); err != nil {
+				return "", res, 0, err
+			}
+		}
+		if err := pass(i, label); err != nil {
+			return "", res, 0, err
+		}
+		walls = append(walls, wall)
+	}
+	if opts.Passes == 1 {
+		return id, res, wall, nil
+	}
+	sorted := slices.Clone(walls)
+	slices.Sort(sorted)
+	fmt.Fprintf(w, "  median %v, slowest %v\n", sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond))
+	if opts.Warm > 0 {
+		if err := sleepUntil(ctx, start.Add(opts.Warm)); err != nil {
+			return "", res, 0, err
+		}
+		if err := pass(opts.Passes+1, fmt.Sprintf("(warm: %v after the last)", opts.Warm)); err != nil {
+			return "", res, 0, err
+		}
+		fmt.Fprintf(w, "  slowest / warm = %.2f, median / warm = %.2f\n",
+			sorted[len(sorted)-1].Seconds()/wall.Seconds(), sorted[len(sorted)/2].Seconds()/wall.Seconds())
+	}
+	fmt.Fprintf(w, "  worker RSS now %.0f MiB\n", currentRSS())
+	return id, res, wall, nil
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Until(t)):
+		return nil
+	}
+}
+
+// startFleet starts the BMCs and returns each node's driver_info: Debian's
+// ipmi_sim processes, or the project's simulators in a child process (so
+// the worker's memory is measured alone).
+func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.DriverInfo, func(), error) {
+	if opts.IPMISim {
+		procs := opts.IPMISimProcesses
+		if procs <= 0 {
+			procs = (opts.Nodes + 99) / 100
+		}
+		fmt.Fprintf(w, "starting %d ipmi_sim BMCs in %d processes...\n", opts.Nodes, procs)
+		fleet, err := openipmi.Start(ctx, openipmi.Options{BMCs: opts.Nodes, Processes: procs, DistinctAddresses: true})
+		if err != nil {
+			return nil, nil, err
+		}
+		var infos []node.DriverInfo
+		for _, b := range fleet.BMCs() {
+			infos = append(infos, node.DriverInfo{"ipmi_address": b.Host, "ipmi_port": float64(b.Port),
+				"ipmi_username": b.Username, "ipmi_password": b.Password, "ipmi_cipher_suite": "3"})
+		}
+		return infos, fleet.Close, nil
+	}
+	fmt.Fprintf(w, "starting %d simulated %s BMCs (latency %v) in a separate process...\n", opts.Nodes, opts.Driver, opts.BMCLatency)
 	args := []string{"sim", opts.Driver, "-latency", opts.BMCLatency.String()}
 	var rfAddr string
 	if opts.Driver == node.DriverRedfish {
@@ -293,13 +398,19 @@ func countNotifiers(ctx context.Context, c client.Client, queue string, want int
 }
 
 // peakRSS is this process's peak resident set in MiB (Linux).
-func peakRSS() float64 {
+func peakRSS() float64 { return procStatus("VmHWM:") }
+
+// currentRSS is this process's resident set in MiB (Linux).
+func currentRSS() float64 { return procStatus("VmRSS:") }
+
+// procStatus reads a size in kB from /proc/self/status, in MiB.
+func procStatus(field string) float64 {
 	b, err := os.ReadFile("/proc/self/status")
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmHWM:") {
+		if strings.HasPrefix(line, field) {
 			f := strings.Fields(line)
 			if len(f) >= 2 {
 				kb, _ := strconv.ParseFloat(f[1], 64)

@@ -12,7 +12,7 @@ import (
 )
 
 func init() {
-	register("bench sync", "bench sync [--driver redfish|ipmi] [--nodes N] [--bmc-latency D] [--drift F]   one full sync pass over a simulated fleet", benchSync)
+	register("bench sync", "bench sync [--driver redfish|ipmi] [--nodes N] [--bmc-latency D] [--drift F] [--ipmi-sim] [--passes K --gap D]   sync passes over a simulated fleet", benchSync)
 	register("bench power", "bench power [-parallel 1,10,100] [-changes 20] [-bmc-latency D]   measure power changes against [temporal] address", benchPower)
 }
 
@@ -46,8 +46,16 @@ func benchSync(ctx context.Context, env *Env, args []string) error {
 	nodes := fs.Int("nodes", 1000, "number of nodes, each on its own simulated BMC or system")
 	latency := fs.Duration("bmc-latency", 100*time.Millisecond, "latency the simulated BMCs add to each request")
 	drift := fs.Float64("drift", 0, "fraction of nodes whose record differs from the hardware (0-1)")
+	ipmiSim := fs.Bool("ipmi-sim", false, "IPMI BMCs on Debian's OpenIPMI ipmi_sim (--driver ipmi implied; --bmc-latency ignored)")
+	processes := fs.Int("ipmi-sim-processes", 0, "ipmi_sim processes sharing the BMCs, each on its own loopback address (default one per 100 BMCs)")
+	passes := fs.Int("passes", 1, "passes to run")
+	gap := fs.Duration("gap", 2*time.Minute, "time between the starts of two passes (with --passes > 1)")
+	warm := fs.Duration("warm", 6*time.Second, "after the passes, one more started this long after the last, on warm sessions (0: none; with --passes > 1)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
+	}
+	if *ipmiSim {
+		*driver = "ipmi"
 	}
 	cfg, err := env.Config()
 	if err != nil {
@@ -57,5 +65,6 @@ func benchSync(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	return bench.Sync(ctx, cfg, bench.SyncOptions{Driver: *driver, Nodes: *nodes, BMCLatency: *latency, Drift: *drift, Starter: self}, env.Stdout)
+	return bench.Sync(ctx, cfg, bench.SyncOptions{Driver: *driver, Nodes: *nodes, BMCLatency: *latency, Drift: *drift, Starter: self,
+		IPMISim: *ipmiSim, IPMISimProcesses: *processes, Passes: *passes, Gap: *gap, Warm: *warm}, env.Stdout)
 }

@@ -1,12 +1,9 @@
 package ipmi
 
 import (
-	"bytes"
+	"context"
 	"errors"
-	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,35 +11,12 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/sim/openipmi"
 )
 
 // These tests drive the driver against Debian's OpenIPMI ipmi_sim, an IPMI
 // implementation independent of go-ipmi, and let ipmitool confirm every
 // state the driver sets. They never skip: `make deps` installs both tools.
-
-// testbedDir finds ../shared/testbed/ipmi_sim beside the repository root,
-// or METALPOWER_TESTBED_DIR.
-func testbedDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv("METALPOWER_TESTBED_DIR"); d != "" {
-		return filepath.Join(d, "ipmi_sim")
-	}
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			tb := filepath.Join(filepath.Dir(dir), "shared", "testbed", "ipmi_sim")
-			if _, err := os.Stat(filepath.Join(tb, "lan.conf.in")); err != nil {
-				t.Fatalf("ipmi_sim test bed not found at %s (set METALPOWER_TESTBED_DIR): %v", tb, err)
-			}
-			return tb
-		}
-	}
-	t.Fatal("repository root (go.mod) not found")
-	return ""
-}
 
 func requireTool(t *testing.T, name string) string {
 	t.Helper()
@@ -54,66 +28,28 @@ func requireTool(t *testing.T, name string) string {
 }
 
 type ipmiSim struct {
+	host string
 	port int
 }
 
-// startIPMISim runs one ipmi_sim BMC on a free UDP port with the test
-// bed's configuration, powered on.
+// startIPMISim runs one ipmi_sim BMC with the test bed's configuration,
+// powered on.
 func startIPMISim(t *testing.T) *ipmiSim {
 	t.Helper()
-	bin := requireTool(t, "ipmi_sim")
 	requireTool(t, "ipmitool")
-	tb := testbedDir(t)
-	dir := t.TempDir()
-
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	f, err := openipmi.Start(context.Background(), openipmi.Options{BMCs: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	pc.Close()
-
-	state := filepath.Join(dir, "power")
-	if err := os.WriteFile(state, []byte("1\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tmpl, err := os.ReadFile(filepath.Join(tb, "lan.conf.in"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conf := strings.NewReplacer("@PORT@", strconv.Itoa(port), "@CHASSIS@", filepath.Join(tb, "chassis.sh"), "@STATEFILE@", state).Replace(string(tmpl))
-	if err := os.WriteFile(filepath.Join(dir, "lan.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "state"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "-c", filepath.Join(dir, "lan.conf"), "-f", filepath.Join(tb, "bmc.emu"), "-s", filepath.Join(dir, "state"), "-n", "-p")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start ipmi_sim: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	s := &ipmiSim{port: port}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := s.ipmitool("chassis", "power", "status"); err == nil {
-			return s
-		} else if time.Now().After(deadline) {
-			t.Fatalf("ipmi_sim did not answer on port %d: %v\n%s", port, err, out.String())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	t.Cleanup(f.Close)
+	b := f.BMCs()[0]
+	return &ipmiSim{host: b.Host, port: b.Port}
 }
 
 // ipmitool runs ipmitool against the simulator with cipher suite 3
 // (ipmi_sim ignores the cipher suite query).
 func (s *ipmiSim) ipmitool(args ...string) (string, error) {
-	base := []string{"-I", "lanplus", "-C", "3", "-H", "127.0.0.1", "-p", strconv.Itoa(s.port), "-U", "admin", "-P", "password", "-R", "1", "-N", "2"}
+	base := []string{"-I", "lanplus", "-C", "3", "-H", s.host, "-p", strconv.Itoa(s.port), "-U", "admin", "-P", "password", "-R", "1", "-N", "2"}
 	out, err := exec.Command("ipmitool", append(base, args...)...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
 }
@@ -136,7 +72,7 @@ func (s *ipmiSim) ipmitoolState(t *testing.T) string {
 }
 
 func (s *ipmiSim) client(t *testing.T, password string, suite int) *Client {
-	c := New(node.IPMIInfo{Address: "127.0.0.1", Port: s.port, Username: "admin", Password: password, CipherSuite: suite},
+	c := New(node.IPMIInfo{Address: s.host, Port: s.port, Username: "admin", Password: password, CipherSuite: suite},
 		Options{AttemptTimeout: time.Second, Retries: 1, PollInterval: 50 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	return c

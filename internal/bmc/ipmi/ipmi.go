@@ -264,8 +264,9 @@ func (c *Client) closeLocked() <-chan struct{} {
 	return done
 }
 
-// Close ends the session, sending Close Session, and waits at most one
-// attempt for the BMC's answer.
+// Close ends the session, sending Close Session, and waits for the BMC's
+// answer at most two attempt timeouts (the close's own, and an exchange a
+// cancelled call may have left on the socket).
 func (c *Client) Close() error {
 	c.turn <- struct{}{}
 	if c.timer != nil {
@@ -299,8 +300,7 @@ func (c *Client) classify(ctx context.Context, op string, err error) error {
 		kind = bmc.Transient
 	case strings.Contains(msg, "no such host"), strings.Contains(msg, "too long"):
 		kind = bmc.Config
-	case errors.Is(err, client.ErrRAKPAuthentication), strings.Contains(msg, rakpAuthentication),
-		strings.Contains(msg, "unauthorized name"), strings.Contains(msg, "invalid integrity"),
+	case strings.Contains(msg, rakp2Mismatch), strings.Contains(msg, "unauthorized name"), strings.Contains(msg, "invalid integrity"),
 		strings.Contains(msg, "insufficient privilege"),
 		strings.Contains(msg, "invalid role"), strings.Contains(msg, "unauthorized role"):
 		// Only the BMC's verdict on the credentials: a garbled RAKP
@@ -311,10 +311,13 @@ func (c *Client) classify(ctx context.Context, op string, err error) error {
 	return &bmc.Error{Kind: kind, Op: op, BMC: c.info.HostPort(), Err: bmc.Scrub(err, c.info.Password)}
 }
 
-// rakpAuthentication is go-ipmi's RAKP verdict as it reads in a message:
-// Connect joins the errors of each cipher suite it tried with %v, which
-// drops the error chain.
-var rakpAuthentication = strings.ToLower(client.ErrRAKPAuthentication.Error())
+// rakp2Mismatch is go-ipmi's verdict when the BMC's RAKP 2 code does not
+// match the password: the wrong password. It is read in the message because
+// Connect joins each cipher suite's error with %v, dropping the chain (so
+// errors.Is(err, client.ErrRAKPAuthentication) never holds), and it must be
+// RAKP 2's: a RAKP 4 mismatch comes after both sides proved the password,
+// from a garbled exchange (a duplicate answer read as the next step's).
+const rakp2Mismatch = "rakp2 authentication code mismatch"
 
 // completionKind sorts IPMI completion codes (IPMI 2.0 table 5-2).
 func completionKind(cc types.CompletionCode) bmc.Kind {

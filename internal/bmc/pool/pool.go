@@ -186,9 +186,17 @@ func (p *Pool) closeIdle(before time.Time) {
 		}
 	}
 	p.mu.Unlock()
+	// Concurrently: each close may wait for its BMC's answer to Close
+	// Session (one attempt), and a fleet of silent BMCs must not add up.
+	var wg sync.WaitGroup
 	for _, e := range idle {
-		e.close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.close()
+		}()
 	}
+	wg.Wait()
 }
 
 // Close ends every session and stops the pool.
