@@ -82,12 +82,14 @@ replay-refresh: tools/bin/temporal
 
 # A short run of every fuzz target (longer: FUZZTIME=10m make fuzz): API
 # request decoding and JSON Patch, Redfish power-state parsing, driver_info,
-# configuration files and environment, and Nova's answers.
+# configuration files and environment, Nova's answers, and whatever an IPMI
+# BMC answers (set-up or in session: no panic, a classified error).
 FUZZTIME ?= 5s
 FUZZ_TARGETS := ./internal/api:FuzzDecodeRequests ./internal/api:FuzzApplyPatch \
 	./internal/bmc/redfish:FuzzPowerState ./internal/node:FuzzDriverInfo \
 	./internal/config:FuzzLoadFile ./internal/config:FuzzLoadEnv \
-	./internal/nova:FuzzEventResult ./internal/nova:FuzzPowerUpdateResponse
+	./internal/nova:FuzzEventResult ./internal/nova:FuzzPowerUpdateResponse \
+	./internal/bmc/ipmi:FuzzBMCAnswers
 # Go 1.26's fuzz coordinator can fail a run at the -fuzztime boundary with a
 # bare "context deadline exceeded" and no failing input (golang/go#75804,
 # fixed in Go 1.27): such a run is repeated, up to three times in all. A real

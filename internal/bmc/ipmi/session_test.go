@@ -36,6 +36,20 @@ func newClient(b *ipmisim.BMC, opts Options) *Client {
 	return New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1}, opts)
 }
 
+// warmClient is a client of a new simulated BMC that has read once, and
+// the session that read opened.
+func warmClient(t *testing.T, fleet ipmisim.Options, opts Options) (*ipmisim.Fleet, *ipmisim.BMC, *Client, *session) {
+	t.Helper()
+	f := startFleet(t, fleet)
+	b := f.BMCs()[0]
+	c := newClient(b, opts)
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.PowerState(testCtx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return f, b, c, sessionOf(c)
+}
+
 // go-ipmi's keepalive fires 30 s into a session; the gate keeps it off the
 // wire, so it never interleaves with a call of ours.
 func TestKeepaliveNeverReachesTheWire(t *testing.T) {
@@ -88,17 +102,9 @@ func TestIdleSessionIsClosedNotKept(t *testing.T) {
 }
 
 func TestSessionIsReusedWhileWarm(t *testing.T) {
-	f := startFleet(t, ipmisim.Options{})
-	b := f.BMCs()[0]
-	c := newClient(b, Options{})
-	defer c.Close()
-	ctx := testCtx(t, 5*time.Second)
-	if _, err := c.PowerState(ctx); err != nil {
-		t.Fatal(err)
-	}
-	first := sessionOf(c)
+	_, b, c, first := warmClient(t, ipmisim.Options{}, Options{})
 	before := b.Received()
-	if _, err := c.PowerState(ctx); err != nil {
+	if _, err := c.PowerState(testCtx(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if sessionOf(c) != first {
@@ -112,15 +118,8 @@ func TestSessionIsReusedWhileWarm(t *testing.T) {
 // A BMC restart forgets every session; the next call spends one attempt on
 // the dead session, then opens a new one and succeeds within the same call.
 func TestDeadSessionIsReplacedWithinTheCall(t *testing.T) {
-	f := startFleet(t, ipmisim.Options{})
-	b := f.BMCs()[0]
-	c := newClient(b, Options{AttemptTimeout: 300 * time.Millisecond, Retries: 3})
-	defer c.Close()
+	f, b, c, old := warmClient(t, ipmisim.Options{}, Options{AttemptTimeout: 300 * time.Millisecond, Retries: 3})
 	ctx := testCtx(t, 10*time.Second)
-	if _, err := c.PowerState(ctx); err != nil {
-		t.Fatal(err)
-	}
-	old := sessionOf(c)
 	if err := f.Restart(b); err != nil {
 		t.Fatal(err)
 	}
@@ -146,17 +145,9 @@ func TestDeadSessionIsReplacedWithinTheCall(t *testing.T) {
 // A BMC that answered a command with a completion code still holds the
 // session: keep it.
 func TestRefusedCommandKeepsTheSession(t *testing.T) {
-	f := startFleet(t, ipmisim.Options{})
-	b := f.BMCs()[0]
-	c := newClient(b, Options{})
-	defer c.Close()
-	ctx := testCtx(t, 5*time.Second)
-	if _, err := c.PowerState(ctx); err != nil {
-		t.Fatal(err)
-	}
-	first := sessionOf(c)
+	_, b, c, first := warmClient(t, ipmisim.Options{}, Options{})
 	b.SetFault(ipmisim.FaultBusy)
-	if err := c.SetPowerState(ctx, node.PowerOff); err == nil {
+	if err := c.SetPowerState(testCtx(t, 5*time.Second), node.PowerOff); err == nil {
 		t.Fatal("busy BMC accepted the command")
 	}
 	if sessionOf(c) != first {
@@ -350,15 +341,8 @@ func TestLateAnswers(t *testing.T) {
 // session set-up, so a duplicate there fails the set-up: an error, which
 // the storm test above covers, never a wrong reading.)
 func TestDuplicateAnswers(t *testing.T) {
-	f := startFleet(t, ipmisim.Options{})
-	b := f.BMCs()[0]
-	c := newClient(b, Options{})
-	defer c.Close()
+	_, b, c, first := warmClient(t, ipmisim.Options{}, Options{})
 	ctx := testCtx(t, 10*time.Second)
-	if _, err := c.PowerState(ctx); err != nil {
-		t.Fatal(err)
-	}
-	first := sessionOf(c)
 	b.SetDuplicate(true)
 	for i, target := range []string{node.PowerOff, node.PowerOn, node.PowerOff} {
 		if err := c.SetPowerState(ctx, target); err != nil {

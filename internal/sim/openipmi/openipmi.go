@@ -291,45 +291,44 @@ func (f *Fleet) BMCs() []BMC {
 
 // Start starts a stopped process on its old ports and state files and
 // waits until all its BMCs answer.
-func (f *Fleet) Start(ctx context.Context, process int) error {
-	p, err := f.process(process)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd != nil {
-		return fmt.Errorf("openipmi: process %d is already running", process)
-	}
-	return f.start(ctx, p)
+func (f *Fleet) Start(ctx context.Context, i int) error {
+	return f.with(i, func(p *process) error {
+		if p.cmd != nil {
+			return fmt.Errorf("openipmi: process %d is already running", i)
+		}
+		return f.start(ctx, p)
+	})
 }
 
 // Stop kills a process (SIGKILL, as a crash or power loss would) and
 // leaves it down until Start or Restart. Its ports stay bound meanwhile,
 // so requests to its BMCs go unanswered, as to a dead BMC, rather than
 // drawing an ICMP port unreachable.
-func (f *Fleet) Stop(process int) error {
-	p, err := f.process(process)
-	if err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.kill()
-	return nil
+func (f *Fleet) Stop(i int) error {
+	return f.with(i, func(p *process) error {
+		p.kill()
+		return nil
+	})
 }
 
 // Restart kills a process and starts it again on the same ports with the
 // same state files: power states survive, IPMI sessions do not.
-func (f *Fleet) Restart(ctx context.Context, process int) error {
-	p, err := f.process(process)
+func (f *Fleet) Restart(ctx context.Context, i int) error {
+	return f.with(i, func(p *process) error {
+		p.kill()
+		return f.start(ctx, p)
+	})
+}
+
+// with runs fn on process i, holding its lock across a whole start or stop.
+func (f *Fleet) with(i int, fn func(*process) error) error {
+	p, err := f.process(i)
 	if err != nil {
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.kill()
-	return f.start(ctx, p)
+	return fn(p)
 }
 
 func (f *Fleet) process(i int) (*process, error) {
