@@ -171,7 +171,7 @@ func (c *Client) do(ctx context.Context, op string, fn func(context.Context, *cl
 	case <-ctx.Done():
 		return c.classify(ctx, op, ctx.Err())
 	}
-	defer func() { <-c.turn }()
+	defer c.release()
 	if err := c.opts.Pacer.Wait(ctx, c.info.HostPort()); err != nil {
 		return c.classify(ctx, op, err)
 	}
@@ -212,7 +212,6 @@ func (c *Client) keepOrDrop(s *session, err error) bool {
 	var rerr *types.ResponseError
 	if err == nil || errors.As(err, &rerr) {
 		s.lastUsed = time.Now()
-		c.armLocked()
 		return err == nil
 	}
 	c.closeLocked()
@@ -237,20 +236,23 @@ func (c *Client) armLocked() {
 	c.timer.Reset(d)
 }
 
-// reap runs on the timer: it retires the session unless a call holds it
-// (that call re-arms the timer when it ends).
-func (c *Client) reap() {
-	select {
-	case c.turn <- struct{}{}:
-	default:
-		return
-	}
-	defer func() { <-c.turn }()
-	if s := c.sess; s != nil && !time.Now().Before(s.retireAt(c.opts)) {
-		c.closeLocked()
-	} else if s != nil {
+// release ends a call's turn, first setting the timer for the session the
+// call leaves, however the call ended.
+func (c *Client) release() {
+	if c.sess != nil {
 		c.armLocked()
 	}
+	<-c.turn
+}
+
+// reap runs on the timer: it waits for its turn (a call holding the session
+// ends within its attempts), then retires the session if it is still due.
+func (c *Client) reap() {
+	c.turn <- struct{}{}
+	if s := c.sess; s != nil && !time.Now().Before(s.retireAt(c.opts)) {
+		c.closeLocked()
+	}
+	c.release()
 }
 
 // closeLocked retires the session: Close Session goes out, but no call

@@ -356,3 +356,22 @@ func TestDuplicateAnswers(t *testing.T) {
 		t.Fatal("duplicates cost the session")
 	}
 }
+
+// The retirement timer fires while a call holds the session (here, waiting
+// for the pacer until it is cancelled): the session is still closed once
+// that call ends, however it ends.
+func TestSessionIsRetiredAfterABusyCallEnds(t *testing.T) {
+	f := startFleet(t, ipmisim.Options{})
+	b := f.BMCs()[0]
+	c := newClient(b, Options{SessionIdleTimeout: 50 * time.Millisecond, Pacer: NewPacer(time.Hour)})
+	defer c.Close()
+	if _, err := c.PowerState(testCtx(t, 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := c.PowerState(ctx); err == nil {
+		t.Fatal("a call paced an hour out succeeded")
+	}
+	waitFor(t, "the session to be closed on the BMC", func() bool { return b.Sessions() == 0 })
+}
