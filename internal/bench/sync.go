@@ -71,7 +71,7 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	}
 	defer os.RemoveAll(dir)
 
-	infos, stop, err := startFleet(ctx, opts, w)
+	infos, simCPU, stop, err := startFleet(ctx, opts, w)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	}
 	defer wk.Stop()
 
-	id, res, wall, err := runPasses(ctx, wk.Client, cfg.Temporal.TaskQueue, opts, w)
+	id, res, wall, err := runPasses(ctx, wk.Client, cfg.Temporal.TaskQueue, opts, simCPU, w)
 	if err != nil {
 		return err
 	}
@@ -171,8 +171,10 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 }
 
 // runPasses runs opts.Passes passes Gap apart, then the warm one, printing
-// each pass's time, and returns the last pass's workflow ID and result.
-func runPasses(ctx context.Context, c client.Client, queue string, opts SyncOptions, w io.Writer) (string, workflows.PowerSyncResult, time.Duration, error) {
+// each pass's time (and, when simCPU is set, the processor time the
+// simulators spent on it), and returns the last pass's workflow ID and
+// result.
+func runPasses(ctx context.Context, c client.Client, queue string, opts SyncOptions, simCPU func() (time.Duration, error), w io.Writer) (string, workflows.PowerSyncResult, time.Duration, error) {
 	var (
 		id    string
 		res   workflows.PowerSyncResult
@@ -182,6 +184,10 @@ func runPasses(ctx context.Context, c client.Client, queue string, opts SyncOpti
 	)
 	pass := func(i int, label string) error {
 		id = "bench-sync-" + uuid.NewString()
+		var cpu0 time.Duration
+		if simCPU != nil {
+			cpu0, _ = simCPU()
+		}
 		start = time.Now()
 		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue, EnableEagerStart: true},
 			workflows.PowerSyncWorkflow, workflows.PowerSyncInput{})
@@ -192,9 +198,15 @@ func runPasses(ctx context.Context, c client.Client, queue string, opts SyncOpti
 			return fmt.Errorf("sync pass %d: %w", i, err)
 		}
 		wall = time.Since(start)
+		sim := ""
+		if simCPU != nil {
+			if cpu1, err := simCPU(); err == nil {
+				sim = fmt.Sprintf(", simulators' CPU %v", (cpu1 - cpu0).Round(10*time.Millisecond))
+			}
+		}
 		if opts.Passes > 1 {
-			fmt.Fprintf(w, "  pass %2d %-28s %v, %v inside the workflow (in sync %d of %d, unreadable %d)\n", i, label,
-				wall.Round(time.Millisecond), time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond), res.InSync, res.Checked, res.Unreadable)
+			fmt.Fprintf(w, "  pass %2d %-28s %v, %v inside the workflow (in sync %d of %d, unreadable %d%s)\n", i, label,
+				wall.Round(time.Millisecond), time.Duration(res.Duration*float64(time.Second)).Round(time.Millisecond), res.InSync, res.Checked, res.Unreadable, sim)
 		}
 		return nil
 	}
@@ -244,9 +256,10 @@ func sleepUntil(ctx context.Context, t time.Time) error {
 }
 
 // startFleet starts the BMCs and returns each node's driver_info: Debian's
-// ipmi_sim processes, or the project's simulators in a child process (so
-// the worker's memory is measured alone).
-func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.DriverInfo, func(), error) {
+// ipmi_sim processes (with a reading of their processor time), or the
+// project's simulators in a child process (so the worker's memory is
+// measured alone).
+func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.DriverInfo, func() (time.Duration, error), func(), error) {
 	if opts.IPMISim {
 		procs := opts.IPMISimProcesses
 		if procs <= 0 {
@@ -255,14 +268,14 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 		fmt.Fprintf(w, "starting %d ipmi_sim BMCs in %d processes...\n", opts.Nodes, procs)
 		fleet, err := openipmi.Start(ctx, openipmi.Options{BMCs: opts.Nodes, Processes: procs, DistinctAddresses: true})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		var infos []node.DriverInfo
 		for _, b := range fleet.BMCs() {
 			infos = append(infos, node.DriverInfo{"ipmi_address": b.Host, "ipmi_port": float64(b.Port),
 				"ipmi_username": b.Username, "ipmi_password": b.Password, "ipmi_cipher_suite": "3"})
 		}
-		return infos, fleet.Close, nil
+		return infos, fleet.CPUTime, fleet.Close, nil
 	}
 	fmt.Fprintf(w, "starting %d simulated %s BMCs (latency %v) in a separate process...\n", opts.Nodes, opts.Driver, opts.BMCLatency)
 	args := []string{"sim", opts.Driver, "-latency", opts.BMCLatency.String()}
@@ -270,7 +283,7 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 	if opts.Driver == node.DriverRedfish {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		rfAddr = l.Addr().String()
 		l.Close()
@@ -281,11 +294,11 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 	cmd := exec.CommandContext(ctx, opts.Starter, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("start the simulator process: %w", err)
+		return nil, nil, nil, fmt.Errorf("start the simulator process: %w", err)
 	}
 	stop := func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() }
 	infos := make([]node.DriverInfo, 0, opts.Nodes)
@@ -305,7 +318,7 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 			url := "http://" + rfAddr
 			if err := waitHTTP(ctx, url+"/redfish/v1"); err != nil {
 				stop()
-				return nil, nil, err
+				return nil, nil, nil, err
 			}
 			for i := 1; i <= opts.Nodes; i++ {
 				infos = append(infos, node.DriverInfo{"redfish_address": url, "redfish_system_id": fmt.Sprintf("/redfish/v1/Systems/%d", i),
@@ -315,10 +328,10 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 	}
 	if len(infos) < opts.Nodes {
 		stop()
-		return nil, nil, fmt.Errorf("the simulator process started %d of %d BMCs", len(infos), opts.Nodes)
+		return nil, nil, nil, fmt.Errorf("the simulator process started %d of %d BMCs", len(infos), opts.Nodes)
 	}
 	go io.Copy(io.Discard, out)
-	return infos, stop, nil
+	return infos, nil, stop, nil
 }
 
 func waitHTTP(ctx context.Context, url string) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"syscall"
+	"time"
 )
 
 // ipmi_sim is Debian's, and the fleet relies on Linux's socket and process
@@ -17,3 +18,6 @@ func procAttr() *syscall.SysProcAttr { return nil }
 func waitGroup(int) {}
 
 func setReuseAddr(*net.UDPConn) error { return errNotLinux }
+
+// CPUTime is not measured outside Linux.
+func (f *Fleet) CPUTime() (time.Duration, error) { return 0, errNotLinux }
