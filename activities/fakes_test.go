@@ -353,7 +353,7 @@ func (f *fixture) finishChange(p *activities.Plan, failure string) {
 }
 
 // maxRetriesMsg is Ironic's handle_sync_power_state_max_retries_exceeded
-// message (§2.6), None for no state.
+// message, None for no state.
 func maxRetriesMsg(uuid, actual, expected string) string {
 	py := func(s string) string {
 		if s == "" {

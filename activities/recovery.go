@@ -17,7 +17,7 @@ type RecoveryResult struct {
 	Skipped      int `json:"skipped"`
 }
 
-// RecoverPowerFailures is Ironic's _power_failure_recovery (§3): it reads
+// RecoverPowerFailures is Ironic's _power_failure_recovery: it reads
 // every node in maintenance with fault "power failure" (not enroll, no
 // power change in progress); one successful read clears maintenance, its
 // reason and the fault, records the state and tells Nova when it changed.

@@ -1,7 +1,7 @@
 package activities_test
 
 // Power-failure recovery (RecoverPowerFailures) against Ironic's
-// ManagerPowerRecoveryTestCase (§10.3, §3):
+// ManagerPowerRecoveryTestCase (_power_failure_recovery):
 //
 //   test_node_not_mapped                     not applicable: no hash ring; the maintenance+fault query filter is
 //                                            TestRecoveryReadsOnlyPowerFailureMaintenanceNodes
@@ -101,7 +101,7 @@ func TestRecoverySuccessClearsMaintenanceKeepsLastError(t *testing.T) {
 			if got.Maintenance || got.MaintenanceReason != "" || got.Fault != "" || got.PowerState != tt.read {
 				t.Fatalf("node = maintenance %v, reason %q, fault %q, power %q", got.Maintenance, got.MaintenanceReason, got.Fault, got.PowerState)
 			}
-			// Ironic keeps last_error (§3, §11) and its in-memory counter.
+			// Ironic's _power_failure_recovery keeps last_error and its in-memory counter.
 			if got.LastError != n.LastError || got.SyncFailures != n.SyncFailures || got.TargetPowerState != "" {
 				t.Fatalf("node = last_error %q, failures %d, target %q", got.LastError, got.SyncFailures, got.TargetPowerState)
 			}

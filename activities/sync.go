@@ -63,9 +63,10 @@ type SyncPage struct {
 // (2 MB) even when every node drifted.
 const SyncPageSize = 5000
 
-// ReadPowerStates reads one page of sync-eligible nodes (Ironic's §2.2 and
-// §2.4: not in maintenance, not in an excluded provision state, no power
-// change in progress), most failures first, with sync_power_state_workers
+// ReadPowerStates reads one page of sync-eligible nodes (Ironic's
+// _sync_power_states query and _sync_power_state_nodes_task's checks: not
+// in maintenance, not in an excluded provision state, no power change in
+// progress), most failures first, with sync_power_state_workers
 // reads in flight. The first page of a pass clears stale targets first
 // (clearStaleTargets). Nodes that match their record need no further work:
 // their counters and last_error are reset here in one batch. The rest are
@@ -245,7 +246,8 @@ type NodeSyncDecision struct {
 }
 
 // SyncNode is Ironic's do_sync_power_state for one node, run under the
-// node's lock (§2.5-2.6): it re-checks the node, re-reads the hardware and
+// node's lock (do_sync_power_state and
+// handle_sync_power_state_max_retries_exceeded): it re-checks the node, re-reads the hardware and
 // decides, rule for rule. The failure counter lives with the node, so it
 // survives restarts. A local activity; forcing the recorded state onto
 // the hardware is left to the workflow, through PowerChange's steps.
@@ -254,7 +256,8 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 	if err != nil {
 		return NodeSyncDecision{}, err
 	}
-	// §2.4 and §2.5 step 7b: what changed since the page was read wins.
+	// As _sync_power_state_nodes_task and do_sync_power_state re-check under
+	// the lock: what changed since the page was read wins.
 	if n.SyncExcluded() || n.Maintenance || n.TargetPowerState != "" {
 		return NodeSyncDecision{Action: SyncSkipped, Count: n.SyncFailures}, nil
 	}
@@ -320,8 +323,8 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 	}
 }
 
-// maxRetriesExceeded is Ironic's handle_sync_power_state_max_retries_exceeded
-// (§2.6): record the state read, set last_error, enter maintenance with
+// maxRetriesExceeded is Ironic's handle_sync_power_state_max_retries_exceeded:
+// record the state read, set last_error, enter maintenance with
 // fault "power failure" unless an operator already put the node in
 // maintenance, and tell Nova when the state changed.
 func (a *Activities) maxRetriesExceeded(ctx context.Context, n *node.Node, actual string, count int, readErr error) (NodeSyncDecision, error) {
@@ -368,7 +371,7 @@ func pyStr(s string) string {
 }
 
 // syncWrite applies a decision's change to the node.
-// The write re-checks what the decision assumed (§2.5 step 7b): an
+// The write re-checks what the decision assumed, as do_sync_power_state re-checks under the lock: an
 // operator may have put the node in maintenance, or a provision action
 // moved it, while its BMC was being read; then the sync leaves it alone.
 func (a *Activities) syncWrite(ctx context.Context, n *node.Node, d NodeSyncDecision, change func(*node.Node)) (NodeSyncDecision, error) {
@@ -419,7 +422,8 @@ func (a *Activities) notifyThenWrite(ctx context.Context, n *node.Node, d NodeSy
 }
 
 // notifyFromSync queues a Nova notification of a state the sync or the
-// recovery found (§6 rows 2-5) on the same durable, ordered notifier as
+// recovery found (Ironic's nova.power_update calls in do_sync_power_state
+// and _power_failure_recovery) on the same durable, ordered notifier as
 // power changes. It fails only when the notifier cannot be reached.
 func (a *Activities) notifyFromSync(ctx context.Context, n *node.Node, state string) (string, error) {
 	if n.InstanceUUID == "" {

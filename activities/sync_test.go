@@ -1,10 +1,10 @@
 package activities_test
 
 // Tests of the power sync activities against Ironic's unit tests
-// (/work/shared/reference/ironic-nova-semantics.md §10). Each Ironic test
+// (ironic/tests/unit/conductor/test_manager.py). Each Ironic test
 // has a counterpart here, in workflows/sync_test.go, or a reason why not.
 //
-// §10.1 ManagerDoSyncPowerStateTestCase (do_sync_power_state = SyncNode)
+// ManagerDoSyncPowerStateTestCase (do_sync_power_state = SyncNode)
 //   test_state_unchanged                                  TestSyncMatchResetsCounterAndClearsLastError
 //   test_state_unchanged_for_fake_node                    TestSyncUnknownStateTakesHardwareStateAndNotifiesNova/"no state either side"
 //   test_state_not_set                                    TestSyncUnknownStateTakesHardwareStateAndNotifiesNova
@@ -36,7 +36,7 @@ package activities_test
 //   test_last_error_not_cleared_when_power_states_do_not_match TestSyncNotForcingRecordsHardwareStateAndNotifiesNova
 //   test_health_monitoring_enabled_by_default / _disabled_by_config not applicable: no health monitoring
 //
-// §10.2 ManagerSyncPowerStatesTestCase (_sync_power_states = ReadPowerStates + PowerSync)
+// ManagerSyncPowerStatesTestCase (_sync_power_states = ReadPowerStates + PowerSync)
 //   test_node_not_mapped                      not applicable: no hash ring, every worker syncs every node; the
 //                                             maintenance=False query filter is TestPassSelectsOnlyEligibleNodes
 //   test_node_locked_on_acquire               workflows: TestPowerSyncLockedNodeCountsAsSkippedLocked (the node's lock
@@ -51,14 +51,14 @@ package activities_test
 //   test_single_node_adopt_failed             TestPassSelectsOnlyEligibleNodes
 //   test__sync_power_state_multiple_nodes     TestPassSelectsOnlyEligibleNodes
 //
-// §10.4 ParallelPowerSyncTestCase
+// ParallelPowerSyncTestCase
 //   test__sync_power_states_9_nodes_8_workers TestPassConcurrencyIsBoundedByWorkers/9_nodes_8_workers
 //   test__sync_power_states_6_nodes_8_workers TestPassConcurrencyIsBoundedByWorkers/6_nodes_8_workers
 //   test__sync_power_states_1_nodes_8_workers TestPassConcurrencyIsBoundedByWorkers/1_nodes_8_workers
 //   test__sync_power_states_9_nodes_1_worker  TestPassConcurrencyIsBoundedByWorkers/9_nodes_1_workers
 //   test__sync_power_states_node_prioritization TestPassReadsMostFailuresFirst
 //
-// §10.3 (recovery) is mapped in recovery_test.go.
+// ManagerPowerRecoveryTestCase is mapped in recovery_test.go.
 
 import (
 	"errors"
@@ -213,7 +213,7 @@ func TestSyncDriverErrorStateIsAFailure(t *testing.T) {
 	if got := f.get(n.UUID); got.PowerState != node.PowerOn || got.SyncFailures != 1 {
 		t.Fatalf("cycle 1: power %q, failures %d", got.PowerState, got.SyncFailures)
 	}
-	// Over max, the 'error' read is what gets recorded (§2.5 step 3, §11).
+	// Over max, the 'error' read is what gets recorded, as do_sync_power_state does.
 	d = f.mustSync(n.UUID)
 	if d.Action != activities.SyncMaintenance || d.Count != 2 {
 		t.Fatalf("cycle 2: decision = %+v, want entered maintenance", d)
@@ -242,7 +242,7 @@ func TestSyncNotForcingRecordsHardwareStateAndNotifiesNova(t *testing.T) {
 	if len(f.bmcs.sets) != 0 {
 		t.Errorf("power set: %v", f.bmcs.sets)
 	}
-	// The next cycle matches: the counter goes back to 0 (§2.7 last row).
+	// The next cycle matches: the counter goes back to 0, as in Ironic's test_state_unchanged.
 	if d := f.mustSync(n.UUID); d.Action != activities.SyncInSync || d.Count != 0 {
 		t.Fatalf("cycle 2: decision = %+v, want in sync", d)
 	}
@@ -357,7 +357,8 @@ func TestSyncMaxRetriesPreservesAdminMaintenance(t *testing.T) {
 	f.noNova() // None is never sent
 }
 
-// ineligible are the edits that take a node out of the sync (§2.2, §2.4).
+// ineligible are the edits that take a node out of the sync: Ironic's
+// _sync_power_states query and _sync_power_state_nodes_task's checks.
 var ineligible = map[string]func(n *node.Node){
 	"maintenance":  func(n *node.Node) { n.Maintenance = true },
 	"deploy wait":  func(n *node.Node) { n.ProvisionState = node.DeployWait },
@@ -388,7 +389,7 @@ func TestSyncRecheckSkipsMaintenanceOrExcludedStateFoundUnderLock(t *testing.T) 
 				f.noNova()
 			})
 			// Ironic re-checks after the read, under the exclusive lock
-			// (§2.5 step 7b, test_maintenance_on_upgrade_lock,
+			// (do_sync_power_state re-checks under the lock: test_maintenance_on_upgrade_lock,
 			// test_wrong_provision_state_on_upgrade_lock). A target can
 			// only be set by the lock holder, so it cannot appear here.
 			if name == "target set" {
@@ -421,7 +422,7 @@ func TestSyncDeletedNodeIsNodeNotFound(t *testing.T) {
 	}
 }
 
-// TestSyncCounterTimeline is §2.7's table: SyncNode once per cycle against
+// TestSyncCounterTimeline is Ironic's power_state_sync_count timeline: SyncNode once per cycle against
 // the same store, the counter kept in the node between cycles, the
 // workflow's power change stood in for by FinishPowerChange.
 func TestSyncCounterTimeline(t *testing.T) {
@@ -511,7 +512,7 @@ func TestSyncCounterTimeline(t *testing.T) {
 	}
 }
 
-// A recorded 'error' (left by max retries under admin maintenance, §11)
+// A recorded 'error' (left by max retries under admin maintenance)
 // on a node back in service: forcing it cannot work, and Ironic counts
 // that like any failed force (node_power_action raises), until maintenance.
 func TestSyncForcingRecordedErrorStateCountsAFailure(t *testing.T) {

@@ -224,7 +224,7 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 // RecoveryResult is what a recovery pass did.
 type RecoveryResult = activities.RecoveryResult
 
-// PowerFailureRecovery is Ironic's _power_failure_recovery (§3): nodes in
+// PowerFailureRecovery is Ironic's _power_failure_recovery: nodes in
 // maintenance with fault "power failure" leave maintenance after one
 // successful read. Operator-set maintenance is never touched.
 func PowerFailureRecovery(ctx workflow.Context) (RecoveryResult, error) {

@@ -1,14 +1,15 @@
 package workflows
 
 // Unit tests of the sync workflows with mocked activities. Ironic
-// counterparts (§10.1, §10.2, §10.4 are mapped in activities/sync_test.go):
+// counterparts (ManagerDoSyncPowerStateTestCase, ManagerSyncPowerStatesTestCase and
+// ParallelPowerSyncTestCase are mapped in activities/sync_test.go):
 //
-//   test_node_locked_on_acquire (§10.2)   TestPowerSyncLockedNodeCountsAsSkippedLocked: the lock is the workflow
+//   test_node_locked_on_acquire           TestPowerSyncLockedNodeCountsAsSkippedLocked: the lock is the workflow
 //                                         ID node-power/<uuid>; a running PowerChange makes the child's start fail
 //   test_node_disappears_on_acquire       TestPowerSyncFailedChildCountsAsUnreadable (the pass goes on)
-//   test_state_changed_sync (§10.1)       TestNodePowerSyncForceRunsThePowerChangeSteps
+//   test_state_changed_sync               TestNodePowerSyncForceRunsThePowerChangeSteps
 //   test_state_changed_sync_failed        TestNodePowerSyncFailedForceDoesNotFailTheWorkflow
-//   test__sync_power_states_* (§10.4)     the read concurrency is in ReadPowerStates (activities); the bound on
+//   test__sync_power_states_*             the read concurrency is in ReadPowerStates (activities); the bound on
 //                                         per-node syncs is TestPowerSyncWindowBoundsChildrenInFlight
 
 import (

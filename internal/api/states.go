@@ -11,7 +11,7 @@ import (
 	"github.com/metalpower/metalpower/internal/node"
 )
 
-// getStates is GET /v1/nodes/{ident}/states (§9.2): read from the record,
+// getStates is GET /v1/nodes/{ident}/states (NodeStatesController.get): read from the record,
 // no BMC query.
 func (s *Server) getStates(w http.ResponseWriter, r *http.Request) {
 	n, ok := s.lookup(w, r)
@@ -43,7 +43,7 @@ type powerRequest struct {
 }
 
 // setPower is PUT /v1/nodes/{ident}/states/power, with Ironic's checks in
-// Ironic's order (§9.1).
+// Ironic's order (NodeStatesController.power).
 func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 	n, ok := s.lookup(w, r)
 	if !ok {

@@ -64,7 +64,8 @@ func ironicFault(t *testing.T, body string) string {
 	return inner.Faultstring
 }
 
-// TestPowerStatusCodes is Ironic's §9.1 and §10.10 table: each case on a
+// TestPowerStatusCodes is the table of NodeStatesController.power and its tests in
+// ironic/tests/unit/api/controllers/v1/test_node.py: each case on a
 // node of its own, and every refused request changes nothing.
 func TestPowerStatusCodes(t *testing.T) {
 	t.Parallel()

@@ -31,7 +31,8 @@ import (
 // Integration tests: the real worker against a Temporal dev server, the
 // SQLite store, both BMC simulators and the Nova simulator.
 //
-// Ironic's tests (ironic-nova-semantics.md §10.5-10.7) and their
+// Ironic's tests (ChangeNodePowerStateTestCase, NodePowerActionTestCase,
+// NodeSoftPowerActionTestCase) and their
 // counterparts here:
 //
 //	test_change_node_power_state_power_on                   TestEveryActionOnBothDrivers (power on)

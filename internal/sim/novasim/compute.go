@@ -15,7 +15,7 @@ import (
 )
 
 // This file simulates nova-compute's periodic _sync_power_states with the
-// Ironic virt driver (ironic-nova-semantics.md §8.5), the task that makes
+// Ironic virt driver (nova/virt/ironic/driver.py), the task that makes
 // Ironic's power-update events necessary: every sync_power_state_interval
 // nova-compute reads each instance's node from Ironic and, where its own
 // record disagrees, acts on the node through Ironic's API.
