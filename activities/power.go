@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
@@ -45,6 +46,31 @@ type Plan struct {
 	Via string `json:"via,omitempty"`
 }
 
+// defaultCommandRetryTimeout is Ironic's [ipmi] command_retry_timeout
+// default, used when the option is 0 or less.
+const defaultCommandRetryTimeout = 60
+
+// NewPlan is the plan for moving n to target: the state it ends in (on for
+// reboots), the time to reach it (timeout, else [conductor]
+// power_state_change_timeout, soft_power_off_timeout for soft actions) and
+// how long the BMC command is retried ([ipmi] command_retry_timeout, 60 s
+// when unset). Every power change, requested or forced by the sync, is
+// planned here.
+func NewPlan(n *node.Node, target string, timeout int, via string, c config.Conductor, ipmi config.IPMI) Plan {
+	p := Plan{NodeUUID: n.UUID, NodeName: n.Name, Driver: n.Driver, BMC: bmcAddress(n), InstanceUUID: n.InstanceUUID,
+		Target: target, Final: node.FinalState(target), Timeout: timeout, CommandRetryTimeout: ipmi.CommandRetryTimeout, Via: via}
+	if p.CommandRetryTimeout <= 0 {
+		p.CommandRetryTimeout = defaultCommandRetryTimeout
+	}
+	if p.Timeout <= 0 {
+		p.Timeout = c.PowerStateChangeTimeout
+		if target == node.SoftReboot || target == node.SoftPowerOff {
+			p.Timeout = c.SoftPowerOffTimeout
+		}
+	}
+	return p
+}
+
 // PreparePowerChange loads the node and applies Ironic's checks
 // (change_node_power_state and node_power_action): a known target, not
 // while cleaning, no power off with disable_power_off; soft actions default
@@ -66,18 +92,7 @@ func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (P
 	if err := checkPowerChange(n, in.Target); err != nil {
 		return Plan{}, err
 	}
-	plan := Plan{NodeUUID: n.UUID, NodeName: n.Name, Driver: n.Driver, BMC: bmcAddress(n), InstanceUUID: n.InstanceUUID,
-		Target: in.Target, Final: node.FinalState(in.Target), Timeout: in.Timeout, CommandRetryTimeout: a.IPMI.CommandRetryTimeout}
-	if plan.CommandRetryTimeout <= 0 {
-		plan.CommandRetryTimeout = 60
-	}
-	if plan.Timeout == 0 {
-		plan.Timeout = a.Conductor.PowerStateChangeTimeout
-		if in.Target == node.SoftReboot || in.Target == node.SoftPowerOff {
-			plan.Timeout = a.Conductor.SoftPowerOffTimeout
-		}
-	}
-	plan.Via = in.Via
+	plan := NewPlan(n, in.Target, in.Timeout, in.Via, a.Conductor, a.IPMI)
 	if in.Mark {
 		a.checkConflict(ctx, n, plan.Final, in.Via)
 		if err := a.mark(ctx, n.UUID, in.Target, plan.Final); err != nil {

@@ -15,8 +15,20 @@ import (
 	"github.com/metalpower/metalpower/internal/store"
 )
 
-// readTimeout bounds one BMC read during a sync.
-const readTimeout = 15 * time.Second
+// ReadTimeout bounds one power read from a BMC, whoever asks (the sync,
+// recovery, manage, a power request's check).
+const ReadTimeout = 15 * time.Second
+
+// ReadPower reads n's power state from its BMC, within ReadTimeout.
+func ReadPower(ctx context.Context, bmcs BMCs, n *node.Node) (string, error) {
+	pm, err := bmcs.For(n)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, ReadTimeout)
+	defer cancel()
+	return pm.PowerState(ctx)
+}
 
 // SyncPageInput asks for the next page of a sync pass.
 type SyncPageInput struct {
@@ -194,13 +206,7 @@ func (a *Activities) forEach(ctx context.Context, n int, fn func(i int)) {
 // readPower reads a node's hardware state; a driver answering "error"
 // counts as a failed read, as in Ironic.
 func (a *Activities) readPower(ctx context.Context, n *node.Node) (string, error) {
-	pm, err := a.BMCs.For(n)
-	if err != nil {
-		return "", err
-	}
-	rctx, cancel := context.WithTimeout(ctx, readTimeout)
-	defer cancel()
-	state, err := pm.PowerState(rctx)
+	state, err := ReadPower(ctx, a.BMCs, n)
 	if err != nil {
 		return "", err
 	}
@@ -306,8 +312,7 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 		// Push the recorded state onto the hardware. A successful force
 		// keeps the counter: only a later matching read resets it.
 		d.Action, d.Count = SyncForce, count
-		plan := Plan{NodeUUID: n.UUID, NodeName: n.Name, Driver: n.Driver, BMC: bmcAddress(n), InstanceUUID: n.InstanceUUID,
-			Target: old, Final: old, Timeout: a.Conductor.PowerStateChangeTimeout, CommandRetryTimeout: max(a.IPMI.CommandRetryTimeout, 1), Via: "sync"}
+		plan := NewPlan(n, old, 0, "sync", a.Conductor, a.IPMI)
 		d.Plan = &plan
 		return a.syncWrite(ctx, n, d, func(n *node.Node) {
 			n.SyncFailures, n.TargetPowerState = count, old

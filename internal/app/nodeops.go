@@ -44,7 +44,7 @@ func Adopt(ctx context.Context, s store.Store, bmcs activities.BMCs, ident strin
 	if n.ProvisionState != node.Manageable && n.ProvisionState != node.AdoptFailed {
 		return nil, invalidTransition("adopt", n)
 	}
-	state, readErr := readPower(ctx, bmcs, n)
+	state, readErr := activities.ReadPower(ctx, bmcs, n)
 	n, err = store.Modify(ctx, s, n.UUID, func(n *node.Node) error {
 		if readErr != nil {
 			n.ProvisionState, n.LastError = node.AdoptFailed, "Failed to adopt node: "+readErr.Error()

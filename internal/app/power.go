@@ -166,7 +166,7 @@ func Manage(ctx context.Context, s store.Store, bmcs activities.BMCs, ident stri
 	default:
 		return nil, invalidTransition("manage", n)
 	}
-	state, readErr := readPower(ctx, bmcs, n)
+	state, readErr := activities.ReadPower(ctx, bmcs, n)
 	n, err = store.Modify(ctx, s, n.UUID, func(n *node.Node) error {
 		if readErr != nil {
 			n.LastError = "Failed to verify node power access: " + readErr.Error()
@@ -183,20 +183,3 @@ func Manage(ctx context.Context, s store.Store, bmcs activities.BMCs, ident stri
 	}
 	return n, nil
 }
-
-func readPower(ctx context.Context, bmcs activities.BMCs, n *node.Node) (string, error) {
-	pm, err := bmcs.For(n)
-	if err != nil {
-		return "", err
-	}
-	ctx, cancel := context.WithTimeout(ctx, readTimeout)
-	defer cancel()
-	state, err := pm.PowerState(ctx)
-	if err != nil {
-		return "", err
-	}
-	return state, nil
-}
-
-// readTimeout bounds one interactive BMC read.
-const readTimeout = 30 * time.Second
