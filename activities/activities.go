@@ -17,6 +17,7 @@ import (
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -60,7 +61,6 @@ const (
 	ErrInvalidState      = "InvalidStateRequested"
 	ErrPowerOffDisabled  = "PowerOffDisabled"
 	ErrInvalidParameter  = "InvalidParameterValue"
-	ErrNodeLocked        = "NodeLocked"
 	ErrBMCAuth           = "BMCAuthenticationFailed"
 	ErrBMCUnsupported    = "BMCUnsupportedAction"
 	ErrBMCConfig         = "BMCConfigurationError"
@@ -72,7 +72,7 @@ const (
 // NonRetryable lists the error types retrying cannot fix; retry policies
 // name them so only transient failures are retried.
 var NonRetryable = []string{ErrNodeNotFound, ErrInvalidTarget, ErrInvalidState, ErrPowerOffDisabled,
-	ErrInvalidParameter, ErrNodeLocked, ErrBMCAuth, ErrBMCUnsupported, ErrBMCConfig, ErrPowerStateTimeout}
+	ErrInvalidParameter, nodelock.ErrType, ErrBMCAuth, ErrBMCUnsupported, ErrBMCConfig, ErrPowerStateTimeout}
 
 // bmcError classifies a driver error at the activity boundary: permanent
 // kinds fail at once, transient ones are retried by the activity's policy.

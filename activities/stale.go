@@ -6,17 +6,12 @@ import (
 	"fmt"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 )
-
-// NodeLockPrefix starts the workflow ID that holds a node's lock
-// (workflows.LockID): node-power/<node uuid>.
-const NodeLockPrefix = "node-power/"
 
 // DefaultStaleTargetAge is how long a target_power_state must have stood,
 // with no workflow holding the node's lock, before a sync pass clears it.
@@ -60,14 +55,8 @@ func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
 	}
 	cleared := 0
 	for _, n := range nodes {
-		lock := NodeLockPrefix + n.UUID
-		d, err := a.Temporal.DescribeWorkflowExecution(ctx, lock, "")
-		var notFound *serviceerror.NotFound
-		switch {
-		case errors.As(err, &notFound):
-		case err != nil:
-			continue
-		case d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		lock := nodelock.ID(n.UUID)
+		if held, err := nodelock.Held(ctx, a.Temporal, n.UUID); held || err != nil {
 			continue
 		}
 		msg := fmt.Sprintf(StaleTargetAborted, lock)

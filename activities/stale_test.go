@@ -15,6 +15,7 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 )
 
 // TestPassClearsATargetNoWorkflowHolds: a target_power_state left by a
@@ -31,9 +32,9 @@ func TestPassClearsATargetNoWorkflowHolds(t *testing.T) {
 	held := f.addNode(func(n *node.Node) { n.TargetPowerState = node.PowerOff })
 	locks := &mocks.Client{}
 	t.Cleanup(func() { locks.AssertExpectations(t) })
-	locks.On("DescribeWorkflowExecution", mock.Anything, activities.NodeLockPrefix+stale.UUID, "").
+	locks.On("DescribeWorkflowExecution", mock.Anything, nodelock.Prefix+stale.UUID, "").
 		Return(nil, serviceerror.NewNotFound("workflow not found")).Once()
-	locks.On("DescribeWorkflowExecution", mock.Anything, activities.NodeLockPrefix+held.UUID, "").
+	locks.On("DescribeWorkflowExecution", mock.Anything, nodelock.Prefix+held.UUID, "").
 		Return(&workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
 			Status: enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}}, nil).Once()
 	f.a.Temporal = locks
@@ -42,7 +43,7 @@ func TestPassClearsATargetNoWorkflowHolds(t *testing.T) {
 	if page.ClearedTargets != 1 || page.Checked != 1 || page.InSync != 1 {
 		t.Fatalf("page = %+v", page)
 	}
-	want := fmt.Sprintf(activities.StaleTargetAborted, activities.NodeLockPrefix+stale.UUID)
+	want := fmt.Sprintf(activities.StaleTargetAborted, nodelock.Prefix+stale.UUID)
 	got := f.get(stale.UUID)
 	if got.TargetPowerState != "" || got.PowerState != node.PowerOn {
 		t.Fatalf("stale node: target %q power %q", got.TargetPowerState, got.PowerState)

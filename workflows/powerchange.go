@@ -13,6 +13,7 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 )
 
 // acts is only a handle: workflows name activities by method, and the
@@ -21,14 +22,6 @@ var acts *activities.Activities
 
 // PowerChangeWorkflow is the registered type name.
 const PowerChangeWorkflow = "PowerChange"
-
-// LockPrefix starts the workflow ID of every workflow that drives a node's
-// power: node-power/<node uuid>. Temporal allows one running workflow per
-// ID, so the ID is the node's lock.
-const LockPrefix = activities.NodeLockPrefix
-
-// LockID is the workflow ID that holds a node's lock.
-func LockID(nodeUUID string) string { return LockPrefix + nodeUUID }
 
 // Search attributes metalpower sets, for filtering in the Web UI.
 var (
@@ -93,7 +86,7 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 		return PowerChangeResult{}, err
 	}
 	info := workflow.GetInfo(ctx)
-	holdsLock := info.WorkflowExecution.ID == LockID(in.Node)
+	holdsLock := info.WorkflowExecution.ID == nodelock.ID(in.Node)
 
 	plan, err := prepare(ctx, activities.PrepareInput{Node: in.Node, Target: in.Target, Timeout: in.Timeout, Mark: holdsLock, Via: in.RequestedVia})
 	if err != nil {
@@ -108,8 +101,8 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 		return PowerChangeResult{}, err
 	}
 	status.NodeUUID = plan.NodeUUID
-	if !holdsLock && info.WorkflowExecution.ID != LockID(plan.NodeUUID) {
-		status.Step = "waiting for " + LockID(plan.NodeUUID)
+	if !holdsLock && info.WorkflowExecution.ID != nodelock.ID(plan.NodeUUID) {
+		status.Step = "waiting for " + nodelock.ID(plan.NodeUUID)
 		return runUnderLock(ctx, in, plan)
 	}
 	if !holdsLock {
@@ -263,7 +256,7 @@ func verify(ctx workflow.Context, plan activities.Plan, name string, status *Sta
 // workflow started under another ID. A running holder means the node is
 // locked: refused, naming the holder.
 func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Plan) (PowerChangeResult, error) {
-	lock := LockID(plan.NodeUUID)
+	lock := nodelock.ID(plan.NodeUUID)
 	name := plan.NodeName
 	if name == "" {
 		name = plan.NodeUUID
@@ -282,7 +275,7 @@ func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Pla
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 		if errors.As(err, &started) {
-			return res, NodeLockedError(plan.NodeUUID, lock)
+			return res, nodelock.Refusal(plan.NodeUUID, lock)
 		}
 		return res, err
 	}
@@ -291,13 +284,6 @@ func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Pla
 	}
 	res.LockWorkflowID = lock
 	return res, nil
-}
-
-// NodeLockedError is the refusal when another workflow holds the node.
-func NodeLockedError(nodeUUID, holder string) error {
-	return temporal.NewNonRetryableApplicationError(
-		fmt.Sprintf("Node %s is locked by workflow %s: a power change or sync is running; try again when it ends.", nodeUUID, holder),
-		activities.ErrNodeLocked, nil, holder)
 }
 
 func searchAttributes(p activities.Plan) temporal.SearchAttributes {

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/nodelock"
 )
 
 // Registered type names of the sync workflows.
@@ -137,7 +138,7 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 			name = c.UUID
 		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:            LockID(c.UUID),
+			WorkflowID:            nodelock.ID(c.UUID),
 			StaticSummary:         fmt.Sprintf("sync power state of %s (%s)", name, c.Reason),
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,

@@ -29,6 +29,7 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 )
 
 func newSyncEnv(t *testing.T, workflowID string) *testsuite.TestWorkflowEnvironment {
@@ -135,8 +136,8 @@ func TestPowerSyncPagesAndAggregatesChildOutcomes(t *testing.T) {
 		ids[id] = true
 	}
 	for i := 0; i < 7; i++ {
-		if !ids[LockID(u(i))] {
-			t.Errorf("no child ran as %q", LockID(u(i)))
+		if !ids[nodelock.ID(u(i))] {
+			t.Errorf("no child ran as %q", nodelock.ID(u(i)))
 		}
 	}
 	if len(c.ids) != 7 {
@@ -253,7 +254,7 @@ func nodeSync(t *testing.T, env *testsuite.TestWorkflowEnvironment) NodeSyncResu
 }
 
 func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
-	env := newSyncEnv(t, LockID(testUUID))
+	env := newSyncEnv(t, nodelock.ID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
 		Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 2, PowerState: node.PowerOff, Plan: &p}, nil).Once()
@@ -265,7 +266,7 @@ func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
 	env.OnActivity(acts.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOn, Final: node.PowerOn}).
 		Return(activities.FinishResult{PowerState: node.PowerOn, InstanceUUID: "inst-1"}, nil).Once()
 	env.OnActivity(acts.QueueNovaNotification, mock.Anything, mock.MatchedBy(func(u activities.PowerUpdate) bool {
-		return u.InstanceUUID == "inst-1" && u.NodeUUID == testUUID && u.PowerState == node.PowerOn && u.Source == LockID(testUUID)
+		return u.InstanceUUID == "inst-1" && u.NodeUUID == testUUID && u.PowerState == node.PowerOn && u.Source == nodelock.ID(testUUID)
 	})).Return(activities.NovaQueued, nil).Once()
 	res := nodeSync(t, env)
 	// A successful force keeps the counter; the next matching read resets it.
@@ -275,7 +276,7 @@ func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
 }
 
 func TestNodePowerSyncForceFindsHardwareAlreadyThere(t *testing.T) {
-	env := newSyncEnv(t, LockID(testUUID))
+	env := newSyncEnv(t, nodelock.ID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOn}, nil).Once()
@@ -288,7 +289,7 @@ func TestNodePowerSyncForceFindsHardwareAlreadyThere(t *testing.T) {
 }
 
 func TestNodePowerSyncFailedForceDoesNotFailTheWorkflow(t *testing.T) {
-	env := newSyncEnv(t, LockID(testUUID))
+	env := newSyncEnv(t, nodelock.ID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).
@@ -310,7 +311,7 @@ func TestNodePowerSyncNonForceDecisionsReturnAtOnce(t *testing.T) {
 		{Action: activities.SyncMaintenance, Count: 4, Error: "connection refused"},
 		{Action: activities.SyncSkipped, Count: 1},
 	} {
-		env := newSyncEnv(t, LockID(testUUID))
+		env := newSyncEnv(t, nodelock.ID(testUUID))
 		env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(d, nil).Once()
 		var ran []string
 		env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) { ran = append(ran, info.ActivityType.Name) })
@@ -326,7 +327,7 @@ func TestNodePowerSyncNonForceDecisionsReturnAtOnce(t *testing.T) {
 }
 
 func TestNodePowerSyncDecisionErrorFailsTheWorkflow(t *testing.T) {
-	env := newSyncEnv(t, LockID(testUUID))
+	env := newSyncEnv(t, nodelock.ID(testUUID))
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
 		Return(activities.NodeSyncDecision{}, temporal.NewNonRetryableApplicationError("Node could not be found.", activities.ErrNodeNotFound, nil)).Once()
 	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID})

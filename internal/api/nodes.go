@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -338,7 +338,7 @@ func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("Can not delete node %s as it is associated with instance %s.", n.UUID, n.InstanceUUID))
 		return
 	}
-	if app.LockHeld(r.Context(), s.Temporal, n.UUID) {
+	if held, _ := nodelock.Held(r.Context(), s.Temporal, n.UUID); held {
 		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by a running power operation, please retry after the current operation is completed.", n.UUID))
 		return
 	}

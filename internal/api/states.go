@@ -9,6 +9,7 @@ import (
 	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 )
 
 // getStates is GET /v1/nodes/{ident}/states (NodeStatesController.get): read from the record,
@@ -79,7 +80,7 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 		timeout = *req.Timeout
 	}
 	_, err := app.StartPowerChange(r.Context(), s.Temporal, s.Store, s.TaskQueue, n, app.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
-	var locked *app.LockedError
+	var locked *nodelock.Error
 	switch {
 	case errors.As(err, &locked):
 		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by host metalpower, please retry after the current operation is completed. (workflow %s)", n.UUID, locked.Holder))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -55,7 +56,7 @@ func TestWorkerKilledBetweenSetAndVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	itest.WaitFor(t, 30*time.Second, "the change to be verifying", func() bool {
-		v, err := s.Client.QueryWorkflow(ctx, workflows.LockID(n.UUID), "", "status")
+		v, err := s.Client.QueryWorkflow(ctx, nodelock.ID(n.UUID), "", "status")
 		var st workflows.Status
 		return err == nil && v.Get(&st) == nil && strings.HasPrefix(st.Step, "verifying")
 	})

@@ -13,24 +13,10 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
-
-// ErrNodeLocked: another workflow holds the node's lock.
-var ErrNodeLocked = errors.New("node locked")
-
-// LockedError names the workflow holding a node.
-type LockedError struct {
-	NodeUUID string
-	Holder   string
-}
-
-func (e *LockedError) Error() string {
-	return fmt.Sprintf("node %s is locked by running workflow %s: a power change or sync is in progress", e.NodeUUID, e.Holder)
-}
-
-func (e *LockedError) Unwrap() error { return ErrNodeLocked }
 
 // ErrInvalidRequest wraps a request refused before anything started.
 var ErrInvalidRequest = errors.New("invalid request")
@@ -45,7 +31,7 @@ type PowerRequest struct {
 
 // StartPowerChange checks the request against the node, records
 // target_power_state and starts PowerChange under the node's lock ID. A
-// running change or sync on the node gives a *LockedError.
+// running change or sync on the node gives a *nodelock.Error.
 func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
 	if !node.IsTarget(req.Target) {
 		return nil, fmt.Errorf("%w: power target %q: use one of %q, %q, %q, %q or %q", ErrInvalidRequest, req.Target,
@@ -66,8 +52,10 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	// A target left by a change that no longer runs does not block (as
 	// Ironic's test_node_power_action_already_being_processed).
 	final := node.FinalState(req.Target)
-	if n.TargetPowerState != "" && LockHeld(ctx, c, n.UUID) {
-		return nil, &LockedError{NodeUUID: n.UUID, Holder: workflows.LockID(n.UUID)}
+	if n.TargetPowerState != "" {
+		if held, _ := nodelock.Held(ctx, c, n.UUID); held {
+			return nil, &nodelock.Error{NodeUUID: n.UUID, Holder: nodelock.ID(n.UUID)}
+		}
 	}
 	marked, err := store.Modify(ctx, s, n.UUID, func(m *node.Node) error {
 		m.TargetPowerState = final
@@ -100,14 +88,8 @@ const (
 	lockRetryInterval = time.Second
 )
 
-// LockHeld reports whether a workflow runs under the node's lock ID.
-func LockHeld(ctx context.Context, c client.Client, uuid string) bool {
-	d, err := c.DescribeWorkflowExecution(ctx, workflows.LockID(uuid), "")
-	return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
-}
-
 func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
-	id := workflows.LockID(n.UUID)
+	id := nodelock.ID(n.UUID)
 	attrs := []temporal.SearchAttributeUpdate{workflows.NodeUUIDKey.ValueSet(n.UUID), workflows.PowerTargetKey.ValueSet(req.Target)}
 	if n.Name != "" {
 		attrs = append(attrs, workflows.NodeNameKey.ValueSet(n.Name))
@@ -136,11 +118,11 @@ func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, 
 		case !errors.As(err, &started):
 			return nil, fmt.Errorf("start power change: %w", err)
 		case attempt == lockRetryAttempts:
-			return nil, &LockedError{NodeUUID: n.UUID, Holder: id}
+			return nil, &nodelock.Error{NodeUUID: n.UUID, Holder: id}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, &LockedError{NodeUUID: n.UUID, Holder: id}
+			return nil, &nodelock.Error{NodeUUID: n.UUID, Holder: id}
 		case <-time.After(lockRetryInterval):
 		}
 	}

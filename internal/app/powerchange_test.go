@@ -21,6 +21,7 @@ import (
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/sim/novasim"
 	"github.com/metalpower/metalpower/internal/sim/redfishsim"
@@ -137,7 +138,7 @@ func TestLegibleInTheWebUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	desc, err := s.Client.DescribeWorkflowExecution(ctx, workflows.LockID(n.UUID), "")
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, nodelock.ID(n.UUID), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,14 +155,14 @@ func TestLegibleInTheWebUI(t *testing.T) {
 			t.Errorf("search attribute %s = %q, want %q", key, got, want)
 		}
 	}
-	hist := history(t, s, workflows.LockID(n.UUID))
+	hist := history(t, s, nodelock.ID(n.UUID))
 	for _, want := range []string{"power off r1-n07 via redfish", "wait until r1-n07 is power off"} {
 		if !strings.Contains(hist, want) {
 			t.Errorf("no activity summary %q in the history", want)
 		}
 	}
 	// The status query answers while the workflow runs and after it ended.
-	v, err := s.Client.QueryWorkflow(ctx, workflows.LockID(n.UUID), "", "status")
+	v, err := s.Client.QueryWorkflow(ctx, nodelock.ID(n.UUID), "", "status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,9 +256,9 @@ func TestSecondChangeIsRefusedAsNodeLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Start(ctx, t, n.Name, node.PowerOn, 0)
-	var locked *app.LockedError
-	if !errors.As(err, &locked) || locked.Holder != workflows.LockID(n.UUID) || !strings.Contains(err.Error(), "locked") {
-		t.Fatalf("second change: err = %v, want a node-locked error naming %s", err, workflows.LockID(n.UUID))
+	var locked *nodelock.Error
+	if !errors.As(err, &locked) || locked.Holder != nodelock.ID(n.UUID) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("second change: err = %v, want a node-locked error naming %s", err, nodelock.ID(n.UUID))
 	}
 	// A tctl-style start under another ID is refused the same way.
 	adhoc, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "adhoc-" + uuid.NewString(), TaskQueue: s.Config.Temporal.TaskQueue},
@@ -267,7 +268,7 @@ func TestSecondChangeIsRefusedAsNodeLocked(t *testing.T) {
 	}
 	err = adhoc.Get(ctx, nil)
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrNodeLocked || !strings.Contains(err.Error(), workflows.LockID(n.UUID)) {
+	if !errors.As(err, &appErr) || appErr.Type() != nodelock.ErrType || !strings.Contains(err.Error(), nodelock.ID(n.UUID)) {
 		t.Fatalf("tctl-style start while locked: err = %v", err)
 	}
 	if err := run.Get(ctx, nil); err != nil {
@@ -292,10 +293,10 @@ func TestTctlStyleStartWithANameTakesTheLock(t *testing.T) {
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.LockWorkflowID != workflows.LockID(n.UUID) || res.PowerState != node.PowerOff {
+	if res.LockWorkflowID != nodelock.ID(n.UUID) || res.PowerState != node.PowerOff {
 		t.Fatalf("result = %+v", res)
 	}
-	desc, err := s.Client.DescribeWorkflowExecution(ctx, workflows.LockID(n.UUID), "")
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, nodelock.ID(n.UUID), "")
 	if err != nil {
 		t.Fatalf("no workflow ran under the lock ID: %v", err)
 	}
@@ -303,7 +304,7 @@ func TestTctlStyleStartWithANameTakesTheLock(t *testing.T) {
 		t.Fatal("the lock holder is not the tctl-started workflow's child")
 	}
 	// Started under the lock ID but with the node's name: marks and runs itself.
-	run, err = s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.LockID(n.UUID), TaskQueue: s.Config.Temporal.TaskQueue},
+	run, err = s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: nodelock.ID(n.UUID), TaskQueue: s.Config.Temporal.TaskQueue},
 		workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: "r1-n07", Target: node.PowerOn})
 	if err != nil {
 		t.Fatal(err)
@@ -328,7 +329,7 @@ func TestBMCAuthenticationFailureFailsFast(t *testing.T) {
 		t.Fatalf("err = %v, want %s", err, activities.ErrBMCAuth)
 	}
 	// Failed fast: one attempt, no retry, as the history shows.
-	if hist := history(t, s, workflows.LockID(n.UUID)); !strings.Contains(hist, "attempt:1") || strings.Contains(hist, "attempt:2") {
+	if hist := history(t, s, nodelock.ID(n.UUID)); !strings.Contains(hist, "attempt:1") || strings.Contains(hist, "attempt:2") {
 		t.Fatalf("an authentication failure was retried:\n%s", hist)
 	}
 	got := s.Node(t, n.UUID)
@@ -355,7 +356,7 @@ func TestBMCTimeoutsAreRetriedThenRecorded(t *testing.T) {
 		t.Fatalf("node = power %q target %q last_error %q", got.PowerState, got.TargetPowerState, got.LastError)
 	}
 	// The history shows the attempts.
-	hist := history(t, s, workflows.LockID(n.UUID))
+	hist := history(t, s, nodelock.ID(n.UUID))
 	if !strings.Contains(hist, "TIMEOUT_TYPE_START_TO_CLOSE") && !strings.Contains(hist, "ActivityTaskTimedOut") {
 		t.Fatalf("history has no activity timeout")
 	}

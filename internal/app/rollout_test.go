@@ -17,6 +17,7 @@ import (
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/sim/novasim"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -116,7 +117,7 @@ func TestRolloutOldBuildToNewBuild(t *testing.T) {
 		if _, err := s.Start(ctx, t, n.Name, node.PowerOff, 120); err != nil {
 			t.Fatal(err)
 		}
-		pinned = append(pinned, workflows.LockID(n.UUID))
+		pinned = append(pinned, nodelock.ID(n.UUID))
 	}
 	for _, id := range pinned {
 		itest.WaitFor(t, 30*time.Second, id+" to be verifying", func() bool {
@@ -146,10 +147,10 @@ func TestRolloutOldBuildToNewBuild(t *testing.T) {
 	if res, err := s.Change(t, d.Name, node.PowerOff, 60); err != nil || res.PowerState != node.PowerOff {
 		t.Fatalf("change on v2: %+v, %v", res, err)
 	}
-	if got := memo(t, s, workflows.LockID(d.UUID), "build"); got != "v2" {
+	if got := memo(t, s, nodelock.ID(d.UUID), "build"); got != "v2" {
 		t.Fatalf("new change's memo build = %q, want v2 (it did not run the new build)", got)
 	}
-	if got := builds(t, s, workflows.LockID(d.UUID)); got != "v2" {
+	if got := builds(t, s, nodelock.ID(d.UUID)); got != "v2" {
 		t.Fatalf("new change ran on builds %q", got)
 	}
 
@@ -206,7 +207,7 @@ func TestRolloutOldBuildToNewBuild(t *testing.T) {
 		}
 		return false
 	})
-	for _, id := range append(pinned, notifierID, workflows.LockID(d.UUID)) {
+	for _, id := range append(pinned, notifierID, nodelock.ID(d.UUID)) {
 		if h := history(t, s, id); strings.Contains(h, "WorkflowTaskFailed") {
 			t.Fatalf("%s had a failed workflow task:\n%s", id, h)
 		}

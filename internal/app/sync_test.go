@@ -14,6 +14,7 @@ import (
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/sim/redfishsim"
 	"github.com/metalpower/metalpower/workflows"
@@ -165,7 +166,7 @@ func TestSyncSkipsANodeWhoseLockIsHeld(t *testing.T) {
 	// Hold the node's lock with a workflow no worker runs: a power change
 	// that has not started its first step yet.
 	ctx := context.Background()
-	holder, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.LockID(n.UUID), TaskQueue: "nobody-polls-" + uuid.NewString()},
+	holder, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: nodelock.ID(n.UUID), TaskQueue: "nobody-polls-" + uuid.NewString()},
 		workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: n.UUID, Target: node.PowerOn})
 	if err != nil {
 		t.Fatal(err)

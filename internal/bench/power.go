@@ -26,10 +26,10 @@ import (
 	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/sim/novasim"
 	"github.com/metalpower/metalpower/internal/sim/redfishsim"
 	"github.com/metalpower/metalpower/internal/store"
-	"github.com/metalpower/metalpower/workflows"
 )
 
 // PowerOptions sizes the power benchmark.
@@ -140,7 +140,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 			(percentile(lat, 50) - bmcTime).Round(time.Millisecond), (percentile(lat, 99) - bmcTime).Round(time.Millisecond), 100*rate/floor)
 	}
 
-	plain, err := historyLength(ctx, c, workflows.LockID(nodes[0].UUID))
+	plain, err := historyLength(ctx, c, nodelock.ID(nodes[0].UUID))
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 	if _, err := round(ctx, wk, cfg, []*node.Node{last}, node.PowerOff); err != nil {
 		return err
 	}
-	withNova, err := historyLength(ctx, c, workflows.LockID(last.UUID))
+	withNova, err := historyLength(ctx, c, nodelock.ID(last.UUID))
 	if err != nil {
 		return err
 	}

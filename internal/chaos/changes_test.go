@@ -13,6 +13,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -95,7 +96,7 @@ func (d *driver) request(ch *change) {
 			return
 		}
 		kind := "unavailable"
-		var locked *app.LockedError
+		var locked *nodelock.Error
 		if errors.As(err, &locked) {
 			kind = "locked"
 		} else if errors.Is(err, app.ErrInvalidRequest) {
