@@ -77,19 +77,11 @@ func NewPlan(n *node.Node, target string, timeout int, via string, c config.Cond
 // to soft_power_off_timeout. With Mark it then records target_power_state
 // and clears last_error (kept in failure states). A local activity.
 func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (Plan, error) {
-	if !node.IsTarget(in.Target) {
-		return Plan{}, temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("Invalid power target %q: use one of %q, %q, %q, %q or %q.", in.Target, node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff),
-			ErrInvalidTarget, nil)
-	}
-	if in.Timeout < 0 {
-		return Plan{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("Invalid timeout %d: must be a positive number of seconds.", in.Timeout), ErrInvalidParameter, nil)
-	}
 	n, err := a.loadNode(ctx, in.Node)
 	if err != nil {
 		return Plan{}, err
 	}
-	if err := checkPowerChange(n, in.Target); err != nil {
+	if err := refusal(n, in.Target, in.Timeout); err != nil {
 		return Plan{}, err
 	}
 	plan := NewPlan(n, in.Target, in.Timeout, in.Via, a.Conductor, a.IPMI)
@@ -126,28 +118,32 @@ func (a *Activities) MarkPowerChange(ctx context.Context, p Plan) error {
 func (a *Activities) mark(ctx context.Context, uuid, target, final string) error {
 	_, err := store.Modify(ctx, a.Store, uuid, func(n *node.Node) error {
 		// Re-check under the write: the node may have changed since it was read.
-		if err := checkPowerChange(n, target); err != nil {
+		if err := refusal(n, target, 0); err != nil {
 			return err
 		}
-		n.TargetPowerState = final
-		if !n.InFailureState() {
-			n.LastError = ""
-		}
+		n.MarkTarget(final)
 		return nil
 	})
 	return storeError(err)
 }
 
-func checkPowerChange(n *node.Node, target string) error {
-	if n.ProvisionState == node.Cleaning || n.ProvisionState == node.CleanWait {
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("Can not change power state because node %s is in %s provision state.", n.UUID, n.ProvisionState), ErrInvalidState, nil)
+// refusal words node.CheckPowerRequest's verdict as a non-retryable
+// application error; timeout 0 means none was given.
+func refusal(n *node.Node, target string, timeout int) error {
+	var msg, kind string
+	switch node.CheckPowerRequest(n, target, node.OptionalTimeout(timeout)) {
+	case node.Allowed:
+		return nil
+	case node.RefusedTimeout:
+		msg, kind = fmt.Sprintf("Invalid timeout %d: must be a positive number of seconds.", timeout), ErrInvalidParameter
+	case node.RefusedTarget:
+		msg, kind = fmt.Sprintf("Invalid power target %q: use one of %q, %q, %q, %q or %q.", target, node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff), ErrInvalidTarget
+	case node.RefusedCleaning:
+		msg, kind = fmt.Sprintf("Can not change power state because node %s is in %s provision state.", n.UUID, n.ProvisionState), ErrInvalidState
+	case node.RefusedPowerOff:
+		msg, kind = fmt.Sprintf("Node %s does not allow power off: disable_power_off is set.", n.UUID), ErrPowerOffDisabled
 	}
-	if n.DisablePowerOff && node.FinalState(target) == node.PowerOff {
-		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("Node %s does not allow power off: disable_power_off is set.", n.UUID), ErrPowerOffDisabled, nil)
-	}
-	return nil
+	return temporal.NewNonRetryableApplicationError(msg, kind, nil)
 }
 
 // bmcAddress names a node's BMC without credentials, for summaries and logs.

@@ -315,10 +315,8 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 		plan := NewPlan(n, old, 0, "sync", a.Conductor, a.IPMI)
 		d.Plan = &plan
 		return a.syncWrite(ctx, n, d, func(n *node.Node) {
-			n.SyncFailures, n.TargetPowerState = count, old
-			if !n.InFailureState() {
-				n.LastError = ""
-			}
+			n.SyncFailures = count
+			n.MarkTarget(old)
 		})
 	default:
 		// Not forcing (or disable_power_off, which blocks forcing either

@@ -59,19 +59,17 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotAcceptable, "Soft power states and the timeout parameter need API version 1.27 or later.")
 		return
 	}
-	if req.Timeout != nil && *req.Timeout < 1 {
+	switch node.CheckPowerRequest(n, req.Target, req.Timeout) {
+	case node.RefusedTimeout:
 		writeError(w, http.StatusBadRequest, "Invalid timeout value, timeout has to be positive integer.")
 		return
-	}
-	if !node.IsTarget(req.Target) {
+	case node.RefusedTarget:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" is not a valid power state. Valid states are: %v.", req.Target, node.Targets))
 		return
-	}
-	if n.ProvisionState == node.Cleaning || n.ProvisionState == node.CleanWait {
+	case node.RefusedCleaning:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" can not be performed on node \"%s\" while it is in state \"%s\".", req.Target, n.UUID, n.ProvisionState))
 		return
-	}
-	if n.DisablePowerOff && node.FinalState(req.Target) == node.PowerOff {
+	case node.RefusedPowerOff:
 		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s does not allow power off: disable_power_off is set.", n.UUID))
 		return
 	}

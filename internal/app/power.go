@@ -33,17 +33,15 @@ type PowerRequest struct {
 // target_power_state and starts PowerChange under the node's lock ID. A
 // running change or sync on the node gives a *nodelock.Error.
 func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
-	if !node.IsTarget(req.Target) {
+	switch node.CheckPowerRequest(n, req.Target, node.OptionalTimeout(req.Timeout)) {
+	case node.RefusedTimeout:
+		return nil, fmt.Errorf("%w: timeout %d: must be a positive number of seconds", ErrInvalidRequest, req.Timeout)
+	case node.RefusedTarget:
 		return nil, fmt.Errorf("%w: power target %q: use one of %q, %q, %q, %q or %q", ErrInvalidRequest, req.Target,
 			node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff)
-	}
-	if req.Timeout < 0 {
-		return nil, fmt.Errorf("%w: timeout %d: must be a positive number of seconds", ErrInvalidRequest, req.Timeout)
-	}
-	if n.ProvisionState == node.Cleaning || n.ProvisionState == node.CleanWait {
+	case node.RefusedCleaning:
 		return nil, fmt.Errorf("%w: can not change power state because node %s is in %s provision state", ErrInvalidRequest, n.Ident(), n.ProvisionState)
-	}
-	if n.DisablePowerOff && node.FinalState(req.Target) == node.PowerOff {
+	case node.RefusedPowerOff:
 		return nil, fmt.Errorf("%w: node %s does not allow power off: disable_power_off is set", ErrInvalidRequest, n.Ident())
 	}
 	// Mark the change before answering, as Ironic does: a client polling
@@ -58,10 +56,7 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 		}
 	}
 	marked, err := store.Modify(ctx, s, n.UUID, func(m *node.Node) error {
-		m.TargetPowerState = final
-		if !m.InFailureState() {
-			m.LastError = ""
-		}
+		m.MarkTarget(final)
 		return nil
 	})
 	if err != nil {

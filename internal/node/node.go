@@ -145,6 +145,16 @@ func (n *Node) Clone() *Node {
 	return &c
 }
 
+// MarkTarget records the state a power change that is starting ends in,
+// and clears last_error unless the node is in a failure state, as Ironic's
+// node_power_action does; requests and the sync's corrections alike.
+func (n *Node) MarkTarget(final string) {
+	n.TargetPowerState = final
+	if !n.InFailureState() {
+		n.LastError = ""
+	}
+}
+
 // InFailureState reports whether the provision state is a failure state.
 func (n *Node) InFailureState() bool {
 	return slices.Contains(FailureStates, n.ProvisionState)

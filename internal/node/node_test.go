@@ -182,3 +182,26 @@ func TestJSONMasksSecretsAndUsesNulls(t *testing.T) {
 		t.Fatalf("JSON leaks the password: %s", s)
 	}
 }
+
+func TestMarkTarget(t *testing.T) {
+	tests := []struct {
+		provision, final string
+		wantLastError    string
+	}{
+		{Active, PowerOff, ""},
+		{Manageable, PowerOn, ""},
+		{DeployFailed, PowerOn, "deploy broke"},
+		{CleanFailed, PowerOff, "deploy broke"},
+		{AdoptFailed, PowerOn, "deploy broke"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.provision, func(t *testing.T) {
+			n := New("", "n", DriverIPMI, nil)
+			n.ProvisionState, n.LastError = tt.provision, "deploy broke"
+			n.MarkTarget(tt.final)
+			if n.TargetPowerState != tt.final || n.LastError != tt.wantLastError {
+				t.Fatalf("target %q, last_error %q; want %q, %q", n.TargetPowerState, n.LastError, tt.final, tt.wantLastError)
+			}
+		})
+	}
+}
