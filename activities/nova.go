@@ -62,6 +62,12 @@ const directTimeout = 3 * time.Second
 // nothing was sent when notifications are off or not configured. A local
 // activity.
 func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (string, error) {
+	return a.queueNova(ctx, u)
+}
+
+// queueNova is QueueNovaNotification's work, for the activities that
+// notify Nova as one of their steps (an activity never calls another).
+func (a *Activities) queueNova(ctx context.Context, u PowerUpdate) (string, error) {
 	if a.Nova == nil {
 		a.Metrics.NovaNotification(metrics.NovaNotSent, 1)
 		return a.NovaDisabled, nil

@@ -381,7 +381,7 @@ func (a *Activities) notifySkipCorrection(ctx context.Context, in FinishInput) (
 	if activity.IsActivity(ctx) {
 		u.Source = activity.GetInfo(ctx).WorkflowExecution.ID
 	}
-	return a.QueueNovaNotification(ctx, u)
+	return a.queueNova(ctx, u)
 }
 
 func storeError(err error) error {

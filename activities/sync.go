@@ -433,6 +433,6 @@ func (a *Activities) notifyFromSync(ctx context.Context, n *node.Node, state str
 		return NovaNoInstance, nil
 	}
 	info := activity.GetInfo(ctx)
-	return a.QueueNovaNotification(ctx, PowerUpdate{InstanceUUID: n.InstanceUUID, NodeUUID: n.UUID, PowerState: state,
+	return a.queueNova(ctx, PowerUpdate{InstanceUUID: n.InstanceUUID, NodeUUID: n.UUID, PowerState: state,
 		ChangedAt: time.Now(), Source: info.WorkflowExecution.ID})
 }
