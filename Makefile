@@ -9,7 +9,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 all: build
 
 # The build ID Worker Deployment Versioning uses unless [temporal] build_id
-# is set (README "Upgrading"): the git revision, "-dirty" with local changes.
+# is set (docs/operating.md, "Upgrading"): the git revision, "-dirty" with local changes.
 BUILD_ID ?= $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
 build:
 	$(GO) build -ldflags "-X github.com/metalpower/metalpower/internal/app.linkedBuildID=$(BUILD_ID)" -o bin/ ./worker ./starter

@@ -28,7 +28,7 @@ type WorkflowType struct {
 }
 
 // WorkflowTypes lists every workflow type. The versioning behaviour of each
-// follows from how long it lives (README "Upgrading"):
+// follows from how long it lives (docs/operating.md, "Upgrading"):
 //
 //   - Pinned types finish on the build that started them, so changing them
 //     never needs a GetVersion patch; the old build keeps running until its

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -65,10 +66,10 @@ func TestDBMigrate(t *testing.T) {
 	}
 }
 
-// TestREADMEListsEveryOption keeps the README's option table in step with
-// the configuration.
-func TestREADMEListsEveryOption(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// TestDocsListEveryOption keeps docs/configuration.md's option table in
+// step with the configuration.
+func TestDocsListEveryOption(t *testing.T) {
+	readme, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +79,50 @@ func TestREADMEListsEveryOption(t *testing.T) {
 	}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if !strings.Contains(string(readme), line) {
-			t.Errorf("README lacks the row (run `starter config options`):\n%s", line)
+			t.Errorf("docs/configuration.md lacks the row (run `starter config options`):\n%s", line)
+		}
+	}
+}
+
+// TestDocsNameOnlyWhatExists: every `make X` the README and docs/ mention
+// is a Makefile target, every [section] of the configuration they name
+// exists, and every page the README links to is there.
+func TestDocsNameOnlyWhatExists(t *testing.T) {
+	makefile, err := os.ReadFile("../../Makefile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^([a-z][a-z0-9-]*):`).FindAllStringSubmatch(string(makefile), -1) {
+		targets[m[1]] = true
+	}
+	code, out, _ := run(t, nil, "config", "options")
+	if code != 0 {
+		t.Fatalf("config options exit %d", code)
+	}
+	pages, err := filepath.Glob("../../docs/*.md")
+	if err != nil || len(pages) < 5 {
+		t.Fatalf("docs pages: %v, %v", pages, err)
+	}
+	for _, p := range append(pages, "../../README.md") {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile("`make ([a-z][a-z0-9-]*)").FindAllStringSubmatch(string(b), -1) {
+			if !targets[m[1]] {
+				t.Errorf("%s mentions `make %s`, which the Makefile does not have", filepath.Base(p), m[1])
+			}
+		}
+		for _, m := range regexp.MustCompile("`\\[([a-z_]+)\\] [a-z_]+`").FindAllStringSubmatch(string(b), -1) {
+			if !strings.Contains(out, "["+m[1]+"]") {
+				t.Errorf("%s names section [%s], which the configuration does not have", filepath.Base(p), m[1])
+			}
+		}
+		for _, m := range regexp.MustCompile(`\]\(((?:docs/|\.\./)?[a-zA-Z_.-]+\.md)\)`).FindAllStringSubmatch(string(b), -1) {
+			if _, err := os.Stat(filepath.Join(filepath.Dir(p), m[1])); err != nil {
+				t.Errorf("%s links to %s: %v", filepath.Base(p), m[1], err)
+			}
 		}
 	}
 }

@@ -56,7 +56,7 @@ func dbMigrate(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-// configOptions prints the option table the README carries; a test keeps
+// configOptions prints the option table docs/configuration.md carries; a test keeps
 // the two in step.
 func configOptions(_ context.Context, env *Env, args []string) error {
 	if len(args) > 0 {

@@ -34,7 +34,7 @@ func version(ctx context.Context, env *Env, args []string) error {
 
 // errNoDeployment: the deployment commands mean nothing to unversioned
 // workers.
-var errNoDeployment = errors.New("[temporal] deployment_name is empty: the workers are not versioned (README \"Upgrading\")")
+var errNoDeployment = errors.New("[temporal] deployment_name is empty: the workers are not versioned (docs/operating.md, \"Upgrading\")")
 
 func deploymentConfig(env *Env) (config.Config, error) {
 	cfg, err := env.Config()
