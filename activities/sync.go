@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/powersync"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -127,19 +127,11 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	results := make([]outcome, len(nodes))
 	a.forEach(ctx, len(nodes), func(i int) {
 		n := nodes[i]
-		state, err := a.readPower(ctx, n)
+		inSync, reason := powersync.Triage(n, a.read(ctx, n))
 		switch {
-		case n.PowerState == "":
-			// Ironic validates driver_info first and leaves a node it
-			// cannot even address alone, without counting a failure.
-			if !isConfigError(err) {
-				results[i].candidate = &SyncCandidate{UUID: n.UUID, Name: n.Name, Reason: "unknown"}
-			}
-		case err != nil:
-			results[i].candidate = &SyncCandidate{UUID: n.UUID, Name: n.Name, Reason: "unreadable"}
-		case state != n.PowerState:
-			results[i].candidate = &SyncCandidate{UUID: n.UUID, Name: n.Name, Reason: "mismatch"}
-		default:
+		case reason != "":
+			results[i].candidate = &SyncCandidate{UUID: n.UUID, Name: n.Name, Reason: reason}
+		case inSync:
 			results[i].reset = n.SyncFailures > 0 || n.LastError != ""
 		}
 	})
@@ -223,15 +215,15 @@ func isConfigError(err error) bool {
 	return ok && k == bmc.Config
 }
 
-// Per-node sync outcomes (NodeSyncDecision.Action).
+// Per-node sync outcomes (NodeSyncDecision.Action), as powersync names them.
 const (
-	SyncInSync      = "in sync"
-	SyncSkipped     = "skipped"
-	SyncRecorded    = "recorded hardware state"
-	SyncUnreadable  = "unreadable"
-	SyncMaintenance = "entered maintenance"
-	SyncForce       = "force"
-	SyncForceFailed = "force failed"
+	SyncInSync      = string(powersync.InSync)
+	SyncSkipped     = string(powersync.Skipped)
+	SyncRecorded    = string(powersync.Recorded)
+	SyncUnreadable  = string(powersync.Unreadable)
+	SyncMaintenance = string(powersync.Maintenance)
+	SyncForce       = string(powersync.Force)
+	SyncForceFailed = string(powersync.ForceFailed)
 )
 
 // NodeSyncDecision is what do_sync_power_state decided for one node.
@@ -252,125 +244,88 @@ type NodeSyncDecision struct {
 }
 
 // SyncNode is Ironic's do_sync_power_state for one node, run under the
-// node's lock (do_sync_power_state and
-// handle_sync_power_state_max_retries_exceeded): it re-checks the node, re-reads the hardware and
-// decides, rule for rule. The failure counter lives with the node, so it
-// survives restarts. A local activity; forcing the recorded state onto
-// the hardware is left to the workflow, through PowerChange's steps.
+// node's lock: load, read, decide (powersync.Decide), apply. The failure
+// counter lives with the node, so it survives restarts. A local activity;
+// forcing the recorded state onto the hardware is left to the workflow,
+// through PowerChange's steps.
 func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecision, error) {
 	n, err := a.loadNode(ctx, uuid)
 	if err != nil {
 		return NodeSyncDecision{}, err
 	}
-	// As _sync_power_state_nodes_task and do_sync_power_state re-check under
-	// the lock: what changed since the page was read wins.
-	if n.SyncExcluded() || n.Maintenance || n.TargetPowerState != "" {
+	if powersync.Skip(n) {
 		return NodeSyncDecision{Action: SyncSkipped, Count: n.SyncFailures}, nil
 	}
-	old, count, maxRetries := n.PowerState, n.SyncFailures+1, a.Conductor.PowerStateSyncMaxRetries
-	state, readErr := a.readPower(ctx, n)
-	if old == "" && isConfigError(readErr) {
-		// Ironic's validate failure: nothing read, nothing counted.
-		return a.syncWrite(ctx, n, NodeSyncDecision{Action: SyncSkipped}, func(n *node.Node) { n.SyncFailures = 0 })
-	}
-	if readErr != nil {
-		if count > maxRetries {
-			actual := ""
-			if errors.Is(readErr, errDriverError) {
-				actual = node.PowerError
-			}
-			return a.maxRetriesExceeded(ctx, n, actual, count, readErr)
-		}
-		activity.GetLogger(ctx).Warn("could not get power state during sync", "node", n.UUID, "attempt", count, "max", maxRetries, "error", readErr.Error())
-		return a.syncWrite(ctx, n, NodeSyncDecision{Action: SyncUnreadable, Count: count, Error: readErr.Error()},
-			func(n *node.Node) { n.SyncFailures = count })
-	}
-	if old != "" && old != state && old != node.PowerError {
-		// The hardware moved behind metalpower's back: record it if that
-		// follows a change metalpower just made.
-		a.checkConflict(ctx, n, state, "hardware")
-	}
-	d := NodeSyncDecision{PowerState: state}
-	switch {
-	case old != "" && old == state:
-		d.Action = SyncInSync
-		return a.syncWrite(ctx, n, d, func(n *node.Node) { n.SyncFailures, n.LastError = 0, "" })
-	case old == "":
-		// No previous state: take the hardware's and tell Nova.
-		d.Action = SyncRecorded
-		return a.notifyThenWrite(ctx, n, d, state, func(n *node.Node) { n.PowerState, n.LastError, n.SyncFailures = state, "", 0 })
-	case count > maxRetries:
-		return a.maxRetriesExceeded(ctx, n, state, count, nil)
-	case a.Conductor.ForcePowerStateDuringSync && !n.DisablePowerOff && old == node.PowerError:
-		// A recorded "error" cannot be pushed onto hardware: as Ironic's
-		// node_power_action with no target, the force fails, is recorded
-		// and counted, on the way to maintenance.
-		d.Action, d.Count = SyncForceFailed, count
-		msg := fmt.Sprintf("Failed to change power state to 'None' by '%s': the recorded power state can not be forced onto the hardware", old)
-		return a.syncWrite(ctx, n, d, func(n *node.Node) { n.SyncFailures, n.LastError = count, msg })
-	case a.Conductor.ForcePowerStateDuringSync && !n.DisablePowerOff:
-		// Push the recorded state onto the hardware. A successful force
-		// keeps the counter: only a later matching read resets it.
-		d.Action, d.Count = SyncForce, count
-		plan := NewPlan(n, old, 0, "sync", a.Conductor, a.IPMI)
-		d.Plan = &plan
-		return a.syncWrite(ctx, n, d, func(n *node.Node) {
-			n.SyncFailures = count
-			n.MarkTarget(old)
-		})
-	default:
-		// Not forcing (or disable_power_off, which blocks forcing either
-		// way): the hardware is right. last_error stays, as Ironic.
-		d.Action, d.Count = SyncRecorded, count
-		return a.notifyThenWrite(ctx, n, d, state, func(n *node.Node) { n.PowerState, n.SyncFailures = state, count })
-	}
+	r := a.read(ctx, n)
+	d := powersync.Decide(n, r, powersync.Rules{Force: a.Conductor.ForcePowerStateDuringSync, MaxRetries: a.Conductor.PowerStateSyncMaxRetries})
+	return a.applySync(ctx, n, r, d)
 }
 
-// maxRetriesExceeded is Ironic's handle_sync_power_state_max_retries_exceeded:
-// record the state read, set last_error, enter maintenance with
-// fault "power failure" unless an operator already put the node in
-// maintenance, and tell Nova when the state changed.
-func (a *Activities) maxRetriesExceeded(ctx context.Context, n *node.Node, actual string, count int, readErr error) (NodeSyncDecision, error) {
-	old := n.PowerState
-	msg := fmt.Sprintf("During sync_power_state, max retries exceeded for node %s, node state %s does not match expected state '%s'. Updating DB state to '%s' Switching node to maintenance mode.",
-		n.UUID, pyStr(actual), pyStr(old), pyStr(actual))
-	if readErr != nil {
-		msg += " Error: " + readErr.Error()
+// applySync carries out a decision: the node's record, Nova, the force's
+// plan, maintenance.
+func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Read, d powersync.Decision) (NodeSyncDecision, error) {
+	out := NodeSyncDecision{Action: string(d.Action), Count: d.Count, PowerState: d.State}
+	if r.Err != nil && (d.Action == powersync.Unreadable || d.Action == powersync.Maintenance) {
+		out.Error = r.Err.Error()
 	}
-	d := NodeSyncDecision{Action: SyncMaintenance, Count: count, PowerState: actual}
-	if readErr != nil {
-		d.Error = readErr.Error()
+	if !d.Write {
+		return out, nil
+	}
+	if d.Moved {
+		// The hardware moved behind metalpower's back: record it if that
+		// follows a change metalpower just made.
+		a.checkConflict(ctx, n, r.State, "hardware")
 	}
 	entered := false
-	change := func(n *node.Node) {
-		n.PowerState, n.LastError, n.SyncFailures = actual, msg, count
-		entered = !n.Maintenance
-		if entered {
-			n.Maintenance, n.MaintenanceReason, n.Fault = true, msg, node.FaultPowerFailure
+	change := func(m *node.Node) {
+		m.SyncFailures = d.Count
+		if d.LastError != n.LastError {
+			m.LastError = d.LastError
+		}
+		switch d.Action {
+		case powersync.Recorded, powersync.Maintenance:
+			m.PowerState = d.State
+		case powersync.Force:
+			m.MarkTarget(d.Target)
+		}
+		// Maintenance for power failure, unless an operator already put
+		// the node in maintenance.
+		if d.Action == powersync.Maintenance {
+			entered = !m.Maintenance
+			if entered {
+				m.Maintenance, m.MaintenanceReason, m.Fault = true, d.LastError, node.FaultPowerFailure
+			}
 		}
 	}
-	var err error
-	if old != actual {
-		d, err = a.notifyThenWrite(ctx, n, d, actual, change)
-	} else {
-		d, err = a.syncWrite(ctx, n, d, change)
+	switch d.Action {
+	case powersync.Unreadable:
+		activity.GetLogger(ctx).Warn("could not get power state during sync", "node", n.UUID, "attempt", d.Count,
+			"max", a.Conductor.PowerStateSyncMaxRetries, "error", r.Err.Error())
+	case powersync.Force:
+		plan := NewPlan(n, d.Target, 0, "sync", a.Conductor, a.IPMI)
+		out.Plan = &plan
 	}
-	if err != nil {
-		return d, err
+	var err error
+	if d.Notify {
+		out, err = a.notifyThenWrite(ctx, n, out, d.State, change)
+	} else {
+		out, err = a.syncWrite(ctx, n, out, change)
+	}
+	if err != nil || d.Action != powersync.Maintenance || out.Action == SyncSkipped {
+		return out, err
 	}
 	if entered {
 		a.Metrics.MaintenanceEntered(metrics.MaintenancePowerFailure)
 	}
-	activity.GetLogger(ctx).Error(msg)
-	return d, nil
+	activity.GetLogger(ctx).Error(d.LastError)
+	return out, nil
 }
 
-// pyStr prints a state as Ironic's messages do: None for no state.
-func pyStr(s string) string {
-	if s == "" {
-		return "None"
-	}
-	return s
+// read reads a node's hardware state for the sync's rules: a driver that
+// cannot address the BMC and one that answers "error" are told apart.
+func (a *Activities) read(ctx context.Context, n *node.Node) powersync.Read {
+	state, err := a.readPower(ctx, n)
+	return powersync.Read{State: state, Err: err, ConfigError: isConfigError(err), DriverError: errors.Is(err, errDriverError)}
 }
 
 // syncWrite applies a decision's change to the node.
