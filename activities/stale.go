@@ -42,6 +42,12 @@ const StaleTargetAborted = "Pending power operation was aborted: no workflow hol
 // A lock that cannot be checked (Temporal unreachable) leaves the node
 // alone. It returns how many nodes it cleared.
 func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
+	return a.ClearStaleTargets(ctx)
+}
+
+// ClearStaleTargets is clearStaleTargets as the first step of a sync pass,
+// visible in its history. A local activity.
+func (a *Activities) ClearStaleTargets(ctx context.Context) (int, error) {
 	age := a.StaleTargetAge
 	if age == 0 {
 		age = DefaultStaleTargetAge

@@ -38,6 +38,9 @@ type SyncPageInput struct {
 	// for the next pass (they were just changed, or already synced here).
 	PassStart time.Time `json:"pass_start,omitempty"`
 	Limit     int       `json:"limit,omitempty"`
+	// StaleTargetsCleared: the pass ran ClearStaleTargets as a step of its
+	// own. Passes started by older builds leave it to the first page.
+	StaleTargetsCleared bool `json:"stale_targets_cleared,omitempty"`
 }
 
 // SyncPosition is a node's place in a pass's order (most failures first);
@@ -79,15 +82,15 @@ const SyncPageSize = 5000
 // _sync_power_states query and _sync_power_state_nodes_task's checks: not
 // in maintenance, not in an excluded provision state, no power change in
 // progress), most failures first, with sync_power_state_workers
-// reads in flight. The first page of a pass clears stale targets first
-// (clearStaleTargets). Nodes that match their record need no further work:
+// reads in flight. Nodes that match their record need no further work:
 // their counters and last_error are reset here in one batch. The rest are
 // returned as candidates for a per-node sync under the node's lock.
 func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (SyncPage, error) {
 	cleared := 0
-	if in.After == nil && in.PassStart.IsZero() {
-		// First page: targets left by changes that no longer run are
-		// cleared first, so this pass syncs those nodes.
+	if in.After == nil && in.PassStart.IsZero() && !in.StaleTargetsCleared {
+		// First page of a pass from an older build: targets left by
+		// changes that no longer run are cleared first, so this pass syncs
+		// those nodes.
 		var err error
 		if cleared, err = a.clearStaleTargets(ctx); err != nil {
 			return SyncPage{}, err

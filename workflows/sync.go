@@ -77,6 +77,16 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 		return PowerSyncResult{}, err
 	}
 	after, passStart := in.After, in.PassStart
+	staleCleared := false
+	if after == nil && passStart.IsZero() &&
+		workflow.GetVersion(ctx, staleTargetsStep, workflow.DefaultVersion, 1) == 1 {
+		// Targets left by changes that no longer run are cleared first,
+		// as a step of its own, so this pass syncs those nodes.
+		if err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.ClearStaleTargets).Get(ctx, nil); err != nil {
+			return PowerSyncResult{}, err
+		}
+		staleCleared = true
+	}
 	for {
 		var page activities.SyncPage
 		readCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -85,7 +95,7 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 		})
 		if err := workflow.ExecuteActivity(readCtx, acts.ReadPowerStates,
-			activities.SyncPageInput{After: after, PassStart: passStart}).Get(ctx, &page); err != nil {
+			activities.SyncPageInput{After: after, PassStart: passStart, StaleTargetsCleared: staleCleared}).Get(ctx, &page); err != nil {
 			return PowerSyncResult{}, err
 		}
 		pages++
@@ -104,6 +114,10 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 	done = true
 	return PowerSyncResult{SyncCounts: counts, Pages: pages, Duration: workflow.Now(ctx).Sub(in.StartedAt).Seconds()}, nil
 }
+
+// staleTargetsStep versions PowerSync's first step: passes started before
+// it cleared stale targets inside their first page read.
+const staleTargetsStep = "stale-targets-step"
 
 // syncNodes runs a NodePowerSync child for each candidate, at most window
 // at a time, and adds up their outcomes.

@@ -59,7 +59,8 @@ func uuidN(i int) string {
 // onePage mocks a pass of a single page.
 func onePage(env *testsuite.TestWorkflowEnvironment, page activities.SyncPage) {
 	page.Done, page.PassStart = true, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{}).Return(page, nil).Once()
+	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(0, nil).Once()
+	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true}).Return(page, nil).Once()
 }
 
 // children mocks NodePowerSync: each child answers results[uuid] (an
@@ -117,8 +118,11 @@ func TestPowerSyncPagesAndAggregatesChildOutcomes(t *testing.T) {
 		Candidates: append(candidates("mismatch", u(0), u(1), u(2)), candidates("unreadable", u(3))...)}
 	page2 := activities.SyncPage{PassStart: start, After: &activities.SyncPosition{ID: 9}, Done: true, Checked: 4, InSync: 1, Window: 8,
 		Candidates: append(candidates("unknown", u(4), u(5)), candidates("mismatch", u(6))...)}
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{}).Return(page1, nil).Once()
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{After: after, PassStart: start}).Return(page2, nil).Once()
+	// Stale targets are cleared once, as the pass's first step; the pages
+	// then leave them alone.
+	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(2, nil).Once()
+	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true}).Return(page1, nil).Once()
+	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{After: after, PassStart: start, StaleTargetsCleared: true}).Return(page2, nil).Once()
 	var c children
 	c.mock(env, 0, map[string]any{
 		u(0): activities.SyncForce, u(1): activities.SyncRecorded, u(2): activities.SyncForceFailed,
