@@ -48,8 +48,8 @@ func novaNotifyV2(ctx workflow.Context, in activities.NovaNotifyInput) (workflow
 	return res, err
 }
 
-func newBuildTypes() []app.WorkflowType {
-	types := app.WorkflowTypes()
+func newBuildTypes() []workflows.WorkflowType {
+	types := workflows.Types()
 	for i, wt := range types {
 		switch wt.Name {
 		case workflows.PowerChangeWorkflow:
@@ -73,7 +73,7 @@ func TestRolloutOldBuildToNewBuild(t *testing.T) {
 	dep := "metalpower-test-" + uuid.NewString()[:8]
 	s := itest.NewStack(t, srv, itest.StackOptions{NoWorker: true, TransitionDelay: 3 * time.Second,
 		Configure: func(c *config.Config) { c.Temporal.DeploymentName = dep }})
-	startBuild := func(build string, types []app.WorkflowType) *app.Worker {
+	startBuild := func(build string, types []workflows.WorkflowType) *app.Worker {
 		t.Helper()
 		cfg := s.Config
 		cfg.Temporal.BuildID = build

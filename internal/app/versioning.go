@@ -12,59 +12,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
-	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/workflows"
 )
-
-// WorkflowType is a workflow the worker runs, under its registered name,
-// with the behaviour it has under Worker Deployment Versioning.
-type WorkflowType struct {
-	Name     string
-	Fn       any
-	Behavior workflow.VersioningBehavior
-}
-
-// WorkflowTypes lists every workflow type. The versioning behaviour of each
-// follows from how long it lives (docs/operating.md, "Upgrading"):
-//
-//   - Pinned types finish on the build that started them, so changing them
-//     never needs a GetVersion patch; the old build keeps running until its
-//     pinned workflows are done (drained). Power changes last seconds to
-//     minutes; a sync pass minutes (its pages continue as new on the same
-//     build and its per-node children inherit the pin, so one pass never
-//     mixes builds); recovery seconds. The schedules start every new pass
-//     on the current build.
-//   - NovaNotify is AutoUpgrade: one notifier per instance lives as long
-//     as Nova is unreachable (up to an hour of retries) and takes signals
-//     from power changes of every build. Pinned, it would hold the old
-//     build for that hour; it moves to the new build at its next workflow
-//     task instead, so a change to it goes behind workflow.GetVersion.
-func WorkflowTypes() []WorkflowType {
-	const pinned, autoUpgrade = workflow.VersioningBehaviorPinned, workflow.VersioningBehaviorAutoUpgrade
-	return []WorkflowType{
-		{workflows.PowerChangeWorkflow, workflows.PowerChange, pinned},
-		{activities.NovaNotifyWorkflow, workflows.NovaNotify, autoUpgrade},
-		{workflows.PowerSyncWorkflow, workflows.PowerSync, pinned},
-		{workflows.NodePowerSyncWorkflow, workflows.NodePowerSync, pinned},
-		{workflows.PowerFailureRecoveryWorkflow, workflows.PowerFailureRecovery, pinned},
-	}
-}
-
-// Register adds every workflow and activity to a worker (also used by
-// replay tests).
-func Register(r worker.Registry, acts *activities.Activities) {
-	register(r, WorkflowTypes(), acts)
-}
-
-func register(r worker.Registry, types []WorkflowType, acts *activities.Activities) {
-	for _, t := range types {
-		r.RegisterWorkflowWithOptions(t.Fn, workflow.RegisterOptions{Name: t.Name, VersioningBehavior: t.Behavior})
-	}
-	r.RegisterActivity(acts)
-}
 
 // linkedBuildID is set at link time where the source has no git metadata
 // (the Dockerfile's BUILD_ID argument).

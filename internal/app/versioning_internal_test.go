@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.temporal.io/sdk/workflow"
-
 	"github.com/metalpower/metalpower/internal/config"
 )
 
@@ -42,15 +40,5 @@ func TestDeploymentOptions(t *testing.T) {
 				t.Fatalf("options = %+v, want build %q", got, tt.want)
 			}
 		})
-	}
-}
-
-// Every workflow type declares a behaviour: a versioned worker refuses to
-// register one without.
-func TestEveryWorkflowTypeHasAVersioningBehavior(t *testing.T) {
-	for _, wt := range WorkflowTypes() {
-		if wt.Behavior == workflow.VersioningBehaviorUnspecified {
-			t.Errorf("%s has no versioning behaviour", wt.Name)
-		}
 	}
 }

@@ -77,9 +77,9 @@ type WorkerOptions struct {
 	// Metrics replaces the metrics built when MetricsAddr is set (tests);
 	// with neither, the worker records no metrics.
 	Metrics *metrics.Metrics
-	// Workflows replaces WorkflowTypes() (a test rolling out a changed
+	// Workflows replaces workflows.Types() (a test rolling out a changed
 	// workflow).
-	Workflows []WorkflowType
+	Workflows []workflows.WorkflowType
 }
 
 // NewWorker connects to Temporal and the node store, makes sure the search
@@ -146,11 +146,7 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		wopts.Interceptors = []interceptor.WorkerInterceptor{&resultMetrics{m: w.Metrics}}
 	}
 	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, wopts)
-	types := opts.Workflows
-	if types == nil {
-		types = WorkflowTypes()
-	}
-	register(w.worker, types, acts)
+	workflows.Register(w.worker, opts.Workflows, acts)
 	if !opts.NoSchedules {
 		if err := ReconcileSchedules(ctx, w.Client, cfg); err != nil {
 			w.Close()

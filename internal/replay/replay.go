@@ -15,7 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/workflows"
 )
 
 // Dir is the corpus, relative to the repository root.
@@ -38,7 +38,7 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// Registry lets app.Register, which the worker uses, register the
+// Registry lets workflows.Register, which the worker uses, register the
 // workflows on a replayer: workflows go to the replayer under the same
 // names, activities are not needed to replay (their results are in the
 // history).
@@ -61,7 +61,7 @@ func (r Registry) RegisterDynamicActivity(any, activity.DynamicRegisterOptions) 
 // NewReplayer is a replayer with every workflow the worker registers.
 func NewReplayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
-	app.Register(Registry{Replayer: r}, &activities.Activities{})
+	workflows.Register(Registry{Replayer: r}, nil, &activities.Activities{})
 	return r
 }
 
