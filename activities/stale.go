@@ -27,6 +27,12 @@ const staleTargetLimit = 1000
 // conductor take over".
 const StaleTargetAborted = "Pending power operation was aborted: no workflow holds the node's lock (%s) any more."
 
+// ClearStaleTargets is clearStaleTargets as the first step of a sync pass,
+// visible in its history. A local activity.
+func (a *Activities) ClearStaleTargets(ctx context.Context) (int, error) {
+	return a.clearStaleTargets(ctx)
+}
+
 // clearStaleTargets is Ironic's clearing of targets left by a conductor
 // that died (at its restart, and by _check_orphan_nodes): a
 // target_power_state whose power change no longer runs keeps the node out
@@ -42,12 +48,6 @@ const StaleTargetAborted = "Pending power operation was aborted: no workflow hol
 // A lock that cannot be checked (Temporal unreachable) leaves the node
 // alone. It returns how many nodes it cleared.
 func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
-	return a.ClearStaleTargets(ctx)
-}
-
-// ClearStaleTargets is clearStaleTargets as the first step of a sync pass,
-// visible in its history. A local activity.
-func (a *Activities) ClearStaleTargets(ctx context.Context) (int, error) {
 	age := a.StaleTargetAge
 	if age == 0 {
 		age = DefaultStaleTargetAge

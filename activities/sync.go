@@ -15,17 +15,17 @@ import (
 	"github.com/metalpower/metalpower/internal/store"
 )
 
-// ReadTimeout bounds one power read from a BMC, whoever asks (the sync,
+// readTimeout bounds one power read from a BMC, whoever asks (the sync,
 // recovery, manage, a power request's check).
-const ReadTimeout = 15 * time.Second
+const readTimeout = 15 * time.Second
 
-// ReadPower reads n's power state from its BMC, within ReadTimeout.
+// ReadPower reads n's power state from its BMC, within readTimeout.
 func ReadPower(ctx context.Context, bmcs BMCs, n *node.Node) (string, error) {
 	pm, err := bmcs.For(n)
 	if err != nil {
 		return "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, ReadTimeout)
+	ctx, cancel := context.WithTimeout(ctx, readTimeout)
 	defer cancel()
 	return pm.PowerState(ctx)
 }
