@@ -21,7 +21,7 @@ ARG BUILD_ID=
 # so the binaries are static and run on any base image.
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/metalpower/metalpower/internal/app.linkedBuildID=${BUILD_ID}" -o /out/ ./worker ./starter
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X github.com/metalpower/metalpower/internal/conductor.linkedBuildID=${BUILD_ID}" -o /out/ ./worker ./starter
 
 # --- runtime ----------------------------------------------------------------
 # debian:bookworm-slim rather than distroless: the health checks need an HTTP

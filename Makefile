@@ -12,7 +12,7 @@ all: build
 # is set (docs/operating.md, "Upgrading"): the git revision, "-dirty" with local changes.
 BUILD_ID ?= $(shell git describe --always --dirty --abbrev=12 2>/dev/null)
 build:
-	$(GO) build -ldflags "-X github.com/metalpower/metalpower/internal/app.linkedBuildID=$(BUILD_ID)" -o bin/ ./worker ./starter
+	$(GO) build -ldflags "-X github.com/metalpower/metalpower/internal/conductor.linkedBuildID=$(BUILD_ID)" -o bin/ ./worker ./starter
 
 # run starts the local stack: the Temporal dev server with its Web UI
 # (http://127.0.0.1:8233, state in .data/temporal.db) and the worker, on the
@@ -78,7 +78,7 @@ workflowcheck:
 # replay-refresh re-records testdata/histories (the replay corpus that
 # TestReplayCorpus replays in every test run) from real runs on a dev server.
 replay-refresh: tools/bin/temporal
-	METALPOWER_REFRESH_REPLAY=1 $(GO) test -count=1 -run '^TestGenerateCorpus$$' -v ./internal/replay
+	METALPOWER_REFRESH_REPLAY=1 $(GO) test -count=1 -run '^TestGenerateCorpus$$' -v ./internal/testbed/replay
 
 # A short run of every fuzz target (longer: FUZZTIME=10m make fuzz): API
 # request decoding and JSON Patch, Redfish power-state parsing, driver_info,
@@ -129,11 +129,11 @@ bench-ipmi: build deps
 
 # The IPMI session soak at full size (a short run is part of every make test).
 soak: deps
-	METALPOWER_SOAK=long $(GO) test -count=1 -timeout 60m -v -run '^TestIPMISessions' ./internal/soak
+	METALPOWER_SOAK=long $(GO) test -count=1 -timeout 60m -v -run '^TestIPMISessions' ./internal/testbed/soak
 	./bin/starter bench sync --driver redfish --nodes 10000 --bmc-latency 100ms --drift 0.01
 	./bin/starter bench sync --driver ipmi --nodes 1000 --bmc-latency 0s
 
-# chaos runs the chaos test at full size (internal/chaos): 500 power
+# chaos runs the chaos test at full size (internal/testbed/chaos): 500 power
 # changes over 500 simulated nodes, with sync passes every 5 s, while the
 # worker process is SIGKILLed, the Temporal dev server, a private
 # PostgreSQL, BMCs and Nova fail and come back; then it checks that
@@ -141,7 +141,7 @@ soak: deps
 # of every `go test ./...`. Size: METALPOWER_CHAOS_CHANGES=1000 make chaos.
 CHAOS_CHANGES ?= 500
 chaos: tools/bin/temporal
-	METALPOWER_CHAOS_CHANGES=$${METALPOWER_CHAOS_CHANGES:-$(CHAOS_CHANGES)} $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./internal/chaos
+	METALPOWER_CHAOS_CHANGES=$${METALPOWER_CHAOS_CHANGES:-$(CHAOS_CHANGES)} $(GO) test -count=1 -timeout 60m -run '^TestChaos$$' -v ./internal/testbed/chaos
 
 race: deps
 	$(GO) test -race -count=1 ./...

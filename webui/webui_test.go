@@ -14,7 +14,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/workflows"
 )

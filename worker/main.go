@@ -10,7 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/logging"
 )
@@ -23,13 +23,13 @@ func main() {
 	// runs without it. An address asked for must work.
 	explicit := false
 	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "metrics-addr" })
-	if err := run(*path, app.WorkerOptions{MetricsAddr: *metricsAddr, MetricsBestEffort: !explicit}); err != nil {
+	if err := run(*path, conductor.WorkerOptions{MetricsAddr: *metricsAddr, MetricsBestEffort: !explicit}); err != nil {
 		fmt.Fprintln(os.Stderr, "worker:", err)
 		os.Exit(1)
 	}
 }
 
-func run(path string, opts app.WorkerOptions) error {
+func run(path string, opts conductor.WorkerOptions) error {
 	cfg, err := config.Load(path)
 	if err != nil {
 		return err
@@ -40,7 +40,7 @@ func run(path string, opts app.WorkerOptions) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	w, err := app.NewWorker(ctx, cfg, log, opts)
+	w, err := conductor.NewWorker(ctx, cfg, log, opts)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,12 @@ import (
 	"github.com/metalpower/metalpower/activities"
 )
 
+// The schedules that start PowerSync and PowerFailureRecovery.
+const (
+	SyncScheduleID     = "power-sync"
+	RecoveryScheduleID = "power-failure-recovery"
+)
+
 // WorkflowType is a workflow the worker runs, under its registered name,
 // with the behaviour it has under Worker Deployment Versioning.
 type WorkflowType struct {

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 )
 

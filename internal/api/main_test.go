@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 var srv *itest.Server

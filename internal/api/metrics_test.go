@@ -11,7 +11,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/api"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
@@ -65,7 +64,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready cha
 		defer mc.Close()
 		s.Temporal = mc
 	}
-	popts := app.PoolOptions(cfg)
+	popts := pool.FromConfig(cfg)
 	popts.Observer = m // BMC calls of provision actions (manage, adopt)
 	p := pool.New(popts)
 	defer p.Close()

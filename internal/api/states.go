@@ -6,8 +6,8 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
 )
@@ -77,13 +77,13 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 	if req.Timeout != nil {
 		timeout = *req.Timeout
 	}
-	_, err := app.StartPowerChange(r.Context(), s.Temporal, s.Store, s.TaskQueue, n, app.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
+	_, err := control.StartPowerChange(r.Context(), s.Temporal, s.Store, s.TaskQueue, n, control.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
 	var locked *nodelock.Error
 	switch {
 	case errors.As(err, &locked):
 		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by host metalpower, please retry after the current operation is completed. (workflow %s)", n.UUID, locked.Holder))
 		return
-	case errors.Is(err, app.ErrInvalidRequest):
+	case errors.Is(err, control.ErrInvalidRequest):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
@@ -116,14 +116,14 @@ func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) {
 	var err error
 	switch req.Target {
 	case "manage":
-		_, err = app.Manage(r.Context(), s.Store, s.BMCs, n.UUID)
+		_, err = control.Manage(r.Context(), s.Store, s.BMCs, n.UUID)
 	case "provide":
-		_, err = app.Provide(r.Context(), s.Store, n.UUID)
+		_, err = control.Provide(r.Context(), s.Store, n.UUID)
 	case "adopt":
-		_, err = app.Adopt(r.Context(), s.Store, s.BMCs, n.UUID)
+		_, err = control.Adopt(r.Context(), s.Store, s.BMCs, n.UUID)
 	}
 	switch {
-	case errors.Is(err, app.ErrInvalidState):
+	case errors.Is(err, node.ErrInvalidState):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil && !isBMCError(err):
@@ -153,7 +153,7 @@ func (s *Server) setMaintenance(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decodeBody(w, r, &req) {
 		return
 	}
-	if _, err := app.SetMaintenance(r.Context(), s.Store, n.UUID, deref(req.Reason)); err != nil {
+	if _, err := control.SetMaintenance(r.Context(), s.Store, n.UUID, deref(req.Reason)); err != nil {
 		s.writeStoreError(w, r, err)
 		return
 	}
@@ -165,7 +165,7 @@ func (s *Server) unsetMaintenance(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, err := app.UnsetMaintenance(r.Context(), s.Store, n.UUID); err != nil {
+	if _, err := control.UnsetMaintenance(r.Context(), s.Store, n.UUID); err != nil {
 		s.writeStoreError(w, r, err)
 		return
 	}

@@ -12,8 +12,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/app"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/conductor"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
@@ -37,7 +37,7 @@ func TestWorkerServesMetrics(t *testing.T) {
 	s := itest.NewStack(t, srv, itest.StackOptions{NoWorker: true, RedfishSystems: 2, IPMIBMCs: 1})
 	log := zerolog.New(s.Log).Level(zerolog.DebugLevel)
 	// The stack's task queue has no other worker: this one runs it all.
-	w, err := app.NewWorker(context.Background(), s.Config, log, app.WorkerOptions{
+	w, err := conductor.NewWorker(context.Background(), s.Config, log, conductor.WorkerOptions{
 		Client: s.Client, NoSchedules: true, MetricsAddr: "127.0.0.1:0",
 	})
 	if err != nil {

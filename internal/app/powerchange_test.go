@@ -17,14 +17,14 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -389,10 +389,10 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	s := itest.NewStack(t, srv, itest.StackOptions{})
 	n := s.AddRedfishNode(t, "guarded", "1", "")
 	ctx := context.Background()
-	if _, err := s.Start(ctx, t, n.Name, "explode", 0); !errors.Is(err, app.ErrInvalidRequest) {
+	if _, err := s.Start(ctx, t, n.Name, "explode", 0); !errors.Is(err, control.ErrInvalidRequest) {
 		t.Fatalf("unknown target: err = %v", err)
 	}
-	if _, err := s.Start(ctx, t, n.Name, node.PowerOff, -1); !errors.Is(err, app.ErrInvalidRequest) {
+	if _, err := s.Start(ctx, t, n.Name, node.PowerOff, -1); !errors.Is(err, control.ErrInvalidRequest) {
 		t.Fatalf("negative timeout: err = %v", err)
 	}
 	// The workflow checks again, for starts that bypass the starter.
@@ -420,7 +420,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	if err := s.Store.Update(ctx, n2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Change(t, n.Name, node.PowerOff, 0); !errors.Is(err, app.ErrInvalidRequest) || !strings.Contains(err.Error(), "clean wait") {
+	if _, err := s.Change(t, n.Name, node.PowerOff, 0); !errors.Is(err, control.ErrInvalidRequest) || !strings.Contains(err.Error(), "clean wait") {
 		t.Fatalf("clean wait: err = %v", err)
 	}
 	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: s.Config.Temporal.TaskQueue}, workflows.PowerChangeWorkflow,
@@ -446,7 +446,7 @@ func TestDisablePowerOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, target := range []string{node.PowerOff, node.SoftPowerOff} {
-		if _, err := s.Change(t, n.Name, target, 0); !errors.Is(err, app.ErrInvalidRequest) || !strings.Contains(err.Error(), "disable_power_off") {
+		if _, err := s.Change(t, n.Name, target, 0); !errors.Is(err, control.ErrInvalidRequest) || !strings.Contains(err.Error(), "disable_power_off") {
 			t.Fatalf("%s: err = %v", target, err)
 		}
 	}

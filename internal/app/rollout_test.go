@@ -13,12 +13,13 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -73,11 +74,11 @@ func TestRolloutOldBuildToNewBuild(t *testing.T) {
 	dep := "metalpower-test-" + uuid.NewString()[:8]
 	s := itest.NewStack(t, srv, itest.StackOptions{NoWorker: true, TransitionDelay: 3 * time.Second,
 		Configure: func(c *config.Config) { c.Temporal.DeploymentName = dep }})
-	startBuild := func(build string, types []workflows.WorkflowType) *app.Worker {
+	startBuild := func(build string, types []workflows.WorkflowType) *conductor.Worker {
 		t.Helper()
 		cfg := s.Config
 		cfg.Temporal.BuildID = build
-		w, err := app.NewWorker(ctx, cfg, zerolog.New(s.Log).With().Str("build", build).Logger(), app.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true, Workflows: types})
+		w, err := conductor.NewWorker(ctx, cfg, zerolog.New(s.Log).With().Str("build", build).Logger(), conductor.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true, Workflows: types})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,8 +88,8 @@ func TestRolloutOldBuildToNewBuild(t *testing.T) {
 		t.Cleanup(func() { w.Stop(); w.Pool.Close() })
 		return w
 	}
-	status := func() app.DeploymentStatus {
-		st, _ := app.GetDeploymentStatus(ctx, s.Client, dep)
+	status := func() control.DeploymentStatus {
+		st, _ := control.GetDeploymentStatus(ctx, s.Client, dep)
 		return st
 	}
 
@@ -135,11 +136,11 @@ func TestRolloutOldBuildToNewBuild(t *testing.T) {
 		}
 	}
 	startBuild("v2", newBuildTypes())
-	if err := app.Promote(ctx, s.Client, dep, "v0-typo", 0); err == nil || !strings.Contains(err.Error(), "has no workers yet") {
+	if err := control.Promote(ctx, s.Client, dep, "v0-typo", 0); err == nil || !strings.Contains(err.Error(), "has no workers yet") {
 		t.Fatalf("promoting an unknown build: %v", err)
 	}
 	itest.WaitFor(t, 30*time.Second, "v2 to be promoted", func() bool {
-		return app.Promote(ctx, s.Client, dep, "v2", 0) == nil && status().CurrentBuildID == "v2"
+		return control.Promote(ctx, s.Client, dep, "v2", 0) == nil && status().CurrentBuildID == "v2"
 	})
 	s.Nova.SetOutage(novasim.OutageNone)
 

@@ -10,13 +10,14 @@ import (
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -233,49 +234,49 @@ func TestSchedulesAreReconciledAndKeepAPause(t *testing.T) {
 	cfg.Conductor.SyncPowerStateInterval, cfg.Conductor.PowerFailureRecoveryInterval = 3600, 7200
 	t.Cleanup(func() {
 		cfg.Conductor.SyncPowerStateInterval, cfg.Conductor.PowerFailureRecoveryInterval = 0, 0
-		app.ReconcileSchedules(ctx, s.Client, cfg)
+		conductor.ReconcileSchedules(ctx, s.Client, cfg)
 	})
-	if err := app.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
+	if err := conductor.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, err := app.GetSyncStatus(ctx, s.Client)
+	st, err := control.GetSyncStatus(ctx, s.Client)
 	if err != nil || st.Interval != "1h0m0s" || st.Paused || st.NextRun.IsZero() {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
-	if err := app.SyncPause(ctx, s.Client, "maintenance window"); err != nil {
+	if err := control.SyncPause(ctx, s.Client, "maintenance window"); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Conductor.SyncPowerStateInterval = 1800
-	if err := app.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
+	if err := conductor.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, _ = app.GetSyncStatus(ctx, s.Client)
+	st, _ = control.GetSyncStatus(ctx, s.Client)
 	if st.Interval != "30m0s" || !st.Paused || st.Note != "maintenance window" {
 		t.Fatalf("after reconcile: %+v (the interval must follow the config, the pause must stay)", st)
 	}
 	s.AddRedfishNode(t, "scheduled", "1", "")
-	if err := app.SyncNow(ctx, s.Client); err != nil {
+	if err := control.SyncNow(ctx, s.Client); err != nil {
 		t.Fatal(err)
 	}
 	itest.WaitFor(t, 30*time.Second, "the triggered pass to finish", func() bool {
-		st, err := app.GetSyncStatus(ctx, s.Client)
+		st, err := control.GetSyncStatus(ctx, s.Client)
 		return err == nil && st.LastPass != nil && st.LastPass.Result != nil
 	})
-	st, _ = app.GetSyncStatus(ctx, s.Client)
+	st, _ = control.GetSyncStatus(ctx, s.Client)
 	if st.LastPass.Result.Checked != 1 || st.LastPass.Result.InSync != 1 {
 		t.Fatalf("last pass = %+v", st.LastPass)
 	}
-	if err := app.SyncResume(ctx, s.Client, "done"); err != nil {
+	if err := control.SyncResume(ctx, s.Client, "done"); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := app.GetSyncStatus(ctx, s.Client); st.Paused {
+	if st, _ := control.GetSyncStatus(ctx, s.Client); st.Paused {
 		t.Fatal("still paused after resume")
 	}
 	cfg.Conductor.SyncPowerStateInterval = 0
-	if err := app.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
+	if err := conductor.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := app.GetSyncStatus(ctx, s.Client); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := control.GetSyncStatus(ctx, s.Client); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("disabled sync: err = %v", err)
 	}
 }

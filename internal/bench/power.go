@@ -22,13 +22,14 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc/redfish"
+	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -77,7 +78,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 	cfg.Temporal.TaskQueue = "bench-" + uuid.NewString()[:8]
 	cfg.Nova.SendPowerNotifications = true
 	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", "secret", "service"
-	wk, err := app.NewWorker(ctx, cfg, zerolog.Nop(), app.WorkerOptions{Store: st, NoSchedules: true})
+	wk, err := conductor.NewWorker(ctx, cfg, zerolog.Nop(), conductor.WorkerOptions{Store: st, NoSchedules: true})
 	if err != nil {
 		return err
 	}
@@ -165,7 +166,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 }
 
 // round changes every node at once and returns each change's latency.
-func round(ctx context.Context, wk *app.Worker, cfg config.Config, nodes []*node.Node, target string) ([]time.Duration, error) {
+func round(ctx context.Context, wk *conductor.Worker, cfg config.Config, nodes []*node.Node, target string) ([]time.Duration, error) {
 	lat := make([]time.Duration, len(nodes))
 	errs := make([]error, len(nodes))
 	// All changes run at once, but at most 64 start requests are in flight:
@@ -179,7 +180,7 @@ func round(ctx context.Context, wk *app.Worker, cfg config.Config, nodes []*node
 			defer wg.Done()
 			start := time.Now()
 			starting <- struct{}{}
-			run, err := app.StartPowerChange(ctx, wk.Client, wk.Store, cfg.Temporal.TaskQueue, n, app.PowerRequest{Target: target, Via: "bench"})
+			run, err := control.StartPowerChange(ctx, wk.Client, wk.Store, cfg.Temporal.TaskQueue, n, control.PowerRequest{Target: target, Via: "bench"})
 			<-starting
 			if err == nil {
 				err = run.Get(ctx, nil)

@@ -22,11 +22,11 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
-	"github.com/metalpower/metalpower/internal/sim/openipmi"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -109,7 +109,7 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	if !opts.IPMISim {
 		cfg.IPMI.MinCommandInterval = 0 // every node is its own simulated BMC
 	}
-	wk, err := app.NewWorker(ctx, cfg, zerolog.Nop(), app.WorkerOptions{Store: st, NoSchedules: true})
+	wk, err := conductor.NewWorker(ctx, cfg, zerolog.Nop(), conductor.WorkerOptions{Store: st, NoSchedules: true})
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/control"
 )
 
 func init() {
@@ -24,7 +25,7 @@ func version(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	id, err := app.BuildID(cfg.Temporal)
+	id, err := conductor.BuildID(cfg.Temporal)
 	if err != nil {
 		return err
 	}
@@ -57,7 +58,7 @@ func deploymentStatus(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	st, err := app.GetDeploymentStatus(ctx, c, cfg.Temporal.DeploymentName)
+	st, err := control.GetDeploymentStatus(ctx, c, cfg.Temporal.DeploymentName)
 	if err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func deploymentPromote(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	if *buildID == "" {
-		if *buildID, err = app.BuildID(cfg.Temporal); err != nil {
+		if *buildID, err = conductor.BuildID(cfg.Temporal); err != nil {
 			return err
 		}
 	}
@@ -87,7 +88,7 @@ func deploymentPromote(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	if err := app.Promote(ctx, c, cfg.Temporal.DeploymentName, *buildID, float32(*ramp)); err != nil {
+	if err := control.Promote(ctx, c, cfg.Temporal.DeploymentName, *buildID, float32(*ramp)); err != nil {
 		return err
 	}
 	if *ramp > 0 && *ramp < 100 {

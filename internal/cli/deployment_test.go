@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 func TestDeploymentCommands(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/app"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
+	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
@@ -33,7 +33,7 @@ func nodeProvide(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return withStore(ctx, env, func(s store.Store) error {
-		n, err := app.Provide(ctx, s, ident)
+		n, err := control.Provide(ctx, s, ident)
 		if err != nil {
 			return err
 		}
@@ -43,7 +43,7 @@ func nodeProvide(ctx context.Context, env *Env, args []string) error {
 }
 
 func nodeAdopt(ctx context.Context, env *Env, args []string) error {
-	return withBMC(ctx, env, "node adopt", args, app.Adopt)
+	return withBMC(ctx, env, "node adopt", args, control.Adopt)
 }
 
 // withBMC runs a provision action that reads the node's BMC.
@@ -72,7 +72,7 @@ func nodeMaintenanceSet(ctx context.Context, env *Env, args []string) error {
 		return errUsage
 	}
 	return withStore(ctx, env, func(s store.Store) error {
-		n, err := app.SetMaintenance(ctx, s, fs.Arg(0), *reason)
+		n, err := control.SetMaintenance(ctx, s, fs.Arg(0), *reason)
 		if err != nil {
 			return err
 		}
@@ -87,7 +87,7 @@ func nodeMaintenanceUnset(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return withStore(ctx, env, func(s store.Store) error {
-		n, err := app.UnsetMaintenance(ctx, s, ident)
+		n, err := control.UnsetMaintenance(ctx, s, ident)
 		if err != nil {
 			return err
 		}
@@ -233,7 +233,7 @@ func nodeDelete(ctx context.Context, env *Env, args []string) error {
 }
 
 func nodeManage(ctx context.Context, env *Env, args []string) error {
-	return withBMC(ctx, env, "node manage", args, app.Manage)
+	return withBMC(ctx, env, "node manage", args, control.Manage)
 }
 
 func nodeHistory(ctx context.Context, env *Env, args []string) error {

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
@@ -49,7 +49,7 @@ func powerCommand(verb, target string) func(context.Context, *Env, []string) err
 			return err
 		}
 		defer c.Close()
-		run, err := app.StartPowerChange(ctx, c, s, cfg.Temporal.TaskQueue, n, app.PowerRequest{Target: target, Timeout: *timeout, Via: "cli"})
+		run, err := control.StartPowerChange(ctx, c, s, cfg.Temporal.TaskQueue, n, control.PowerRequest{Target: target, Timeout: *timeout, Via: "cli"})
 		if err != nil {
 			return err
 		}

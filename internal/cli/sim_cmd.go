@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
 
 func init() {

@@ -7,35 +7,35 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 )
 
 func init() {
 	register("sync now", "sync now                start a power sync pass at once (skipped if one is running)", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
-		if err := app.SyncNow(ctx, c); err != nil {
+		if err := control.SyncNow(ctx, c); err != nil {
 			return err
 		}
 		fmt.Fprintln(env.Stdout, "power sync pass requested")
 		return nil
 	}))
 	register("sync pause", "sync pause              stop starting power sync passes", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
-		if err := app.SyncPause(ctx, c, "paused with starter sync pause"); err != nil {
+		if err := control.SyncPause(ctx, c, "paused with starter sync pause"); err != nil {
 			return err
 		}
 		fmt.Fprintln(env.Stdout, "power sync paused")
 		return nil
 	}))
 	register("sync resume", "sync resume             resume power sync passes", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
-		if err := app.SyncResume(ctx, c, "resumed with starter sync resume"); err != nil {
+		if err := control.SyncResume(ctx, c, "resumed with starter sync resume"); err != nil {
 			return err
 		}
 		fmt.Fprintln(env.Stdout, "power sync resumed")
 		return nil
 	}))
 	register("sync status", "sync status             the schedule, the last pass and its counts, the next run", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
-		st, err := app.GetSyncStatus(ctx, c)
+		st, err := control.GetSyncStatus(ctx, c)
 		if err != nil {
 			return err
 		}

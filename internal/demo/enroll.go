@@ -15,8 +15,8 @@ import (
 	"strings"
 
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
 
 // apiVersion is sent with every request: names need 1.5, enroll 1.11.

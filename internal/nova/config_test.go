@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 )
 
 func TestNew(t *testing.T) {

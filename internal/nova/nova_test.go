@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 )
 
 const (

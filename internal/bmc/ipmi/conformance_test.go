@@ -11,7 +11,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/openipmi"
+	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
 )
 
 // These tests drive the driver against Debian's OpenIPMI ipmi_sim, an IPMI

@@ -9,7 +9,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 )
 
 // answerProxy stands between a client and a simulated BMC. It forwards

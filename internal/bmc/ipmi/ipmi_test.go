@@ -12,7 +12,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 )
 
 func startFleet(t testing.TB, opts ipmisim.Options) *ipmisim.Fleet {

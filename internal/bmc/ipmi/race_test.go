@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 )
 
 // TestCloseNeverRacesTheKeepalive reproduces the crash of issue 11. go-ipmi

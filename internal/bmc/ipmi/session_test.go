@@ -10,7 +10,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 )
 
 func waitFor(t *testing.T, what string, cond func() bool) {

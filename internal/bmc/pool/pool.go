@@ -14,8 +14,22 @@ import (
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/bmc/redfish"
+	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 )
+
+// FromConfig sizes the pool from the configuration.
+func FromConfig(cfg config.Config) Options {
+	return Options{
+		IPMIMinCommandInterval: time.Duration(cfg.IPMI.MinCommandInterval) * time.Second,
+		// One Redfish service may manage many of a pass's systems.
+		Redfish: redfish.Options{
+			MaxConcurrentRequests:   max(4, cfg.Conductor.SyncPowerStateWorkers),
+			PowerOnConflictRetries:  cfg.Redfish.PowerOnConflictRetryAttempts,
+			PowerOnConflictInterval: time.Duration(cfg.Redfish.PowerOnConflictRetryInterval) * time.Second,
+		},
+	}
+}
 
 // Options configures the drivers the pool creates.
 type Options struct {

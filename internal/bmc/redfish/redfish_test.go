@@ -12,7 +12,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
 
 func startSim(t testing.TB, opts redfishsim.Options) (*redfishsim.Sim, string) {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
 
 // The BMC expires the session between two calls (its SessionTimeout, a

@@ -15,9 +15,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/openipmi"
+	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
 	"github.com/metalpower/metalpower/workflows"
 )
 

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/chaos"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/chaos"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 )
 
 // Kinds of injected failure.

@@ -12,8 +12,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/app"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
@@ -33,7 +33,7 @@ type quiet struct {
 // recoverAll waits until no node is left in maintenance for a power
 // failure, triggering the recovery schedule to save waiting for it.
 func (q *quiet) recoverAll() {
-	h := q.c.ScheduleClient().GetHandle(context.Background(), app.RecoveryScheduleID)
+	h := q.c.ScheduleClient().GetHandle(context.Background(), workflows.RecoveryScheduleID)
 	deadline := time.Now().Add(3 * time.Minute)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -68,7 +68,7 @@ func (q *quiet) settle() {
 			cancel()
 			return
 		}
-		app.SyncNow(ctx, q.c)
+		control.SyncNow(ctx, q.c)
 		cancel()
 		if time.Now().After(deadline) {
 			var names []string
@@ -102,7 +102,7 @@ func (q *quiet) count(query string) int {
 // pauseSchedules stops new sync and recovery passes, so the system can
 // become idle.
 func (q *quiet) pauseSchedules() {
-	for _, id := range []string{app.SyncScheduleID, app.RecoveryScheduleID} {
+	for _, id := range []string{workflows.SyncScheduleID, workflows.RecoveryScheduleID} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := q.c.ScheduleClient().GetHandle(ctx, id).Pause(ctx, client.SchedulePauseOptions{Note: "chaos: final checks"})
 		cancel()

@@ -1,4 +1,4 @@
-package app
+package conductor
 
 import (
 	"context"
@@ -14,12 +14,6 @@ import (
 	"github.com/metalpower/metalpower/workflows"
 )
 
-// Schedule IDs.
-const (
-	SyncScheduleID     = "power-sync"
-	RecoveryScheduleID = "power-failure-recovery"
-)
-
 type scheduleSpec struct {
 	id       string
 	workflow string
@@ -30,9 +24,9 @@ type scheduleSpec struct {
 
 func schedules(cfg config.Config) []scheduleSpec {
 	return []scheduleSpec{
-		{SyncScheduleID, workflows.PowerSyncWorkflow, []any{workflows.PowerSyncInput{}},
+		{workflows.SyncScheduleID, workflows.PowerSyncWorkflow, []any{workflows.PowerSyncInput{}},
 			time.Duration(cfg.Conductor.SyncPowerStateInterval) * time.Second, "periodic power sync"},
-		{RecoveryScheduleID, workflows.PowerFailureRecoveryWorkflow, nil,
+		{workflows.RecoveryScheduleID, workflows.PowerFailureRecoveryWorkflow, nil,
 			time.Duration(cfg.Conductor.PowerFailureRecoveryInterval) * time.Second, "power failure recovery"},
 	}
 }

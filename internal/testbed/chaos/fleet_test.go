@@ -10,9 +10,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/internal/store"
 )
 

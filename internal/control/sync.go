@@ -1,4 +1,4 @@
-package app
+package control
 
 import (
 	"context"
@@ -37,7 +37,7 @@ type PassStatus struct {
 var ErrSyncDisabled = errors.New("the power-sync schedule does not exist: [conductor] sync_power_state_interval is 0 or less, or no worker has started yet")
 
 func syncHandle(ctx context.Context, c client.Client) (client.ScheduleHandle, error) {
-	h := c.ScheduleClient().GetHandle(ctx, SyncScheduleID)
+	h := c.ScheduleClient().GetHandle(ctx, workflows.SyncScheduleID)
 	if _, err := h.Describe(ctx); err != nil {
 		return nil, fmt.Errorf("%w (%v)", ErrSyncDisabled, err)
 	}

@@ -1,4 +1,4 @@
-package app
+package control
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
@@ -121,42 +120,4 @@ func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, 
 		case <-time.After(lockRetryInterval):
 		}
 	}
-}
-
-// ErrInvalidState: the node's provision state does not allow the action.
-var ErrInvalidState = errors.New("invalid provision state")
-
-// Manage moves a node from enroll to manageable after reading its power
-// state through the BMC, as Ironic's verify step: bad credentials or an
-// unreachable BMC leave the node in enroll with last_error set. Available
-// (and clean or inspect failed) nodes go back to manageable.
-func Manage(ctx context.Context, s store.Store, bmcs activities.BMCs, ident string) (*node.Node, error) {
-	n, err := s.Get(ctx, ident)
-	if err != nil {
-		return nil, err
-	}
-	switch n.ProvisionState {
-	case node.Available, node.CleanFailed, node.InspectFail:
-		// Back to manageable, as Ironic's manage from these states.
-		return transition(ctx, s, n.UUID, "manage", n.ProvisionState, node.Manageable)
-	case node.Enroll:
-	default:
-		return nil, invalidTransition("manage", n)
-	}
-	state, readErr := activities.ReadPower(ctx, bmcs, n)
-	n, err = store.Modify(ctx, s, n.UUID, func(n *node.Node) error {
-		if readErr != nil {
-			n.LastError = "Failed to verify node power access: " + readErr.Error()
-			return nil
-		}
-		n.ProvisionState, n.PowerState, n.LastError = node.Manageable, state, ""
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	if readErr != nil {
-		return n, fmt.Errorf("verify BMC access of node %s: %w", n.Ident(), readErr)
-	}
-	return n, nil
 }

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 // Postgres is a private PostgreSQL cluster in a temporary directory, on a

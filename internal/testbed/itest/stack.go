@@ -16,12 +16,13 @@ import (
 	"github.com/rs/zerolog"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/app"
+	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/sim/ipmisim"
-	"github.com/metalpower/metalpower/internal/sim/novasim"
-	"github.com/metalpower/metalpower/internal/sim/redfishsim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -45,7 +46,7 @@ type Stack struct {
 	IPMI    *ipmisim.Fleet
 	Nova    *novasim.Sim
 	Config  config.Config
-	Worker  *app.Worker
+	Worker  *conductor.Worker
 	Log     *LogBuffer
 }
 
@@ -112,11 +113,11 @@ func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
 }
 
 // StartWorker starts an in-process worker on the stack's task queue.
-func (s *Stack) StartWorker(t testing.TB) *app.Worker {
+func (s *Stack) StartWorker(t testing.TB) *conductor.Worker {
 	t.Helper()
 	log := zerolog.New(s.Log).Level(zerolog.DebugLevel)
 	// Schedules are namespace-wide: the test that checks them makes its own.
-	w, err := app.NewWorker(context.Background(), s.Config, log, app.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true})
+	w, err := conductor.NewWorker(context.Background(), s.Config, log, conductor.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +213,7 @@ func (s *Stack) Node(t testing.TB, ident string) *node.Node {
 // Start starts a power change the way the CLI and API do.
 func (s *Stack) Start(ctx context.Context, t testing.TB, ident, target string, timeout int) (client.WorkflowRun, error) {
 	t.Helper()
-	return app.StartPowerChange(ctx, s.Client, s.Store, s.Config.Temporal.TaskQueue, s.Node(t, ident), app.PowerRequest{Target: target, Timeout: timeout, Via: "test"})
+	return control.StartPowerChange(ctx, s.Client, s.Store, s.Config.Temporal.TaskQueue, s.Node(t, ident), control.PowerRequest{Target: target, Timeout: timeout, Via: "test"})
 }
 
 // Change runs a power change to its end.

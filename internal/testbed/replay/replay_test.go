@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/replay"
+	"github.com/metalpower/metalpower/internal/testbed/replay"
 	"github.com/metalpower/metalpower/workflows"
 )
 

@@ -1,7 +1,7 @@
 // Package app wires configuration to running parts: the worker process
 // (Temporal worker, store, BMC pool, Nova notifier) and what the starter and
 // API share. Mains stay thin; tests build the same worker in-process.
-package app
+package conductor
 
 import (
 	"context"
@@ -20,7 +20,6 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
-	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/logging"
@@ -116,7 +115,7 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		}
 	}
 	if w.Pool == nil {
-		popts := PoolOptions(cfg)
+		popts := pool.FromConfig(cfg)
 		if w.Metrics != nil {
 			popts.Observer = w.Metrics
 		}
@@ -273,19 +272,6 @@ func recordResult(m *metrics.Metrics, res any, err error) {
 	case workflows.NovaNotifyResult:
 		// Each run (also one that continues as new) counts its own.
 		m.NovaNotification(metrics.NovaExpired, r.Expired)
-	}
-}
-
-// PoolOptions sizes the BMC pool from the configuration.
-func PoolOptions(cfg config.Config) pool.Options {
-	return pool.Options{
-		IPMIMinCommandInterval: time.Duration(cfg.IPMI.MinCommandInterval) * time.Second,
-		// One Redfish service may manage many of a pass's systems.
-		Redfish: redfish.Options{
-			MaxConcurrentRequests:   max(4, cfg.Conductor.SyncPowerStateWorkers),
-			PowerOnConflictRetries:  cfg.Redfish.PowerOnConflictRetryAttempts,
-			PowerOnConflictInterval: time.Duration(cfg.Redfish.PowerOnConflictRetryInterval) * time.Second,
-		},
 	}
 }
 

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/app"
-	"github.com/metalpower/metalpower/internal/chaos"
-	"github.com/metalpower/metalpower/internal/itest"
+	"github.com/metalpower/metalpower/internal/testbed/chaos"
+	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
@@ -141,7 +141,7 @@ func TestChaos(t *testing.T) {
 	}
 	t.Cleanup(worker.Stop)
 	waitFor(t, 90*time.Second, "the worker to create the power-sync schedule", func() error {
-		_, err := app.GetSyncStatus(ctx, c)
+		_, err := control.GetSyncStatus(ctx, c)
 		return err
 	})
 	setup := time.Since(began)
