@@ -19,7 +19,7 @@ import (
 )
 
 // Unit tests of the workflow logic with mocked activities; the integration
-// tests in internal/app run the same workflows against a real server.
+// tests in internal/testbed/itest run the same workflows against a real server.
 
 const testUUID = "6f2b8f3a-1c1e-4a8e-9a57-8d2c3e4f5a6b"
 

@@ -19,8 +19,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 // The OpenStack `baremetal` CLI (python-ironicclient's OSC plugin, Debian's
@@ -195,16 +196,16 @@ func TestBaremetalCLIEnrollAndDelete(t *testing.T) {
 
 	var created map[string]any
 	cli.json(&created, "node", "create", "--driver", "redfish", "--name", "cli-2",
-		"--driver-info", "redfish_address="+s.RFURL, "--driver-info", "redfish_system_id="+s.Redfish.SystemPath("2"),
-		"--driver-info", "redfish_username=admin", "--driver-info", "redfish_password="+itest.RedfishPassword)
+		"--driver-info", "redfish_address="+s.RedfishURL, "--driver-info", "redfish_system_id="+s.Redfish.SystemPath("2"),
+		"--driver-info", "redfish_username=admin", "--driver-info", "redfish_password="+testbed.RedfishPassword)
 	info, _ := created["driver_info"].(map[string]any)
 	if created["name"] != "cli-2" || created["driver"] != "redfish" || created["provision_state"] != node.Enroll ||
 		created["power_state"] != nil || info["redfish_password"] != node.Masked || info["redfish_username"] != "admin" {
 		t.Fatalf("node create printed %v", created)
 	}
 	uuid, _ := created["uuid"].(string)
-	if rec := s.Node(t, uuid); rec.Name != "cli-2" || rec.DriverInfo["redfish_password"] != itest.RedfishPassword {
-		t.Fatalf("stored node: name %q, password stored: %v", rec.Name, rec.DriverInfo["redfish_password"] == itest.RedfishPassword)
+	if rec := s.Node(t, uuid); rec.Name != "cli-2" || rec.DriverInfo["redfish_password"] != testbed.RedfishPassword {
+		t.Fatalf("stored node: name %q, password stored: %v", rec.Name, rec.DriverInfo["redfish_password"] == testbed.RedfishPassword)
 	}
 
 	// manage verifies the BMC and reads the power state; --wait polls the

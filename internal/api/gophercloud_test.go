@@ -13,8 +13,9 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/nodes"
 	"github.com/gophercloud/gophercloud/v2/pagination"
 
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 // client is gophercloud's bare metal client on the API, at microversion mv.
@@ -50,8 +51,8 @@ func TestGophercloudNodeLifecycle(t *testing.T) {
 
 	created, err := nodes.Create(ctx, c, nodes.CreateOpts{
 		Name: "r1-n07", Driver: "redfish",
-		DriverInfo: map[string]any{"redfish_address": s.RFURL, "redfish_system_id": s.Redfish.SystemPath("1"),
-			"redfish_username": "admin", "redfish_password": itest.RedfishPassword},
+		DriverInfo: map[string]any{"redfish_address": s.RedfishURL, "redfish_system_id": s.Redfish.SystemPath("1"),
+			"redfish_username": "admin", "redfish_password": testbed.RedfishPassword},
 	}).Extract()
 	if err != nil {
 		t.Fatalf("create: %v", err)
@@ -99,7 +100,7 @@ func TestGophercloudNodeLifecycle(t *testing.T) {
 	if err != nil || patched.Name != "r1-n08" || patched.Extra["rack"] != "r1" || patched.DriverInfo["redfish_username"] != "root" {
 		t.Fatalf("patch: %+v %v", patched, err)
 	}
-	if n := s.Node(t, created.UUID); n.DriverInfo["redfish_password"] != itest.RedfishPassword {
+	if n := s.Node(t, created.UUID); n.DriverInfo["redfish_password"] != testbed.RedfishPassword {
 		t.Fatal("a patch lost the real password")
 	}
 

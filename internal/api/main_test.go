@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
@@ -13,6 +14,6 @@ var srv *itest.Server
 // secret reached any workflow history.
 func TestMain(m *testing.M) {
 	os.Exit(itest.MustMain(m, &srv, func() error {
-		return itest.ScanHistoriesForSecrets(srv, itest.IPMIPassword, itest.RedfishPassword, itest.KeystonePassword)
+		return itest.ScanHistoriesForSecrets(srv, testbed.IPMIPassword, testbed.RedfishPassword, testbed.KeystonePassword)
 	}))
 }

@@ -17,9 +17,10 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/metalpower/metalpower/internal/api"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -217,7 +218,7 @@ func TestVersionsAndStates(t *testing.T) {
 		t.Fatalf("1.41 shows later fields: %s", body)
 	}
 	_, _, body = do(t, http.MethodGet, url+"/v1/nodes/"+n.UUID, "1.95", "")
-	if !strings.Contains(body, `"fault"`) || !strings.Contains(body, "disable_power_off") || strings.Contains(body, itest.RedfishPassword) {
+	if !strings.Contains(body, `"fault"`) || !strings.Contains(body, "disable_power_off") || strings.Contains(body, testbed.RedfishPassword) {
 		t.Fatalf("1.95 node: %s", body)
 	}
 }

@@ -28,9 +28,9 @@ import (
 	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
-	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
 
 // PowerOptions sizes the power benchmark.
@@ -68,25 +68,22 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 		return err
 	}
 	defer st.Close()
-	rf := redfishsim.New(redfishsim.Options{Systems: maxNodes + 1, Latency: opts.BMCLatency})
-	rfURL := rf.Start()
-	defer rf.Close()
-	nova := novasim.New(novasim.Options{})
-	authURL := nova.Start()
-	defer nova.Close()
+	fl, err := testbed.StartFleet(testbed.FleetOptions{Redfish: maxNodes + 1, Latency: opts.BMCLatency})
+	if err != nil {
+		return err
+	}
+	defer fl.Close()
+	nova := fl.Nova
 
 	cfg.Temporal.TaskQueue = "bench-" + uuid.NewString()[:8]
 	cfg.Nova.SendPowerNotifications = true
-	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", "secret", "service"
-	wk, err := conductor.NewWorker(ctx, cfg, zerolog.Nop(), conductor.WorkerOptions{Store: st, NoSchedules: true})
+	fl.Configure(&cfg)
+	// Enough pollers and slots for 100 changes in flight.
+	wk, err := testbed.StartWorker(ctx, cfg, zerolog.Nop(), conductor.WorkerOptions{Store: st, NoSchedules: true})
 	if err != nil {
 		return err
 	}
 	defer wk.Close()
-	// Enough pollers and slots for 100 changes in flight.
-	if err := wk.Start(); err != nil {
-		return err
-	}
 	defer wk.Stop()
 	c := wk.Client
 
@@ -100,9 +97,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 
 	nodes := make([]*node.Node, maxNodes+1)
 	for i := range nodes {
-		id := rf.SystemIDs()[i]
-		n := node.New("", fmt.Sprintf("bench-%03d", i), node.DriverRedfish, node.DriverInfo{
-			"redfish_address": rfURL, "redfish_system_id": rf.SystemPath(id), "redfish_username": "admin", "redfish_password": "password"})
+		n := node.New("", fmt.Sprintf("bench-%03d", i), node.DriverRedfish, fl.RedfishInfo(fl.Redfish.SystemIDs()[i]))
 		n.ProvisionState, n.PowerState = node.Manageable, node.PowerOn
 		if i == maxNodes {
 			// The last node carries a Nova instance, for the event count.
@@ -114,7 +109,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 		}
 		nodes[i] = n
 	}
-	bmcTime, err := directBMCTime(ctx, rfURL, rf)
+	bmcTime, err := directBMCTime(ctx, fl.RedfishURL, fl.Redfish)
 	if err != nil {
 		return err
 	}
@@ -201,7 +196,7 @@ func round(ctx context.Context, wk *conductor.Worker, cfg config.Config, nodes [
 // through the driver alone.
 func directBMCTime(ctx context.Context, url string, rf *redfishsim.Sim) (time.Duration, error) {
 	id := rf.SystemIDs()[0]
-	c := redfish.New(node.RedfishInfo{Endpoint: url, SystemID: rf.SystemPath(id), Username: "admin", Password: "password", AuthType: "basic"}, redfish.Options{})
+	c := redfish.New(node.RedfishInfo{Endpoint: url, SystemID: rf.SystemPath(id), Username: testbed.BMCUser, Password: testbed.RedfishPassword, AuthType: "basic"}, redfish.Options{})
 	defer c.Close()
 	var times []time.Duration
 	target := node.PowerOff

@@ -25,9 +25,9 @@ import (
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
-	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -77,9 +77,12 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	}
 	defer stop()
 
-	nova := novasim.New(novasim.Options{})
-	authURL := nova.Start()
-	defer nova.Close()
+	sims, err := testbed.StartFleet(testbed.FleetOptions{}) // Nova: the BMCs run elsewhere
+	if err != nil {
+		return err
+	}
+	defer sims.Close()
+	nova := sims.Nova
 	st, err := store.Open(ctx, "sqlite://"+filepath.Join(dir, "nodes.db"))
 	if err != nil {
 		return err
@@ -105,18 +108,18 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 
 	cfg.Temporal.TaskQueue = "bench-sync-" + uuid.NewString()[:8]
 	cfg.Nova.SendPowerNotifications = true
-	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", "secret", "service"
-	if !opts.IPMISim {
-		cfg.IPMI.MinCommandInterval = 0 // every node is its own simulated BMC
+	interval, retry := cfg.IPMI.MinCommandInterval, cfg.IPMI.CommandRetryTimeout
+	sims.Configure(&cfg)
+	cfg.IPMI.CommandRetryTimeout = retry
+	if opts.IPMISim {
+		// ipmi_sim keeps Ironic's spacing, as a real BMC would want.
+		cfg.IPMI.MinCommandInterval = interval
 	}
-	wk, err := conductor.NewWorker(ctx, cfg, zerolog.Nop(), conductor.WorkerOptions{Store: st, NoSchedules: true})
+	wk, err := testbed.StartWorker(ctx, cfg, zerolog.Nop(), conductor.WorkerOptions{Store: st, NoSchedules: true})
 	if err != nil {
 		return err
 	}
 	defer wk.Close()
-	if err := wk.Start(); err != nil {
-		return err
-	}
 	defer wk.Stop()
 
 	id, res, wall, err := runPasses(ctx, wk.Client, cfg.Temporal.TaskQueue, opts, simCPU, w)
@@ -278,7 +281,11 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 		return infos, fleet.CPUTime, fleet.Close, nil
 	}
 	fmt.Fprintf(w, "starting %d simulated %s BMCs (latency %v) in a separate process...\n", opts.Nodes, opts.Driver, opts.BMCLatency)
-	args := []string{"sim", opts.Driver, "-latency", opts.BMCLatency.String()}
+	password := testbed.IPMIPassword
+	if opts.Driver == node.DriverRedfish {
+		password = testbed.RedfishPassword
+	}
+	args := []string{"sim", opts.Driver, "-latency", opts.BMCLatency.String(), "-username", testbed.BMCUser, "-password", password}
 	var rfAddr string
 	if opts.Driver == node.DriverRedfish {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -310,7 +317,7 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 			if m := portRE.FindStringSubmatch(line); m != nil {
 				port, _ := strconv.Atoi(m[1])
 				infos = append(infos, node.DriverInfo{"ipmi_address": "127.0.0.1", "ipmi_port": float64(port),
-					"ipmi_username": "admin", "ipmi_password": "password", "ipmi_cipher_suite": "3"})
+					"ipmi_username": testbed.BMCUser, "ipmi_password": password, "ipmi_cipher_suite": "3"})
 			}
 			continue
 		}
@@ -322,7 +329,7 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 			}
 			for i := 1; i <= opts.Nodes; i++ {
 				infos = append(infos, node.DriverInfo{"redfish_address": url, "redfish_system_id": fmt.Sprintf("/redfish/v1/Systems/%d", i),
-					"redfish_username": "admin", "redfish_password": "password"})
+					"redfish_username": testbed.BMCUser, "redfish_password": password})
 			}
 		}
 	}

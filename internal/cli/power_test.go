@@ -10,8 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 var srv *itest.Server
@@ -29,7 +30,7 @@ func TestNodeLifecycleAndPowerThroughTheCLI(t *testing.T) {
 
 	code, out, errOut := run(t, env, "node", "create", "--name", "r1-n07", "--driver", "ipmi",
 		"--driver-info", "ipmi_address="+b.Host, "--driver-info", "ipmi_port="+strconv.Itoa(b.Port),
-		"--driver-info", "ipmi_username=admin", "--driver-info", "ipmi_password="+itest.IPMIPassword)
+		"--driver-info", "ipmi_username=admin", "--driver-info", "ipmi_password="+testbed.IPMIPassword)
 	if code != 0 {
 		t.Fatalf("create: %d %s %s", code, out, errOut)
 	}
@@ -79,7 +80,7 @@ func TestNodeLifecycleAndPowerThroughTheCLI(t *testing.T) {
 		if code != st.code || !strings.Contains(out+errOut, st.want) {
 			t.Fatalf("starter %s: exit %d (want %d)\nstdout: %s\nstderr: %s\nwant %q", strings.Join(st.args, " "), code, st.code, out, errOut, st.want)
 		}
-		if strings.Contains(out+errOut, itest.IPMIPassword) {
+		if strings.Contains(out+errOut, testbed.IPMIPassword) {
 			t.Fatalf("starter %s printed the BMC password", strings.Join(st.args, " "))
 		}
 	}

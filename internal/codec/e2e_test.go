@@ -5,18 +5,15 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/metalpower/metalpower/internal/testbed/devserver"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -41,88 +38,12 @@ func failSecretWorkflow(_ workflow.Context) error {
 	return temporal.NewNonRetryableApplicationError("cannot log in with "+failureMarker, "BMCAuth", nil)
 }
 
-// temporalCLI is tools/bin/temporal at the repository root (the directory
-// above holding go.mod and tools/).
-func temporalCLI(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for ; ; dir = filepath.Dir(dir) {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(dir, "tools")); err == nil {
-				break
-			}
-		}
-		if dir == filepath.Dir(dir) {
-			t.Fatal("repository root (go.mod with tools/) not found above the working directory")
-		}
-	}
-	bin := filepath.Join(dir, "tools", "bin", "temporal")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("the temporal CLI is missing at %s: run make deps", bin)
-	}
-	return bin
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 type quietLogger struct{}
 
 func (quietLogger) Debug(string, ...any) {}
 func (quietLogger) Info(string, ...any)  {}
 func (quietLogger) Warn(string, ...any)  {}
 func (quietLogger) Error(string, ...any) {}
-
-// startDevServer runs `temporal server start-dev` and returns its address.
-func startDevServer(t *testing.T, bin string) string {
-	t.Helper()
-	port, uiPort := freePort(t), freePort(t)
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	var out bytes.Buffer
-	cmd := exec.Command(bin, "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-		"--port", strconv.Itoa(port), "--ui-port", strconv.Itoa(uiPort), "--log-level", "error")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start temporal dev server: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for {
-		c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: quietLogger{}})
-		if err == nil {
-			_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
-			c.Close()
-			if err == nil {
-				return addr
-			}
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("temporal dev server did not start on %s: %v\n%s", addr, err, out.String())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
 
 func history(t *testing.T, c client.Client, id string) []*historypb.HistoryEvent {
 	t.Helper()
@@ -143,8 +64,16 @@ func history(t *testing.T, c client.Client, id string) []*historypb.HistoryEvent
 // the codec server, as the Web UI and `temporal --codec-endpoint` do
 // (readable).
 func TestEndToEnd(t *testing.T) {
-	bin := temporalCLI(t)
-	addr := startDevServer(t, bin)
+	bin, err := devserver.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := devserver.Start(devserver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dev.Stop)
+	addr := dev.Address
 	keys := mustKeys(t, "k2:"+randKey(t)+",k1:"+randKey(t))
 	dc := DataConverter(keys)
 	enc, err := client.Dial(client.Options{HostPort: addr, Logger: quietLogger{}, DataConverter: dc, FailureConverter: FailureConverter(dc)})

@@ -25,7 +25,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,22 +34,17 @@ import (
 
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
-	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
-	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/devserver"
 )
 
 // ReadyLine is printed once everything is up; scripts wait for it.
 const ReadyLine = "metalpower demo ready"
 
-// Credentials of the simulated BMCs and of the simulated Keystone.
 const (
-	bmcUser, bmcPassword   = "admin", "password"
-	novaUser, novaPassword = "ironic", "demo-keystone-password"
-	novaProject            = "service"
-	novaHost               = "compute-1"
-	taskQueue              = "metalpower"
+	novaHost  = "compute-1"
+	taskQueue = "metalpower"
 )
 
 // Options shapes the demo; zero values take the defaults below.
@@ -145,16 +139,10 @@ type demo struct {
 	opts     Options
 	out      io.Writer
 	outMu    sync.Mutex
-	rf       *redfishsim.Sim
-	rfURL    string
-	ipmi     *ipmisim.Fleet
-	nova     *novasim.Sim
-	authURL  string
+	sims     *testbed.Fleet
 	children []*child
 	faults   []fault
-	// closeSims stops the simulators once started.
-	closeSims func()
-	fleet     []plannedNode
+	fleet    []plannedNode
 	// instanceNode maps Nova instance UUIDs to node names, for the event log.
 	instanceNode sync.Map
 }
@@ -279,34 +267,18 @@ func instanceUUID(name string) string {
 
 func (d *demo) driverInfo(p plannedNode) map[string]any {
 	if p.driver == node.DriverRedfish {
-		return map[string]any{
-			"redfish_address": d.rfURL, "redfish_system_id": d.rf.SystemPath(strconv.Itoa(p.index)),
-			"redfish_username": bmcUser, "redfish_password": bmcPassword,
-		}
+		return d.sims.RedfishInfo(strconv.Itoa(p.index))
 	}
-	b := d.ipmi.BMCs()[p.index-1]
-	return map[string]any{"ipmi_address": b.Host, "ipmi_port": b.Port, "ipmi_username": bmcUser, "ipmi_password": bmcPassword}
+	return d.sims.IPMIInfo(p.index - 1)
 }
 
 func (d *demo) startSimulators() error {
-	d.rf = redfishsim.New(redfishsim.Options{Systems: max(d.opts.Redfish, 1), Username: bmcUser, Password: bmcPassword})
 	ln, err := net.Listen("tcp", d.opts.RedfishAddr)
 	if err != nil {
 		return fmt.Errorf("the Redfish simulator cannot listen on %s (-redfish-addr; is `starter sim redfish` running?): %w", d.opts.RedfishAddr, err)
 	}
-	srv := &http.Server{Handler: d.rf.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln)
-	d.rfURL = "http://" + ln.Addr().String()
-	rfStop := func() { d.rf.Close(); srv.Close() }
-	d.ipmi, err = ipmisim.Start(ipmisim.Options{BMCs: max(d.opts.IPMI, 1), Username: bmcUser, Password: bmcPassword})
-	if err != nil {
-		rfStop()
-		return err
-	}
-	d.nova = novasim.New(novasim.Options{Username: novaUser, Password: novaPassword, ProjectName: novaProject})
-	d.authURL = d.nova.Start()
-	d.closeSims = func() { rfStop(); d.ipmi.Close(); d.nova.Close() }
-	return nil
+	d.sims, err = testbed.StartFleet(testbed.FleetOptions{Redfish: max(d.opts.Redfish, 1), IPMI: max(d.opts.IPMI, 1), RedfishListener: ln})
+	return err
 }
 
 // reconcileStore brings the nodes a previous run left in the store up to
@@ -344,9 +316,6 @@ func (d *demo) reconcileStore(ctx context.Context) (map[string]bool, error) {
 		if stale {
 			if _, err := store.Modify(ctx, st, n.UUID, func(n *node.Node) error {
 				for k, v := range want {
-					if k == "ipmi_port" {
-						v = float64(v.(int)) // as JSON decodes it
-					}
 					n.DriverInfo[k] = v
 				}
 				return nil
@@ -364,9 +333,9 @@ func (d *demo) reconcileStore(ctx context.Context) (map[string]bool, error) {
 
 func (d *demo) addInstance(id, name string, on bool) {
 	if on {
-		d.nova.AddInstance(id, novaHost, "active", "running")
+		d.sims.Nova.AddInstance(id, novaHost, "active", "running")
 	} else {
-		d.nova.AddInstance(id, novaHost, "stopped", "shutdown")
+		d.sims.Nova.AddInstance(id, novaHost, "stopped", "shutdown")
 	}
 	d.instanceNode.Store(id, name)
 }
@@ -377,17 +346,17 @@ func (d *demo) setHardware(p plannedNode, on bool) {
 		if on {
 			state = "On"
 		}
-		d.rf.SetPowerState(strconv.Itoa(p.index), state)
+		d.sims.Redfish.SetPowerState(strconv.Itoa(p.index), state)
 		return
 	}
-	d.ipmi.BMCs()[p.index-1].SetPowerOn(on)
+	d.sims.IPMI.BMCs()[p.index-1].SetPowerOn(on)
 }
 
 func (d *demo) hardwareOn(p plannedNode) bool {
 	if p.driver == node.DriverRedfish {
-		return d.rf.PowerState(strconv.Itoa(p.index)) == "On"
+		return d.sims.Redfish.PowerState(strconv.Itoa(p.index)) == "On"
 	}
-	return d.ipmi.BMCs()[p.index-1].PowerOn()
+	return d.sims.IPMI.BMCs()[p.index-1].PowerOn()
 }
 
 func (d *demo) dbPath() string { return filepath.Join(d.opts.DataDir, "metalpower.db") }
@@ -409,7 +378,7 @@ func (d *demo) logNovaEvents(ctx context.Context) <-chan struct{} {
 		defer f.Close()
 		seen := 0
 		flush := func() {
-			events := d.nova.Events()
+			events := d.sims.Nova.Events()
 			for _, e := range events[seen:] {
 				name, _ := d.instanceNode.Load(e.ServerUUID)
 				nodeName, _ := name.(string)
@@ -441,33 +410,16 @@ func (d *demo) logNovaEvents(ctx context.Context) <-chan struct{} {
 // METALPOWER_* setting (the demo runs on embedded defaults), plus the
 // demo's.
 func (d *demo) childEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, config.EnvPrefix) {
-			env = append(env, kv)
-		}
-	}
-	return append(env,
-		"METALPOWER_DATABASE_URL="+d.dbURL(),
-		"METALPOWER_TEMPORAL_ADDRESS="+hostPort(d.opts.TemporalPort),
-		"METALPOWER_TEMPORAL_TASK_QUEUE="+taskQueue,
+	cfg := config.Default()
+	cfg.Database.URL = d.dbURL()
+	cfg.Temporal.Address, cfg.Temporal.TaskQueue = hostPort(d.opts.TemporalPort), taskQueue
+	d.sims.Configure(&cfg)
+	return testbed.ChildEnv(append(testbed.Env(cfg),
 		"METALPOWER_API_HOST_IP=127.0.0.1",
 		"METALPOWER_API_PORT="+strconv.Itoa(d.opts.APIPort),
-		"METALPOWER_NOVA_AUTH_URL="+d.authURL,
-		"METALPOWER_NOVA_USERNAME="+novaUser,
-		"METALPOWER_NOVA_PASSWORD="+novaPassword,
-		"METALPOWER_NOVA_PROJECT_NAME="+novaProject,
-		// The simulated BMCs take commands at any pace; the 5 s default
-		// protects fragile real BMCs and would only slow the demo down.
-		"METALPOWER_IPMI_MIN_COMMAND_INTERVAL=0",
-		// A faulty simulated BMC fails every attempt: give up in 10 s,
-		// not 60, so the demo's sync passes stay short.
-		"METALPOWER_IPMI_COMMAND_RETRY_TIMEOUT=10",
 		// Short periods, so the demo shows sync and recovery passes.
 		"METALPOWER_CONDUCTOR_SYNC_POWER_STATE_INTERVAL="+strconv.Itoa(d.opts.SyncInterval),
-		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL="+strconv.Itoa(d.opts.RecoveryInterval),
-		"METALPOWER_LOG_FORMAT=json",
-	)
+		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL="+strconv.Itoa(d.opts.RecoveryInterval))...)
 }
 
 func (d *demo) start(name, logName, bin string, args ...string) (*child, error) {
@@ -481,13 +433,10 @@ func (d *demo) start(name, logName, bin string, args ...string) (*child, error) 
 }
 
 func (d *demo) startTemporal(ctx context.Context) error {
-	c, err := d.start("temporal dev server", "temporal.log", d.opts.TemporalCLI,
-		"server", "start-dev", "--ip", "127.0.0.1",
-		"--port", strconv.Itoa(d.opts.TemporalPort), "--ui-port", strconv.Itoa(d.opts.UIPort),
-		"--db-filename", filepath.Join(d.opts.DataDir, "temporal.db"),
-		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-		"--search-attribute", "NodeUUID=Keyword", "--search-attribute", "NodeName=Keyword", "--search-attribute", "PowerTarget=Keyword",
-		"--log-level", "warn")
+	c, err := d.start("temporal dev server", "temporal.log", d.opts.TemporalCLI, devserver.Args(devserver.Options{
+		Port: d.opts.TemporalPort, UIPort: d.opts.UIPort, UI: true,
+		DBFile: filepath.Join(d.opts.DataDir, "temporal.db"), LogLevel: "warn",
+	})...)
 	if err != nil {
 		return err
 	}
@@ -505,7 +454,7 @@ func (d *demo) startTemporal(ctx context.Context) error {
 func (d *demo) dial(ctx context.Context) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return client.DialContext(dctx, client.Options{HostPort: hostPort(d.opts.TemporalPort), Logger: quietLogger{}})
+	return devserver.Dial(dctx, hostPort(d.opts.TemporalPort))
 }
 
 func (d *demo) startWorkerAndAPI(ctx context.Context) error {
@@ -588,17 +537,9 @@ func (d *demo) stop() error {
 		}
 		d.printf("stopped %s (pid %d)\n", c.name, c.pid())
 	}
-	if d.closeSims != nil {
-		d.closeSims()
-		d.closeSims = nil
+	if d.sims != nil {
+		d.sims.Close()
+		d.sims = nil
 	}
 	return errors.Join(errs...)
 }
-
-// quietLogger drops the SDK's logs: the demo's own output is the point.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}

@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
@@ -160,10 +161,10 @@ func (d *demo) injectFaults() []fault {
 			d.setHardware(p, !d.hardwareOn(p))
 			drift = append(drift, p.name)
 		case p.driver == node.DriverRedfish && (p.index == 13 || p.index == 27):
-			d.rf.SetFault(strconv.Itoa(p.index), redfishsim.FaultServerError)
+			d.sims.Redfish.SetFault(strconv.Itoa(p.index), redfishsim.FaultServerError)
 			broken = append(broken, p.name)
 		case p.driver == node.DriverIPMI && p.index == 7:
-			d.ipmi.BMCs()[p.index-1].SetFault(ipmisim.FaultError)
+			d.sims.IPMI.BMCs()[p.index-1].SetFault(ipmisim.FaultError)
 			brokenIPMI = append(brokenIPMI, p.name)
 		}
 	}
@@ -219,7 +220,7 @@ func (d *demo) printBanner(known map[string]bool) {
 	}
 	starter := strings.Join(append(env, rel(o.Starter)), " ")
 	var ipmiPorts []string
-	for _, b := range d.ipmi.BMCs()[:o.IPMI] {
+	for _, b := range d.sims.IPMI.BMCs()[:o.IPMI] {
 		ipmiPorts = append(ipmiPorts, strconv.Itoa(b.Port))
 	}
 	var b strings.Builder
@@ -230,11 +231,11 @@ func (d *demo) printBanner(known map[string]bool) {
 	w("  Temporal Web UI    %s/namespaces/default/workflows", ui)
 	w("  Temporal frontend  %s (state in %s)", hostPort(o.TemporalPort), rel(filepath.Join(o.DataDir, "temporal.db")))
 	w("  REST API           %s/v1  (no auth)", apiURL)
-	w("  Redfish fleet      %s/redfish/v1  (%s/%s)", d.rfURL, bmcUser, bmcPassword)
+	w("  Redfish fleet      %s/redfish/v1  (%s/%s)", d.sims.RedfishURL, testbed.BMCUser, testbed.RedfishPassword)
 	if o.IPMI > 0 {
-		w("  IPMI BMCs          127.0.0.1 UDP ports %s  (%s/%s)", strings.Join(ipmiPorts, ","), bmcUser, bmcPassword)
+		w("  IPMI BMCs          127.0.0.1 UDP ports %s  (%s/%s)", strings.Join(ipmiPorts, ","), testbed.BMCUser, testbed.IPMIPassword)
 	}
-	w("  Nova/Keystone sim  %s  (events received: %s)", d.authURL, rel(filepath.Join(o.DataDir, "nova-events.log")))
+	w("  Nova/Keystone sim  %s  (events received: %s)", d.sims.AuthURL, rel(filepath.Join(o.DataDir, "nova-events.log")))
 	w("  Node store         %s", rel(d.dbPath()))
 	w("  Logs               %s/{temporal,worker,api}.log", rel(o.DataDir))
 	w("  Schedules          power-sync every %d s, power-failure-recovery every %d s", o.SyncInterval, o.RecoveryInterval)

@@ -11,11 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/testbed/chaos"
+	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/chaos"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 // size is how much load and how many failures a run gets.
@@ -118,23 +120,15 @@ func TestChaos(t *testing.T) {
 	}
 	c := srv.Client(t)
 
-	env := chaos.WorkerEnv(map[string]string{
-		"METALPOWER_TEMPORAL_ADDRESS":    srv.Address,
-		"METALPOWER_TEMPORAL_TASK_QUEUE": taskQueue,
-		"METALPOWER_DATABASE_URL":        pg.URL(),
-		"METALPOWER_NOVA_AUTH_URL":       fl.AuthURL,
-		"METALPOWER_NOVA_USERNAME":       "ironic",
-		"METALPOWER_NOVA_PASSWORD":       keystonePassword,
-		"METALPOWER_NOVA_PROJECT_NAME":   "service",
+	cfg := config.Default()
+	cfg.Temporal.Address, cfg.Temporal.TaskQueue, cfg.Database.URL = srv.Address, taskQueue, pg.URL()
+	fl.Configure(&cfg)
+	env := testbed.ChildEnv(append(testbed.Env(cfg),
 		// A pass every 5 s, recovery every 10 s: many passes meet the
 		// failures.
-		"METALPOWER_CONDUCTOR_SYNC_POWER_STATE_INTERVAL":       "5",
-		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL": "10",
-		"METALPOWER_CONDUCTOR_POWER_STATE_CHANGE_TIMEOUT":      "30",
-		"METALPOWER_IPMI_COMMAND_RETRY_TIMEOUT":                "10",
-		"METALPOWER_IPMI_MIN_COMMAND_INTERVAL":                 "0",
-		"METALPOWER_LOG_FORMAT":                                "json",
-	})
+		"METALPOWER_CONDUCTOR_SYNC_POWER_STATE_INTERVAL=5",
+		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL=10",
+		"METALPOWER_CONDUCTOR_POWER_STATE_CHANGE_TIMEOUT=30")...)
 	worker, err := chaos.StartSupervisor(bin, env, logDir)
 	if err != nil {
 		t.Fatal(err)

@@ -13,9 +13,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalpower/metalpower/internal/control"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/workflows"
 )
 

@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed/chaos"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
-	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 )
 

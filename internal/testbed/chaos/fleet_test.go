@@ -10,16 +10,11 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
-	"github.com/metalpower/metalpower/internal/store"
-)
-
-const (
-	redfishPassword  = "chaos-redfish-pw"
-	ipmiPassword     = "chaos-ipmi-pw"
-	keystonePassword = "chaos-keystone-pw"
 )
 
 // fleetNode is one enrolled node and the simulated hardware behind it.
@@ -38,13 +33,9 @@ type fleetNode struct {
 // most nodes, a few IPMI BMCs, and Nova with instances on two nodes of
 // three.
 type fleet struct {
-	Redfish *redfishsim.Sim
-	RFURL   string
-	IPMI    *ipmisim.Fleet
-	Nova    *novasim.Sim
-	AuthURL string
-	Nodes   []*fleetNode
-	byUUID  map[string]*fleetNode
+	*testbed.Fleet
+	Nodes  []*fleetNode
+	byUUID map[string]*fleetNode
 
 	mu     sync.Mutex
 	faults map[string]bool // node UUIDs with a fault injected now
@@ -54,18 +45,12 @@ func newFleet(t *testing.T, nodes, ipmiNodes int, delay time.Duration) *fleet {
 	t.Helper()
 	rfNodes := nodes - ipmiNodes
 	f := &fleet{byUUID: map[string]*fleetNode{}, faults: map[string]bool{}}
-	f.Redfish = redfishsim.New(redfishsim.Options{Systems: rfNodes, Username: "admin", Password: redfishPassword, TransitionDelay: delay})
-	f.RFURL = f.Redfish.Start()
-	t.Cleanup(f.Redfish.Close)
 	var err error
-	f.IPMI, err = ipmisim.Start(ipmisim.Options{BMCs: max(ipmiNodes, 1), Username: "admin", Password: ipmiPassword, TransitionDelay: delay})
+	f.Fleet, err = testbed.StartFleet(testbed.FleetOptions{Redfish: rfNodes, IPMI: ipmiNodes, TransitionDelay: delay})
 	if err != nil {
-		t.Fatalf("start the IPMI simulators: %v", err)
+		t.Fatalf("start the simulated fleet: %v", err)
 	}
-	t.Cleanup(f.IPMI.Close)
-	f.Nova = novasim.New(novasim.Options{Username: "ironic", Password: keystonePassword, ProjectName: "service"})
-	f.AuthURL = f.Nova.Start()
-	t.Cleanup(f.Nova.Close)
+	t.Cleanup(f.Fleet.Close)
 
 	for i := 0; i < nodes; i++ {
 		n := &fleetNode{UUID: uuid.NewString(), Name: fmt.Sprintf("chaos-%04d", i), InitialOn: i%4 != 3}
@@ -96,13 +81,9 @@ func newFleet(t *testing.T, nodes, ipmiNodes int, delay time.Duration) *fleet {
 // matching the hardware.
 func (f *fleet) enroll(ctx context.Context, st store.Store) error {
 	for _, fn := range f.Nodes {
-		var info node.DriverInfo
+		info := f.IPMIInfo(fn.BMC)
 		if fn.Driver == node.DriverRedfish {
-			info = node.DriverInfo{"redfish_address": f.RFURL, "redfish_system_id": f.Redfish.SystemPath(fn.System),
-				"redfish_username": "admin", "redfish_password": redfishPassword}
-		} else {
-			b := f.IPMI.BMCs()[fn.BMC]
-			info = node.DriverInfo{"ipmi_address": b.Host, "ipmi_port": float64(b.Port), "ipmi_username": "admin", "ipmi_password": ipmiPassword}
+			info = f.RedfishInfo(fn.System)
 		}
 		n := node.New(fn.UUID, fn.Name, fn.Driver, info)
 		n.ProvisionState, n.PowerState = node.Manageable, node.PowerOff

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/testbed/itest"
+	"github.com/metalpower/metalpower/internal/testbed/devserver"
 )
 
 // Postgres is a private PostgreSQL cluster in a temporary directory, on a
@@ -59,7 +59,7 @@ func StartPostgres() (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	port, err := itest.FreePort()
+	port, err := devserver.FreePort()
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -157,20 +156,4 @@ func (s *Supervisor) Stop() {
 		<-exited
 	}
 	<-s.done
-}
-
-// WorkerEnv is the environment for a worker process: this process's, less
-// every METALPOWER_* variable (the worker rejects unknown ones, such as
-// the test's own METALPOWER_CHAOS_*), plus vars.
-func WorkerEnv(vars map[string]string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "METALPOWER_") {
-			env = append(env, kv)
-		}
-	}
-	for k, v := range vars {
-		env = append(env, k+"="+v)
-	}
-	return env
 }

@@ -5,20 +5,20 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/metalpower/metalpower/internal/testbed/devserver"
 	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 )
 
 // ScanHistoriesForSecrets reads the full history of every workflow in the
 // server's default namespace and fails if any secret appears in it, in
 // inputs, results, failures, summaries, search attributes or heartbeats.
 func ScanHistoriesForSecrets(srv *Server, secrets ...string) error {
-	c, err := client.Dial(client.Options{HostPort: srv.Address, Logger: quietLogger{}})
+	ctx := context.Background()
+	c, err := devserver.Dial(ctx, srv.Address)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	ctx := context.Background()
 	var token []byte
 	scanned := 0
 	for {

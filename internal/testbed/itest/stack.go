@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,34 +19,23 @@ import (
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
-	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
-	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/devserver"
 	"github.com/metalpower/metalpower/workflows"
 )
 
-// Distinctive secrets, so a test can search histories and logs for them.
-const (
-	IPMIPassword     = "ipmi-S3cret-7731"
-	RedfishPassword  = "redfish-S3cret-9124"
-	KeystonePassword = "keystone-S3cret-4410"
-)
-
-// Stack is one test's metalpower: a node store, simulators, a Nova
-// simulator and a worker on its own task queue of a shared dev server.
+// Stack is one test's metalpower: a node store, a simulated fleet with
+// Nova, and a worker on its own task queue of a shared dev server.
 type Stack struct {
-	Server  *Server
-	Client  client.Client
-	Store   store.Store
-	DBURL   string
-	Redfish *redfishsim.Sim
-	RFURL   string
-	IPMI    *ipmisim.Fleet
-	Nova    *novasim.Sim
-	Config  config.Config
-	Worker  *conductor.Worker
-	Log     *LogBuffer
+	*testbed.Fleet
+	Server *Server
+	Client client.Client
+	Store  store.Store
+	DBURL  string
+	Config config.Config
+	Worker *conductor.Worker
+	Log    *LogBuffer
 }
 
 // StackOptions shapes a stack; zero values give 8 Redfish systems, 4 IPMI
@@ -81,27 +69,17 @@ func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
 	t.Cleanup(func() { st.Close() })
 	s.Store = st
 
-	s.Redfish = redfishsim.New(redfishsim.Options{Systems: opts.RedfishSystems, Username: "admin", Password: RedfishPassword, TransitionDelay: opts.TransitionDelay})
-	s.RFURL = s.Redfish.Start()
-	t.Cleanup(s.Redfish.Close)
-
-	s.IPMI, err = ipmisim.Start(ipmisim.Options{BMCs: opts.IPMIBMCs, Username: "admin", Password: IPMIPassword, TransitionDelay: opts.TransitionDelay})
+	s.Fleet, err = testbed.StartFleet(testbed.FleetOptions{Redfish: opts.RedfishSystems, IPMI: opts.IPMIBMCs, TransitionDelay: opts.TransitionDelay})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(s.IPMI.Close)
-
-	s.Nova = novasim.New(novasim.Options{Username: "ironic", Password: KeystonePassword, ProjectName: "service"})
-	authURL := s.Nova.Start()
-	t.Cleanup(s.Nova.Close)
+	t.Cleanup(s.Fleet.Close)
 
 	cfg := config.Default()
 	cfg.Temporal.Address = srv.Address
 	cfg.Temporal.TaskQueue = "test-" + uuid.NewString()[:8]
 	cfg.Database.URL = s.DBURL
-	cfg.Nova.AuthURL, cfg.Nova.Username, cfg.Nova.Password, cfg.Nova.ProjectName = authURL, "ironic", KeystonePassword, "service"
-	cfg.IPMI.CommandRetryTimeout = 10
-	cfg.IPMI.MinCommandInterval = 0 // the simulators take any pace
+	s.Fleet.Configure(&cfg)
 	if opts.Configure != nil {
 		opts.Configure(&cfg)
 	}
@@ -117,11 +95,8 @@ func (s *Stack) StartWorker(t testing.TB) *conductor.Worker {
 	t.Helper()
 	log := zerolog.New(s.Log).Level(zerolog.DebugLevel)
 	// Schedules are namespace-wide: the test that checks them makes its own.
-	w, err := conductor.NewWorker(context.Background(), s.Config, log, conductor.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true})
+	w, err := testbed.StartWorker(context.Background(), s.Config, log, conductor.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Stop(); w.Pool.Close() })
@@ -131,29 +106,13 @@ func (s *Stack) StartWorker(t testing.TB) *conductor.Worker {
 
 // Env is the stack's configuration as METALPOWER_* variables, for a worker
 // run as a separate process.
-func (s *Stack) Env() []string {
-	c := s.Config
-	return []string{
-		"METALPOWER_TEMPORAL_ADDRESS=" + c.Temporal.Address,
-		"METALPOWER_TEMPORAL_TASK_QUEUE=" + c.Temporal.TaskQueue,
-		"METALPOWER_DATABASE_URL=" + c.Database.URL,
-		"METALPOWER_NOVA_AUTH_URL=" + c.Nova.AuthURL,
-		"METALPOWER_NOVA_USERNAME=" + c.Nova.Username,
-		"METALPOWER_NOVA_PASSWORD=" + c.Nova.Password,
-		"METALPOWER_NOVA_PROJECT_NAME=" + c.Nova.ProjectName,
-		"METALPOWER_IPMI_COMMAND_RETRY_TIMEOUT=" + strconv.Itoa(c.IPMI.CommandRetryTimeout),
-		"METALPOWER_IPMI_MIN_COMMAND_INTERVAL=" + strconv.Itoa(c.IPMI.MinCommandInterval),
-		"METALPOWER_LOG_FORMAT=json",
-		"METALPOWER_TEMPORAL_DEPLOYMENT_NAME=" + c.Temporal.DeploymentName,
-		"METALPOWER_TEMPORAL_BUILD_ID=" + c.Temporal.BuildID,
-	}
-}
+func (s *Stack) Env() []string { return testbed.Env(s.Config) }
 
 // BuildCommand compiles one of the repository's commands (worker,
 // starter) into a temporary directory and returns its path.
 func BuildCommand(t testing.TB, name string) string {
 	t.Helper()
-	root, err := RepoRoot()
+	root, err := devserver.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,19 +129,13 @@ func BuildCommand(t testing.TB, name string) string {
 // the instance (added to Nova as active and running) when instance != "".
 func (s *Stack) AddRedfishNode(t testing.TB, name, id, instance string) *node.Node {
 	t.Helper()
-	return s.AddNode(t, node.New("", name, node.DriverRedfish, node.DriverInfo{
-		"redfish_address": s.RFURL, "redfish_system_id": s.Redfish.SystemPath(id),
-		"redfish_username": "admin", "redfish_password": RedfishPassword,
-	}), instance)
+	return s.AddNode(t, node.New("", name, node.DriverRedfish, s.RedfishInfo(id)), instance)
 }
 
 // AddIPMINode enrolls a node on IPMI BMC i of the fleet.
 func (s *Stack) AddIPMINode(t testing.TB, name string, i int, instance string) *node.Node {
 	t.Helper()
-	b := s.IPMI.BMCs()[i]
-	return s.AddNode(t, node.New("", name, node.DriverIPMI, node.DriverInfo{
-		"ipmi_address": b.Host, "ipmi_port": float64(b.Port), "ipmi_username": "admin", "ipmi_password": IPMIPassword,
-	}), instance)
+	return s.AddNode(t, node.New("", name, node.DriverIPMI, s.IPMIInfo(i)), instance)
 }
 
 // AddNode enrolls n, manageable and recorded as powered on, with the

@@ -21,8 +21,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/testbed/replay"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
@@ -262,7 +263,7 @@ func export(t *testing.T, s *itest.Stack, dir, scenario string) {
 			t.Fatal(err)
 		}
 		out.WriteByte('\n')
-		for _, secret := range []string{itest.IPMIPassword, itest.RedfishPassword, itest.KeystonePassword, "wrong-password"} {
+		for _, secret := range []string{testbed.IPMIPassword, testbed.RedfishPassword, testbed.KeystonePassword, "wrong-password"} {
 			if bytes.Contains(out.Bytes(), []byte(secret)) {
 				t.Fatalf("a secret appears in the history of %s", name)
 			}

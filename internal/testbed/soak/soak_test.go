@@ -15,8 +15,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -74,7 +75,7 @@ func planFromEnv(t *testing.T) plan {
 func TestIPMISessionsSurviveIdleGapsRestartsAndCancellations(t *testing.T) {
 	p := planFromEnv(t)
 	ctx := context.Background()
-	fleet, err := openipmi.Start(ctx, openipmi.Options{BMCs: p.BMCs, Processes: p.Processes, DistinctAddresses: true, Password: itest.IPMIPassword})
+	fleet, err := openipmi.Start(ctx, openipmi.Options{BMCs: p.BMCs, Processes: p.Processes, DistinctAddresses: true, Password: testbed.IPMIPassword})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestIPMISessionsSurviveIdleGapsRestartsAndCancellations(t *testing.T) {
 		}
 		nodes[i] = st.AddNode(t, node.New("", fmt.Sprintf("soak-%03d", i), node.DriverIPMI, node.DriverInfo{
 			"ipmi_address": b.Host, "ipmi_port": float64(b.Port), "ipmi_username": "admin",
-			"ipmi_password": itest.IPMIPassword, "ipmi_cipher_suite": "3",
+			"ipmi_password": testbed.IPMIPassword, "ipmi_cipher_suite": "3",
 		}), instance)
 	}
 

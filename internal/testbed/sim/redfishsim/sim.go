@@ -199,6 +199,15 @@ func (s *Sim) StartTLS() string {
 	return "https://" + ln.Addr().String()
 }
 
+// StartOn serves plain HTTP on ln in the background and returns the
+// base URL.
+func (s *Sim) StartOn(ln net.Listener) (string, error) {
+	if _, err := s.serve(ln); err != nil {
+		return "", err
+	}
+	return "http://" + ln.Addr().String(), nil
+}
+
 // ListenAndServe serves plain HTTP on addr until Close, like
 // http.ListenAndServe; after Close it returns http.ErrServerClosed.
 func (s *Sim) ListenAndServe(addr string) error {

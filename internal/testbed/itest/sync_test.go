@@ -1,4 +1,4 @@
-package app_test
+package itest_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package app_test
+package itest_test
 
 import (
 	"context"
@@ -19,13 +19,14 @@ import (
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/temporalconn"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
-	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -67,7 +68,7 @@ var srv *itest.Server
 // of every workflow they ran: no BMC or Keystone password may be in any.
 func TestMain(m *testing.M) {
 	os.Exit(itest.MustMain(m, &srv, func() error {
-		return itest.ScanHistoriesForSecrets(srv, itest.IPMIPassword, itest.RedfishPassword, itest.KeystonePassword, "wrong-password")
+		return itest.ScanHistoriesForSecrets(srv, testbed.IPMIPassword, testbed.RedfishPassword, testbed.KeystonePassword, "wrong-password")
 	}))
 }
 
