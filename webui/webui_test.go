@@ -14,8 +14,8 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/workflows"
 )
 

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 type historyEntry struct {

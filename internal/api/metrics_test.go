@@ -11,10 +11,10 @@ import (
 
 	"github.com/metalpower/metalpower/internal/api"
 	"github.com/metalpower/metalpower/internal/bmc/pool"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 // TestMetricsAndHealthNeedNoAuth: /metrics, /healthz and /readyz answer

@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 // The seed scenario: why Ironic tells Nova about power changes. nova-compute

@@ -256,7 +256,6 @@ func (w *syncBuffer) String() string {
 	return w.b.String()
 }
 
-
 // quietLogger drops the SDK's logs.
 type quietLogger struct{}
 

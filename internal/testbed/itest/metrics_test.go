@@ -13,8 +13,8 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/conductor"
-	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 func httpGet(t *testing.T, url string) (int, string) {
