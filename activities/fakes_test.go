@@ -147,9 +147,12 @@ func (p *fakePM) PowerState(ctx context.Context) (string, error) {
 	return r.state, r.err
 }
 
-func (p *fakePM) SetPowerState(ctx context.Context, target string) error {
+func (p *fakePM) SetPowerState(ctx context.Context, target string, policy bmc.Policy) error {
 	p.f.mu.Lock()
 	defer p.f.mu.Unlock()
+	if policy.DisablePowerOff {
+		target += " (disable_power_off)"
+	}
 	p.f.sets = append(p.f.sets, p.uuid+" "+target)
 	return nil
 }

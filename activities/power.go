@@ -206,7 +206,7 @@ func (a *Activities) SetPowerState(ctx context.Context, in SetPowerInput) (SetPo
 			return res, nil
 		}
 	}
-	if err := pm.SetPowerState(ctx, in.Target); err != nil {
+	if err := pm.SetPowerState(ctx, in.Target, bmc.Policy{DisablePowerOff: n.DisablePowerOff}); err != nil {
 		return res, bmcError(err)
 	}
 	// A failed read here is not a failed action: polling takes over.

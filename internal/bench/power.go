@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
@@ -205,7 +206,7 @@ func directBMCTime(ctx context.Context, url string, rf *redfishsim.Sim) (time.Du
 		if _, err := c.PowerState(ctx); err != nil {
 			return 0, err
 		}
-		if err := c.SetPowerState(ctx, target); err != nil {
+		if err := c.SetPowerState(ctx, target, bmc.Policy{}); err != nil {
 			return 0, err
 		}
 		if _, err := c.PowerState(ctx); err != nil {

@@ -17,11 +17,21 @@ type PowerManager interface {
 	// PowerState reads the current state: node.PowerOn or node.PowerOff.
 	PowerState(ctx context.Context) (string, error)
 	// SetPowerState issues a power action (node.PowerOn, node.PowerOff,
-	// node.Reboot, node.SoftReboot, node.SoftPowerOff). It returns once the
-	// BMC accepted the request; callers verify the outcome by reading.
-	SetPowerState(ctx context.Context, target string) error
+	// node.Reboot, node.SoftReboot, node.SoftPowerOff) within what the
+	// node's policy allows. It returns once the BMC accepted the request;
+	// callers verify the outcome by reading.
+	SetPowerState(ctx context.Context, target string, p Policy) error
 	// Close releases the connection or session.
 	Close() error
+}
+
+// Policy is what a node allows a power action to do.
+type Policy struct {
+	// DisablePowerOff: the node must never be off (Ironic's
+	// disable_power_off). A reboot restarts it without an off phase
+	// where the protocol can; an action that needs an off state is
+	// refused with ErrPowerOffDisabled.
+	DisablePowerOff bool
 }
 
 // Kind classifies a BMC error by what a caller should do about it.
@@ -95,6 +105,9 @@ func KindOf(err error) (Kind, bool) {
 // Sentinels wrapped by drivers for common causes.
 var (
 	ErrUnsupportedTarget = errors.New("unsupported power target")
+	// ErrPowerOffDisabled refuses an action that would power off a node
+	// with disable_power_off set.
+	ErrPowerOffDisabled = errors.New("the node has disable_power_off set: this action would power it off")
 	ErrTimeout           = errors.New("timed out waiting for the BMC")
 )
 

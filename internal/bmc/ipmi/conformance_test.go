@@ -95,7 +95,7 @@ func TestIPMISimAgreesWithIpmitoolOnEveryAction(t *testing.T) {
 		{node.SoftReboot, node.PowerOn}, // from off: just on
 	}
 	for i, st := range steps {
-		if err := c.SetPowerState(ctx, st.target); err != nil {
+		if err := c.SetPowerState(ctx, st.target, bmc.Policy{}); err != nil {
 			t.Fatalf("step %d: SetPowerState(%s): %v", i, st.target, err)
 		}
 		got, err := c.PowerState(ctx)
@@ -144,5 +144,38 @@ func TestIPMISimRejectsWrongPasswordAsAuthError(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "wrong-secret") {
 		t.Fatalf("error leaks the password: %v", err)
+	}
+}
+
+// TestIPMISimDisablePowerOffRebootsByReset: on ipmi_sim, a node with
+// disable_power_off reboots by "power reset"; its power state file, read
+// every millisecond, never says off, and ipmitool agrees it is on.
+func TestIPMISimDisablePowerOffRebootsByReset(t *testing.T) {
+	requireTool(t, "ipmitool")
+	f, err := openipmi.Start(context.Background(), openipmi.Options{BMCs: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	b := f.BMCs()[0]
+	sim := &ipmiSim{host: b.Host, port: b.Port}
+	c := sim.client(t, "password", 3)
+	ctx := testCtx(t, 60*time.Second)
+	noOff := bmc.Policy{DisablePowerOff: true}
+	for _, target := range []string{node.Reboot, node.SoftReboot, node.PowerOff, node.Reboot} {
+		sawOff := watchPower(func() bool { on, err := f.PowerOn(b); return err == nil && !on })
+		err := c.SetPowerState(ctx, target, noOff)
+		if off := sawOff(); off {
+			t.Fatalf("%s: the power state file read off", target)
+		}
+		if target == node.Reboot && err != nil {
+			t.Fatalf("reboot: %v", err)
+		}
+		if target != node.Reboot && !errors.Is(err, bmc.ErrPowerOffDisabled) {
+			t.Fatalf("%s: err = %v, want ErrPowerOffDisabled", target, err)
+		}
+		if got := sim.ipmitoolState(t); got != node.PowerOn {
+			t.Fatalf("%s: ipmitool says %s", target, got)
+		}
 	}
 }

@@ -122,8 +122,27 @@ func (c *Client) PowerState(ctx context.Context) (string, error) {
 // SetPowerState issues the chassis control for target. Reboots follow
 // Ironic's ipmitool driver: power off (hard or soft) unless already off,
 // wait until off, then power on; a power cycle would fail on a server
-// that is off, and some BMCs reject "off" when already off.
-func (c *Client) SetPowerState(ctx context.Context, target string) error {
+// that is off, and some BMCs reject "off" when already off. A node with
+// disable_power_off reboots by hard reset (no off phase) and has no soft
+// reboot: IPMI cannot restart the OS without powering off.
+func (c *Client) SetPowerState(ctx context.Context, target string, p bmc.Policy) error {
+	op := "set power state to " + target
+	if p.DisablePowerOff {
+		switch target {
+		case node.Reboot:
+			// A reset of a server that is off would leave it off.
+			state, err := c.PowerState(ctx)
+			if err != nil {
+				return err
+			}
+			if state == node.PowerOff {
+				return c.control(ctx, target, chassis.ChassisControlPowerUp)
+			}
+			return c.control(ctx, target, chassis.ChassisControlHardReset)
+		case node.PowerOff, node.SoftPowerOff, node.SoftReboot:
+			return &bmc.Error{Kind: bmc.Unsupported, Op: op, BMC: c.info.HostPort(), Err: bmc.ErrPowerOffDisabled}
+		}
+	}
 	switch target {
 	case node.PowerOn:
 		return c.control(ctx, target, chassis.ChassisControlPowerUp)
@@ -145,12 +164,12 @@ func (c *Client) SetPowerState(ctx context.Context, target string) error {
 				return err
 			}
 			if err := bmc.WaitForState(ctx, c.PowerState, node.PowerOff, c.opts.PollInterval); err != nil {
-				return c.classify(ctx, "set power state to "+target, err)
+				return c.classify(ctx, op, err)
 			}
 		}
 		return c.control(ctx, target, chassis.ChassisControlPowerUp)
 	}
-	return &bmc.Error{Kind: bmc.Unsupported, Op: "set power state to " + target, BMC: c.info.HostPort(), Err: bmc.ErrUnsupportedTarget}
+	return &bmc.Error{Kind: bmc.Unsupported, Op: op, BMC: c.info.HostPort(), Err: bmc.ErrUnsupportedTarget}
 }
 
 func (c *Client) control(ctx context.Context, target string, ctl chassis.ChassisControl) error {

@@ -3,10 +3,12 @@ package ipmi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,28 +42,35 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 }
 
 func TestEveryActionReachesItsState(t *testing.T) {
+	noOff := bmc.Policy{DisablePowerOff: true}
 	tests := []struct {
 		target     string
+		policy     bmc.Policy
 		startOn    bool
 		wantOn     bool
 		wantAction []string
 	}{
-		{node.PowerOn, false, true, []string{"on"}},
-		{node.PowerOff, true, false, []string{"off"}},
-		{node.SoftPowerOff, true, false, []string{"soft"}},
-		{node.Reboot, true, true, []string{"off", "on"}},
-		{node.Reboot, false, true, []string{"on"}},
-		{node.SoftReboot, true, true, []string{"soft", "on"}},
-		{node.SoftReboot, false, true, []string{"on"}},
+		{node.PowerOn, bmc.Policy{}, false, true, []string{"on"}},
+		{node.PowerOff, bmc.Policy{}, true, false, []string{"off"}},
+		{node.SoftPowerOff, bmc.Policy{}, true, false, []string{"soft"}},
+		{node.Reboot, bmc.Policy{}, true, true, []string{"off", "on"}},
+		{node.Reboot, bmc.Policy{}, false, true, []string{"on"}},
+		{node.SoftReboot, bmc.Policy{}, true, true, []string{"soft", "on"}},
+		{node.SoftReboot, bmc.Policy{}, false, true, []string{"on"}},
+		// disable_power_off: a hard reset, no off phase (Ironic's
+		// "power reset").
+		{node.Reboot, noOff, true, true, []string{"reset"}},
+		{node.Reboot, noOff, false, true, []string{"on"}},
+		{node.PowerOn, noOff, false, true, []string{"on"}},
 	}
 	f := startFleet(t, ipmisim.Options{BMCs: len(tests)})
 	for i, tt := range tests {
 		b := f.BMCs()[i]
-		t.Run(tt.target, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s from on=%v %+v", tt.target, tt.startOn, tt.policy), func(t *testing.T) {
 			b.SetPowerOn(tt.startOn)
 			c := clientFor(t, b, "password")
 			ctx := testCtx(t, 10*time.Second)
-			if err := c.SetPowerState(ctx, tt.target); err != nil {
+			if err := c.SetPowerState(ctx, tt.target, tt.policy); err != nil {
 				t.Fatalf("SetPowerState(%s): %v", tt.target, err)
 			}
 			if b.PowerOn() != tt.wantOn {
@@ -78,11 +87,68 @@ func TestEveryActionReachesItsState(t *testing.T) {
 	}
 }
 
+// TestDisablePowerOffNeverPowersOff reads the hardware every millisecond
+// throughout each action on a node with disable_power_off: it never reads
+// off; soft reboot, power off and soft power off are refused (IPMI has
+// no soft reboot without an off phase) and send nothing.
+func TestDisablePowerOffNeverPowersOff(t *testing.T) {
+	f := startFleet(t, ipmisim.Options{TransitionDelay: 150 * time.Millisecond})
+	b := f.BMCs()[0]
+	c := clientFor(t, b, "password")
+	ctx := testCtx(t, 20*time.Second)
+	for _, target := range []string{node.Reboot, node.SoftReboot, node.PowerOff, node.SoftPowerOff, node.Reboot} {
+		sawOff := watchPower(func() bool { return !b.PowerOn() })
+		err := c.SetPowerState(ctx, target, bmc.Policy{DisablePowerOff: true})
+		switch {
+		case target == node.Reboot && err != nil:
+			t.Fatalf("reboot: %v", err)
+		case target != node.Reboot && !errors.Is(err, bmc.ErrPowerOffDisabled):
+			t.Fatalf("%s: err = %v, want ErrPowerOffDisabled", target, err)
+		case target != node.Reboot:
+			if k, _ := bmc.KindOf(err); k != bmc.Unsupported {
+				t.Fatalf("%s: kind %v, want unsupported", target, k)
+			}
+		}
+		time.Sleep(300 * time.Millisecond) // past the transition
+		if sawOff() {
+			t.Fatalf("%s: the hardware read off", target)
+		}
+	}
+	if got := b.Actions(); !slices.Equal(got, []string{"reset", "reset"}) {
+		t.Fatalf("chassis controls = %v, want two resets", got)
+	}
+}
+
+// watchPower polls off every millisecond; the function it returns stops
+// the polling and tells whether off() held at any poll.
+func watchPower(off func() bool) func() bool {
+	var saw atomic.Bool
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			if off() {
+				saw.Store(true)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	return func() bool {
+		close(done)
+		<-stopped
+		return saw.Load()
+	}
+}
+
 func TestRebootWaitsForTheServerToGoOff(t *testing.T) {
 	f := startFleet(t, ipmisim.Options{TransitionDelay: 150 * time.Millisecond})
 	b := f.BMCs()[0]
 	c := clientFor(t, b, "password")
-	if err := c.SetPowerState(testCtx(t, 10*time.Second), node.Reboot); err != nil {
+	if err := c.SetPowerState(testCtx(t, 10*time.Second), node.Reboot, bmc.Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := b.Actions(); !slices.Equal(got, []string{"off", "on"}) {
@@ -123,8 +189,8 @@ func TestErrorsAreClassified(t *testing.T) {
 		{"unreachable", New(node.IPMIInfo{Address: "127.0.0.1", Port: deadPort, Username: "admin", Password: "password", CipherSuite: 3}, Options{AttemptTimeout: 200 * time.Millisecond, Retries: 1}), read, bmc.Transient},
 		{"hang", clientFor(t, hang, "password"), read, bmc.Transient},
 		{"unspecified error", clientFor(t, errBMC, "password"), read, bmc.Transient},
-		{"busy", clientFor(t, busy, "password"), func(ctx context.Context, c *Client) error { return c.SetPowerState(ctx, node.PowerOff) }, bmc.Transient},
-		{"unknown target", clientFor(t, f.BMCs()[0], "password"), func(ctx context.Context, c *Client) error { return c.SetPowerState(ctx, "explode") }, bmc.Unsupported},
+		{"busy", clientFor(t, busy, "password"), func(ctx context.Context, c *Client) error { return c.SetPowerState(ctx, node.PowerOff, bmc.Policy{}) }, bmc.Transient},
+		{"unknown target", clientFor(t, f.BMCs()[0], "password"), func(ctx context.Context, c *Client) error { return c.SetPowerState(ctx, "explode", bmc.Policy{}) }, bmc.Unsupported},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -163,7 +229,7 @@ func TestStuckAndFlappingBMCs(t *testing.T) {
 	ctx := testCtx(t, 10*time.Second)
 
 	c := clientFor(t, stuck, "password")
-	if err := c.SetPowerState(ctx, node.PowerOff); err != nil {
+	if err := c.SetPowerState(ctx, node.PowerOff, bmc.Policy{}); err != nil {
 		t.Fatalf("stuck BMC must accept the command: %v", err)
 	}
 	if got, _ := c.PowerState(ctx); got != node.PowerOn {

@@ -147,7 +147,7 @@ func TestDeadSessionIsReplacedWithinTheCall(t *testing.T) {
 func TestRefusedCommandKeepsTheSession(t *testing.T) {
 	_, b, c, first := warmClient(t, ipmisim.Options{}, Options{})
 	b.SetFault(ipmisim.FaultBusy)
-	if err := c.SetPowerState(testCtx(t, 5*time.Second), node.PowerOff); err == nil {
+	if err := c.SetPowerState(testCtx(t, 5*time.Second), node.PowerOff, bmc.Policy{}); err == nil {
 		t.Fatal("busy BMC accepted the command")
 	}
 	if sessionOf(c) != first {
@@ -259,7 +259,7 @@ func TestCancellationsAndMisbehaviourNeverPanic(t *testing.T) {
 				var err error
 				switch rng.IntN(4) {
 				case 0:
-					err = c.SetPowerState(ctx, node.PowerOn)
+					err = c.SetPowerState(ctx, node.PowerOn, bmc.Policy{})
 				case 1:
 					c.Close()
 				default:
@@ -345,7 +345,7 @@ func TestDuplicateAnswers(t *testing.T) {
 	ctx := testCtx(t, 10*time.Second)
 	b.SetDuplicate(true)
 	for i, target := range []string{node.PowerOff, node.PowerOn, node.PowerOff} {
-		if err := c.SetPowerState(ctx, target); err != nil {
+		if err := c.SetPowerState(ctx, target, bmc.Policy{}); err != nil {
 			t.Fatalf("step %d: %v", i, err)
 		}
 		if got, err := c.PowerState(ctx); err != nil || got != target {

@@ -41,7 +41,7 @@ func TestPoolReportsCallsToItsObserver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, readErr := pm.PowerState(ctx)
-	setErr := pm.SetPowerState(ctx, node.PowerOn)
+	setErr := pm.SetPowerState(ctx, node.PowerOn, bmc.Policy{})
 	if readErr == nil || setErr == nil {
 		t.Fatalf("calls to a closed port succeeded: %v, %v", readErr, setErr)
 	}

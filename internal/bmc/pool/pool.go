@@ -71,9 +71,9 @@ func (o observed) PowerState(ctx context.Context) (string, error) {
 	return state, err
 }
 
-func (o observed) SetPowerState(ctx context.Context, target string) error {
+func (o observed) SetPowerState(ctx context.Context, target string, p bmc.Policy) error {
 	start := time.Now()
-	err := o.PowerManager.SetPowerState(ctx, target)
+	err := o.PowerManager.SetPowerState(ctx, target, p)
 	o.obs.ObserveBMCCall(o.driver, OpSetPowerState, time.Since(start), err)
 	return err
 }

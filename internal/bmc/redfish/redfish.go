@@ -122,15 +122,22 @@ func (c *Client) PowerState(ctx context.Context) (string, error) {
 }
 
 // SetPowerState maps Ironic's actions onto reset types: on → On,
-// off → ForceOff, reboot → ForceRestart, soft reboot → GracefulRestart,
-// soft off → GracefulShutdown. A reboot of a server that is off powers it
-// on, as Ironic does. Only reset types the system advertises are sent.
-func (c *Client) SetPowerState(ctx context.Context, target string) error {
+// off → ForceOff, soft reboot → GracefulRestart, soft off →
+// GracefulShutdown. A reboot of a server that is on is ForceOff, wait
+// until off, then On, as Ironic's redfish driver (ForceRestart is
+// unreliable on several vendors); with disable_power_off it is
+// ForceRestart, and nothing that powers the node off is sent. A reboot
+// of a server that is off powers it on. Only reset types the system
+// advertises are sent.
+func (c *Client) SetPowerState(ctx context.Context, target string, p bmc.Policy) error {
 	op := "set power state to " + target
-	return c.withAPI(ctx, op, func(api *gofish.APIClient) error { return c.setPowerState(ctx, api, target, op) })
+	if p.DisablePowerOff && (target == node.PowerOff || target == node.SoftPowerOff) {
+		return &bmc.Error{Kind: bmc.Unsupported, Op: op, BMC: c.info.Endpoint, Err: bmc.ErrPowerOffDisabled}
+	}
+	return c.withAPI(ctx, op, func(api *gofish.APIClient) error { return c.setPowerState(ctx, api, target, p, op) })
 }
 
-func (c *Client) setPowerState(ctx context.Context, api *gofish.APIClient, target, op string) error {
+func (c *Client) setPowerState(ctx context.Context, api *gofish.APIClient, target string, p bmc.Policy, op string) error {
 	sys, err := c.getSystem(ctx, api, op)
 	if err != nil {
 		return err
@@ -160,12 +167,16 @@ func (c *Client) setPowerState(ctx context.Context, api *gofish.APIClient, targe
 	case node.SoftPowerOff:
 		reset, ok = first(schemas.GracefulShutdownResetType)
 	case node.Reboot:
-		if !isOn {
+		switch {
+		case !isOn:
 			reset, ok = first(schemas.OnResetType, schemas.ForceOnResetType)
-			break
-		}
-		if reset, ok = first(schemas.ForceRestartResetType, schemas.PowerCycleResetType); !ok && has(schemas.ForceOffResetType) {
+		case p.DisablePowerOff:
+			reset, ok = first(schemas.ForceRestartResetType)
+		case has(schemas.ForceOffResetType):
 			return c.offThenOn(ctx, sys, op)
+		default:
+			// A system without ForceOff: its own restart is all there is.
+			reset, ok = first(schemas.ForceRestartResetType, schemas.PowerCycleResetType)
 		}
 	case node.SoftReboot:
 		if !isOn {
@@ -203,7 +214,7 @@ func (c *Client) reset(ctx context.Context, sys *schemas.ComputerSystem, reset s
 	}
 }
 
-// offThenOn reboots a system that offers neither ForceRestart nor PowerCycle.
+// offThenOn reboots a system that is on: ForceOff, wait until off, On.
 func (c *Client) offThenOn(ctx context.Context, sys *schemas.ComputerSystem, op string) error {
 	if _, err := sys.Reset(schemas.ForceOffResetType); err != nil {
 		return c.classify(ctx, op, err)

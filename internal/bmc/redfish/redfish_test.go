@@ -3,10 +3,12 @@ package redfish
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,28 +40,36 @@ func testCtx(t testing.TB, d time.Duration) context.Context {
 }
 
 func TestEveryActionMapsAsIronicDoes(t *testing.T) {
+	noOff := bmc.Policy{DisablePowerOff: true}
 	tests := []struct {
 		target    string
+		policy    bmc.Policy
 		start     string
 		wantReset []string
 		wantState string
 	}{
-		{node.PowerOn, "Off", []string{"On"}, "On"},
-		{node.PowerOff, "On", []string{"ForceOff"}, "Off"},
-		{node.SoftPowerOff, "On", []string{"GracefulShutdown"}, "Off"},
-		{node.Reboot, "On", []string{"ForceRestart"}, "On"},
-		{node.Reboot, "Off", []string{"On"}, "On"},
-		{node.SoftReboot, "On", []string{"GracefulRestart"}, "On"},
-		{node.SoftReboot, "Off", []string{"On"}, "On"},
+		{node.PowerOn, bmc.Policy{}, "Off", []string{"On"}, "On"},
+		{node.PowerOff, bmc.Policy{}, "On", []string{"ForceOff"}, "Off"},
+		{node.SoftPowerOff, bmc.Policy{}, "On", []string{"GracefulShutdown"}, "Off"},
+		// Ironic's redfish reboot: ForceOff, wait until off, then On.
+		{node.Reboot, bmc.Policy{}, "On", []string{"ForceOff", "On"}, "On"},
+		{node.Reboot, bmc.Policy{}, "Off", []string{"On"}, "On"},
+		{node.SoftReboot, bmc.Policy{}, "On", []string{"GracefulRestart"}, "On"},
+		{node.SoftReboot, bmc.Policy{}, "Off", []string{"On"}, "On"},
+		// disable_power_off: ForceRestart only, never an off state.
+		{node.Reboot, noOff, "On", []string{"ForceRestart"}, "On"},
+		{node.Reboot, noOff, "Off", []string{"On"}, "On"},
+		{node.SoftReboot, noOff, "On", []string{"GracefulRestart"}, "On"},
+		{node.PowerOn, noOff, "Off", []string{"On"}, "On"},
 	}
 	sim, url := startSim(t, redfishsim.Options{Systems: len(tests)})
 	for i, tt := range tests {
 		id := sim.SystemIDs()[i]
-		t.Run(tt.target+" from "+tt.start, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s from %s %+v", tt.target, tt.start, tt.policy), func(t *testing.T) {
 			sim.SetPowerState(id, tt.start)
 			c := newClient(t, url, sim.SystemPath(id), "password", "basic")
 			ctx := testCtx(t, 10*time.Second)
-			if err := c.SetPowerState(ctx, tt.target); err != nil {
+			if err := c.SetPowerState(ctx, tt.target, tt.policy); err != nil {
 				t.Fatalf("SetPowerState: %v", err)
 			}
 			if got := sim.Resets(id); !slices.Equal(got, tt.wantReset) {
@@ -76,22 +86,75 @@ func TestEveryActionMapsAsIronicDoes(t *testing.T) {
 	}
 }
 
+// TestDisablePowerOffNeverPowersOff reads the hardware throughout each
+// action on a node with disable_power_off: it never reads off, and the
+// actions that would power it off are refused before anything is sent.
+func TestDisablePowerOffNeverPowersOff(t *testing.T) {
+	sim, url := startSim(t, redfishsim.Options{Systems: 1, TransitionDelay: 200 * time.Millisecond})
+	id := sim.SystemIDs()[0]
+	c := newClient(t, url, sim.SystemPath(id), "password", "basic")
+	ctx := testCtx(t, 20*time.Second)
+	noOff := bmc.Policy{DisablePowerOff: true}
+	for _, target := range []string{node.Reboot, node.PowerOff, node.SoftPowerOff, node.Reboot} {
+		sawOff := watchPower(func() bool { return sim.PowerState(id) == "Off" })
+		err := c.SetPowerState(ctx, target, noOff)
+		if target == node.Reboot && err != nil {
+			t.Fatalf("reboot: %v", err)
+		}
+		if target != node.Reboot && !errors.Is(err, bmc.ErrPowerOffDisabled) {
+			t.Fatalf("%s: err = %v, want ErrPowerOffDisabled", target, err)
+		}
+		time.Sleep(400 * time.Millisecond) // past the transition
+		if sawOff() {
+			t.Fatalf("%s: the hardware read off", target)
+		}
+	}
+	if got := sim.Resets(id); !slices.Equal(got, []string{"ForceRestart", "ForceRestart"}) {
+		t.Fatalf("resets = %v", got)
+	}
+}
+
+// watchPower polls off every millisecond; the function it returns stops
+// the polling and tells whether off() held at any poll.
+func watchPower(off func() bool) func() bool {
+	var saw atomic.Bool
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			if off() {
+				saw.Store(true)
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	return func() bool {
+		close(done)
+		<-stopped
+		return saw.Load()
+	}
+}
+
 func TestHonoursAdvertisedResetTypes(t *testing.T) {
 	sim, url := startSim(t, redfishsim.Options{Systems: 3, TransitionDelay: 30 * time.Millisecond})
 	ctx := testCtx(t, 10*time.Second)
 
-	// Without ForceRestart or PowerCycle a reboot is ForceOff, wait, On.
+	// A reboot is ForceOff, wait, On, also where ForceRestart is missing.
 	sim.SetAllowableResetTypes("1", []string{"On", "ForceOff"})
-	if err := newClient(t, url, sim.SystemPath("1"), "password", "basic").SetPowerState(ctx, node.Reboot); err != nil {
+	if err := newClient(t, url, sim.SystemPath("1"), "password", "basic").SetPowerState(ctx, node.Reboot, bmc.Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sim.Resets("1"); !slices.Equal(got, []string{"ForceOff", "On"}) {
 		t.Fatalf("resets = %v", got)
 	}
 
-	// Only PowerCycle: used for a hard reboot.
-	sim.SetAllowableResetTypes("2", []string{"On", "ForceOff", "PowerCycle"})
-	if err := newClient(t, url, sim.SystemPath("2"), "password", "basic").SetPowerState(ctx, node.Reboot); err != nil {
+	// No ForceOff: the system's own restart is all there is.
+	sim.SetAllowableResetTypes("2", []string{"On", "PowerCycle"})
+	if err := newClient(t, url, sim.SystemPath("2"), "password", "basic").SetPowerState(ctx, node.Reboot, bmc.Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	if got := sim.Resets("2"); !slices.Equal(got, []string{"PowerCycle"}) {
@@ -100,7 +163,7 @@ func TestHonoursAdvertisedResetTypes(t *testing.T) {
 
 	// No GracefulRestart: a soft reboot is unsupported, and nothing is sent.
 	sim.SetAllowableResetTypes("3", []string{"On", "ForceOff"})
-	err := newClient(t, url, sim.SystemPath("3"), "password", "basic").SetPowerState(ctx, node.SoftReboot)
+	err := newClient(t, url, sim.SystemPath("3"), "password", "basic").SetPowerState(ctx, node.SoftReboot, bmc.Policy{})
 	if k, ok := bmc.KindOf(err); !ok || k != bmc.Unsupported {
 		t.Fatalf("err = %v, want unsupported", err)
 	}
@@ -149,15 +212,15 @@ func TestErrorsAreClassified(t *testing.T) {
 		{"wrong password, session", newClient(t, url, sim.SystemPath("5"), "not-the-password", "session"), read, bmc.Auth},
 		{"409 on power on after off", newClient(t, url, sim.SystemPath("4"), "password", "basic"),
 			func(ctx context.Context, c *Client) error {
-				if err := c.SetPowerState(ctx, node.PowerOff); err != nil {
+				if err := c.SetPowerState(ctx, node.PowerOff, bmc.Policy{}); err != nil {
 					return err
 				}
-				return c.SetPowerState(ctx, node.PowerOn)
+				return c.SetPowerState(ctx, node.PowerOn, bmc.Policy{})
 			}, bmc.Transient},
 		{"unknown system", newClient(t, url, "/redfish/v1/Systems/nope", "password", "basic"), read, bmc.Config},
 		{"connection refused", newClient(t, dead, "/redfish/v1/Systems/1", "password", "basic"), read, bmc.Transient},
 		{"unknown target", newClient(t, url, sim.SystemPath("6"), "password", "basic"),
-			func(ctx context.Context, c *Client) error { return c.SetPowerState(ctx, "explode") }, bmc.Unsupported},
+			func(ctx context.Context, c *Client) error { return c.SetPowerState(ctx, "explode", bmc.Policy{}) }, bmc.Unsupported},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -186,7 +249,7 @@ func TestStuckAndFlappingSystems(t *testing.T) {
 	sim.SetFault("2", redfishsim.FaultFlap)
 	ctx := testCtx(t, 5*time.Second)
 	c := newClient(t, url, sim.SystemPath("1"), "password", "basic")
-	if err := c.SetPowerState(ctx, node.PowerOff); err != nil {
+	if err := c.SetPowerState(ctx, node.PowerOff, bmc.Policy{}); err != nil {
 		t.Fatalf("stuck system must accept the reset: %v", err)
 	}
 	if got, _ := c.PowerState(ctx); got != node.PowerOn {
@@ -311,11 +374,11 @@ func TestPowerOnConflictIsRetried(t *testing.T) {
 		Options{PowerOnConflictRetries: 10, PowerOnConflictInterval: 100 * time.Millisecond})
 	defer c.Close()
 	ctx := testCtx(t, 10*time.Second)
-	if err := c.SetPowerState(ctx, node.PowerOff); err != nil {
+	if err := c.SetPowerState(ctx, node.PowerOff, bmc.Policy{}); err != nil {
 		t.Fatal(err)
 	}
 	// Refused with 409 while the window lasts, then accepted.
-	if err := c.SetPowerState(ctx, node.PowerOn); err != nil {
+	if err := c.SetPowerState(ctx, node.PowerOn, bmc.Policy{}); err != nil {
 		t.Fatalf("power on after the conflict window: %v", err)
 	}
 	if sim.PowerState("1") != "On" {

@@ -25,7 +25,7 @@ func TestExpiredSessionIsReplacedWithinTheCall(t *testing.T) {
 		t.Fatalf("read after the session expired: %q, %v", got, err)
 	}
 	sim.ExpireSessions()
-	if err := c.SetPowerState(ctx, node.PowerOff); err != nil {
+	if err := c.SetPowerState(ctx, node.PowerOff, bmc.Policy{}); err != nil {
 		t.Fatalf("reset after the session expired: %v", err)
 	}
 	if got := sim.Resets("1"); !slices.Equal(got, []string{"ForceOff"}) {
@@ -66,7 +66,7 @@ func TestConnectionClosedByTheBMCIsRedialled(t *testing.T) {
 			}
 			sim.SetDropReusedConnections(true)
 			for i, target := range []string{node.PowerOff, node.PowerOn} {
-				if err := c.SetPowerState(ctx, target); err != nil {
+				if err := c.SetPowerState(ctx, target, bmc.Policy{}); err != nil {
 					t.Fatalf("step %d: %v", i, err)
 				}
 				if got, err := c.PowerState(ctx); err != nil || got != target {
