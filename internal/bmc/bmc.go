@@ -108,7 +108,7 @@ var (
 	// ErrPowerOffDisabled refuses an action that would power off a node
 	// with disable_power_off set.
 	ErrPowerOffDisabled = errors.New("the node has disable_power_off set: this action would power it off")
-	ErrTimeout           = errors.New("timed out waiting for the BMC")
+	ErrTimeout          = errors.New("timed out waiting for the BMC")
 )
 
 // WaitForState polls read until it returns want, waiting interval between
