@@ -320,6 +320,12 @@ func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Re
 	if entered {
 		a.Metrics.MaintenanceEntered(metrics.MaintenancePowerFailure)
 	}
+	// As Ironic's node_history_record(event_type=MONITORING, error=True):
+	// the reason outlives last_error, which the next power change clears.
+	if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventMonitoring,
+		Source: "sync", Event: d.LastError}); err != nil {
+		activity.GetLogger(ctx).Warn("could not record the node history event", "node", n.UUID, "error", err.Error())
+	}
 	activity.GetLogger(ctx).Error(d.LastError)
 	return out, nil
 }

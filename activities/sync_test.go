@@ -61,6 +61,7 @@ package activities_test
 // ManagerPowerRecoveryTestCase is mapped in recovery_test.go.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -73,6 +74,7 @@ import (
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
 )
 
 func TestSyncMatchResetsCounterAndClearsLastError(t *testing.T) {
@@ -330,6 +332,19 @@ func TestSyncMaxRetriesExceededEntersMaintenanceWithIronicMessage(t *testing.T) 
 			if got.PowerState != node.PowerOff || !got.Maintenance || got.MaintenanceReason != msg || got.Fault != node.FaultPowerFailure ||
 				got.LastError != msg || got.SyncFailures != max+1 || got.TargetPowerState != "" {
 				t.Fatalf("node = power %q, maintenance %v, fault %q, failures %d\nreason %q\nwant   %q", got.PowerState, got.Maintenance, got.Fault, got.SyncFailures, got.MaintenanceReason, msg)
+			}
+			// Ironic's node_history_record(event_type=MONITORING, error=True),
+			// still there after the next power change clears last_error.
+			f.modify(n.UUID, func(n *node.Node) { n.UnsetMaintenance(); n.MarkTarget(node.PowerOn) })
+			events, err := f.store.History(context.Background(), n.UUID, store.EventMonitoring, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(events) != 1 || events[0].Severity != "ERROR" || events[0].Event != msg || events[0].Source != "sync" {
+				t.Fatalf("monitoring events = %+v, want one ERROR with %q", events, msg)
+			}
+			if got := f.get(n.UUID); got.LastError != "" {
+				t.Fatalf("last_error after the power change = %q", got.LastError)
 			}
 		})
 	}

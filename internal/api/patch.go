@@ -45,11 +45,13 @@ func (s *Server) patchNode(w http.ResponseWriter, r *http.Request) {
 	}
 	v := versionOf(r)
 	updated, err := store.Modify(r.Context(), s.Store, n.UUID, func(n *node.Node) error {
+		was := n.Maintenance
 		for _, op := range ops {
 			if err := applyOp(n, op, v); err != nil {
 				return err
 			}
 		}
+		n.LeftMaintenance(was)
 		return nil
 	})
 	var pe *patchError

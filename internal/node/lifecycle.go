@@ -65,14 +65,25 @@ func (m Move) Apply(n *Node, power string, readErr error) {
 	}
 }
 
-// SetMaintenance puts the node in maintenance with an operator's reason
-// (no fault: recovery never clears it).
+// SetMaintenance puts the node in maintenance with an operator's reason.
+// A fault stays: a node the sync put in maintenance for a power failure
+// is still recovered by the recovery pass (Ironic's PUT .../maintenance
+// changes maintenance and its reason only).
 func (n *Node) SetMaintenance(reason string) {
-	n.Maintenance, n.MaintenanceReason, n.Fault = true, reason, ""
+	n.Maintenance, n.MaintenanceReason = true, reason
 }
 
 // UnsetMaintenance takes the node out of maintenance, clearing the reason
 // and any fault, as Ironic's DELETE .../maintenance.
 func (n *Node) UnsetMaintenance() {
 	n.Maintenance, n.MaintenanceReason, n.Fault = false, "", ""
+}
+
+// LeftMaintenance applies Ironic's update_node rule after any update (a
+// PATCH of maintenance=false): a node that was in maintenance and no
+// longer is loses the reason and the fault.
+func (n *Node) LeftMaintenance(wasInMaintenance bool) {
+	if wasInMaintenance && !n.Maintenance {
+		n.UnsetMaintenance()
+	}
 }

@@ -77,14 +77,29 @@ func TestMoveApply(t *testing.T) {
 }
 
 func TestMaintenance(t *testing.T) {
-	n := &Node{Fault: FaultPowerFailure, Maintenance: true, MaintenanceReason: "sync"}
-	n.SetMaintenance("operator")
-	if !n.Maintenance || n.MaintenanceReason != "operator" || n.Fault != "" {
-		t.Errorf("SetMaintenance: %+v", n)
+	powerFailure := Node{Maintenance: true, MaintenanceReason: "sync", Fault: FaultPowerFailure}
+	tests := []struct {
+		name          string
+		from          Node
+		apply         func(n *Node)
+		maint         bool
+		reason, fault string
+	}{
+		{"set keeps a power failure fault", powerFailure, func(n *Node) { n.SetMaintenance("operator") }, true, "operator", FaultPowerFailure},
+		{"set on a node out of maintenance", Node{}, func(n *Node) { n.SetMaintenance("rack move") }, true, "rack move", ""},
+		{"set without a reason", powerFailure, func(n *Node) { n.SetMaintenance("") }, true, "", FaultPowerFailure},
+		{"unset clears reason and fault", powerFailure, func(n *Node) { n.UnsetMaintenance() }, false, "", ""},
+		{"patch maintenance=false clears reason and fault", powerFailure, func(n *Node) { n.Maintenance = false; n.LeftMaintenance(true) }, false, "", ""},
+		{"patch maintenance=true keeps them", powerFailure, func(n *Node) { n.Maintenance = true; n.LeftMaintenance(true) }, true, "sync", FaultPowerFailure},
+		{"patch of a node out of maintenance", Node{}, func(n *Node) { n.LeftMaintenance(false) }, false, "", ""},
 	}
-	n.Fault = FaultPowerFailure
-	n.UnsetMaintenance()
-	if n.Maintenance || n.MaintenanceReason != "" || n.Fault != "" {
-		t.Errorf("UnsetMaintenance: %+v", n)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := tt.from
+			tt.apply(&n)
+			if n.Maintenance != tt.maint || n.MaintenanceReason != tt.reason || n.Fault != tt.fault {
+				t.Errorf("got maintenance %v, reason %q, fault %q; want %v, %q, %q", n.Maintenance, n.MaintenanceReason, n.Fault, tt.maint, tt.reason, tt.fault)
+			}
+		})
 	}
 }

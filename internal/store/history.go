@@ -27,6 +27,9 @@ type Event struct {
 const (
 	EventPowerChange = "power change"
 	EventConflict    = "conflict"
+	// EventMonitoring is Ironic's states.MONITORING: what the power sync
+	// found (entering maintenance for a power failure).
+	EventMonitoring = "monitoring"
 )
 
 func (s *sqlStore) AddEvent(ctx context.Context, e Event) error {

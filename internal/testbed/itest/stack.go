@@ -163,6 +163,16 @@ func (s *Stack) Node(t testing.TB, ident string) *node.Node {
 	return n
 }
 
+// Modify changes a node in the store.
+func (s *Stack) Modify(t testing.TB, ident string, fn func(*node.Node)) *node.Node {
+	t.Helper()
+	n, err := store.Modify(context.Background(), s.Store, ident, func(n *node.Node) error { fn(n); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // Start starts a power change the way the CLI and API do.
 func (s *Stack) Start(ctx context.Context, t testing.TB, ident, target string, timeout int) (client.WorkflowRun, error) {
 	t.Helper()
