@@ -75,7 +75,8 @@ func NewPlan(n *node.Node, target string, timeout int, via string, c config.Cond
 // (change_node_power_state and node_power_action): a known target, not
 // while cleaning, no power off with disable_power_off; soft actions default
 // to soft_power_off_timeout. With Mark it then records target_power_state
-// and clears last_error (kept in failure states). A local activity.
+// and clears last_error (a forced change keeps it in failure states). A
+// local activity.
 func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (Plan, error) {
 	n, err := a.loadNode(ctx, in.Node)
 	if err != nil {
@@ -87,7 +88,7 @@ func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (P
 	plan := NewPlan(n, in.Target, in.Timeout, in.Via, a.Conductor, a.IPMI)
 	if in.Mark {
 		a.checkConflict(ctx, n, plan.Final, in.Via)
-		if err := a.mark(ctx, n.UUID, in.Target, plan.Final); err != nil {
+		if err := a.mark(ctx, n.UUID, in.Target, plan.Final, in.Via); err != nil {
 			return Plan{}, err
 		}
 	}
@@ -112,16 +113,22 @@ func (a *Activities) AbortPowerChange(ctx context.Context, uuid string) error {
 // changes whose lock was only known after resolving the node. A local
 // activity.
 func (a *Activities) MarkPowerChange(ctx context.Context, p Plan) error {
-	return a.mark(ctx, p.NodeUUID, p.Target, p.Final)
+	return a.mark(ctx, p.NodeUUID, p.Target, p.Final, p.Via)
 }
 
-func (a *Activities) mark(ctx context.Context, uuid, target, final string) error {
+// mark records the change: a request clears last_error, a change the
+// sync forces keeps it in a failure state.
+func (a *Activities) mark(ctx context.Context, uuid, target, final, via string) error {
 	_, err := store.Modify(ctx, a.Store, uuid, func(n *node.Node) error {
 		// Re-check under the write: the node may have changed since it was read.
 		if err := refusal(n, target, 0); err != nil {
 			return err
 		}
-		n.MarkTarget(final)
+		if via == ViaSync {
+			n.MarkTarget(final)
+		} else {
+			n.MarkRequest(final)
+		}
 		return nil
 	})
 	return storeError(err)

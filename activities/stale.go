@@ -87,7 +87,7 @@ func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
 			activity.GetLogger(ctx).Warn("cleared a stale target_power_state", "node", n.UUID, "target", target, "lock", lock)
 		}
 		if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventPowerChange,
-			Source: "sync", Event: msg}); err != nil && activity.IsActivity(ctx) {
+			Source: ViaSync, Event: msg}); err != nil && activity.IsActivity(ctx) {
 			activity.GetLogger(ctx).Warn("cannot record node history", "node", n.UUID, "error", err.Error())
 		}
 	}

@@ -19,6 +19,9 @@ import (
 // recovery, manage, a power request's check).
 const readTimeout = 15 * time.Second
 
+// ViaSync names the sync as the source of a change or an event.
+const ViaSync = "sync"
+
 // ReadPower reads n's power state from its BMC, within readTimeout.
 func ReadPower(ctx context.Context, bmcs BMCs, n *node.Node) (string, error) {
 	pm, err := bmcs.For(n)
@@ -305,7 +308,7 @@ func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Re
 		activity.GetLogger(ctx).Warn("could not get power state during sync", "node", n.UUID, "attempt", d.Count,
 			"max", a.Conductor.PowerStateSyncMaxRetries, "error", r.Err.Error())
 	case powersync.Force:
-		plan := NewPlan(n, d.Target, 0, "sync", a.Conductor, a.IPMI)
+		plan := NewPlan(n, d.Target, 0, ViaSync, a.Conductor, a.IPMI)
 		out.Plan = &plan
 	}
 	var err error
@@ -323,7 +326,7 @@ func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Re
 	// As Ironic's node_history_record(event_type=MONITORING, error=True):
 	// the reason outlives last_error, which the next power change clears.
 	if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventMonitoring,
-		Source: "sync", Event: d.LastError}); err != nil {
+		Source: ViaSync, Event: d.LastError}); err != nil {
 		activity.GetLogger(ctx).Warn("could not record the node history event", "node", n.UUID, "error", err.Error())
 	}
 	activity.GetLogger(ctx).Error(d.LastError)

@@ -176,13 +176,25 @@ func TestNodeLockedAndServiceUnavailable(t *testing.T) {
 	down := httptest.NewServer((&api.Server{Store: s.Store, Temporal: dead, TaskQueue: "q", BMCs: s.Worker.Pool, Log: zerolog.Nop()}).Handler())
 	defer down.Close()
 	m := s.AddRedfishNode(t, "orphan", "2", "")
+	s.Modify(t, m.UUID, func(n *node.Node) { n.LastError = "an older failure" })
 	status, _, body = do(t, http.MethodPut, down.URL+"/v1/nodes/"+m.UUID+"/states/power", "1.95", `{"target":"power off"}`)
 	if status != http.StatusServiceUnavailable {
 		t.Fatalf("workflow service down: %d %s", status, body)
 	}
 	ironicFault(t, body)
-	if got := s.Node(t, m.UUID); got.TargetPowerState != "" {
-		t.Fatalf("target_power_state %q left after a 503", got.TargetPowerState)
+	// Ironic's power_state_error_handler: no target, the power state as
+	// it was, and its trace in last_error.
+	if got := s.Node(t, m.UUID); got.TargetPowerState != "" || got.PowerState != node.PowerOn || got.LastError != "No free conductor workers available" {
+		t.Fatalf("after a 503: target %q, power %q, last_error %q", got.TargetPowerState, got.PowerState, got.LastError)
+	}
+	// A lock held elsewhere leaves last_error as it was (Ironic refuses
+	// before it marks anything).
+	s.Modify(t, n.UUID, func(n *node.Node) { n.LastError = "kept" })
+	if status, _, body := do(t, http.MethodPut, url+"/v1/nodes/"+n.UUID+"/states/power", "1.95", `{"target":"power off"}`); status != http.StatusConflict {
+		t.Fatalf("locked node: %d %s", status, body)
+	}
+	if got := s.Node(t, n.UUID); got.LastError != "kept" {
+		t.Fatalf("a refused change changed last_error to %q", got.LastError)
 	}
 }
 

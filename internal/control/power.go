@@ -17,6 +17,11 @@ import (
 	"github.com/metalpower/metalpower/workflows"
 )
 
+// NoWorkerError is the last_error of a node whose change could not start
+// (the workflow service unreachable), Ironic's wording for
+// NoFreeConductorWorker.
+const NoWorkerError = "No free conductor workers available"
+
 // ErrInvalidRequest wraps a request refused before anything started.
 var ErrInvalidRequest = errors.New("invalid request")
 
@@ -55,7 +60,7 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 		}
 	}
 	marked, err := store.Modify(ctx, s, n.UUID, func(m *node.Node) error {
-		m.MarkTarget(final)
+		m.MarkRequest(final)
 		return nil
 	})
 	if err != nil {
@@ -64,10 +69,17 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	run, err := startPowerWorkflow(ctx, c, taskQueue, marked, req)
 	if err != nil {
 		// Nothing started: take the mark back, unless something else
-		// changed the node meanwhile.
+		// changed the node meanwhile. The lock held elsewhere leaves
+		// last_error as it was (Ironic refuses before marking); no worker
+		// leaves Ironic's trace (power_state_error_handler).
+		var locked *nodelock.Error
+		lastError := NoWorkerError
+		if errors.As(err, &locked) {
+			lastError = n.LastError
+		}
 		store.Modify(context.WithoutCancel(ctx), s, n.UUID, func(m *node.Node) error {
 			if m.Version == marked.Version {
-				m.TargetPowerState, m.LastError = "", marked.LastError
+				m.TargetPowerState, m.LastError = "", lastError
 			}
 			return nil
 		})

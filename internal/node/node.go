@@ -145,9 +145,16 @@ func (n *Node) Clone() *Node {
 	return &c
 }
 
-// MarkTarget records the state a power change that is starting ends in,
-// and clears last_error unless the node is in a failure state, as Ironic's
-// node_power_action does; requests and the sync's corrections alike.
+// MarkRequest records the state a requested power change ends in and
+// clears last_error: Ironic's change_node_power_state starts a new
+// operation for an API or CLI request.
+func (n *Node) MarkRequest(final string) {
+	n.TargetPowerState, n.LastError = final, ""
+}
+
+// MarkTarget records the state a change the sync forces ends in, and
+// clears last_error unless the node is in a failure state, as Ironic's
+// node_power_action does.
 func (n *Node) MarkTarget(final string) {
 	n.TargetPowerState = final
 	if !n.InFailureState() {

@@ -3,6 +3,7 @@ package node
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -183,22 +184,32 @@ func TestJSONMasksSecretsAndUsesNulls(t *testing.T) {
 	}
 }
 
-func TestMarkTarget(t *testing.T) {
+// A request clears last_error (change_node_power_state); a change the
+// sync forces keeps it in a failure state (node_power_action).
+func TestMarkRequestAndMarkTarget(t *testing.T) {
 	tests := []struct {
 		provision, final string
+		request          bool
 		wantLastError    string
 	}{
-		{Active, PowerOff, ""},
-		{Manageable, PowerOn, ""},
-		{DeployFailed, PowerOn, "deploy broke"},
-		{CleanFailed, PowerOff, "deploy broke"},
-		{AdoptFailed, PowerOn, "deploy broke"},
+		{Active, PowerOff, false, ""},
+		{Manageable, PowerOn, false, ""},
+		{DeployFailed, PowerOn, false, "deploy broke"},
+		{CleanFailed, PowerOff, false, "deploy broke"},
+		{AdoptFailed, PowerOn, false, "deploy broke"},
+		{Active, PowerOff, true, ""},
+		{DeployFailed, PowerOn, true, ""},
+		{CleanFailed, PowerOff, true, ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.provision, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s request=%v", tt.provision, tt.request), func(t *testing.T) {
 			n := New("", "n", DriverIPMI, nil)
 			n.ProvisionState, n.LastError = tt.provision, "deploy broke"
-			n.MarkTarget(tt.final)
+			if tt.request {
+				n.MarkRequest(tt.final)
+			} else {
+				n.MarkTarget(tt.final)
+			}
 			if n.TargetPowerState != tt.final || n.LastError != tt.wantLastError {
 				t.Fatalf("target %q, last_error %q; want %q, %q", n.TargetPowerState, n.LastError, tt.final, tt.wantLastError)
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,7 @@ import (
 //	test_change_node_power_state_validate_fail              TestBadRequestsChangeNothing
 //	test_change_node_power_state_unsupported_state          TestBadRequestsChangeNothing (unknown target)
 //	test_node_power_action_power_on                         TestEveryActionOnBothDrivers + TestSuccessClearsLastError
-//	test_node_power_action_keep_last_error                  TestFailureStateKeepsLastError
+//	test_node_power_action_keep_last_error                  activities: TestSyncForce (failure state keeps last_error); a request clears it: TestRequestClearsLastErrorEvenInAFailureState
 //	test_node_power_action_power_on_notify                  TestEveryActionOnBothDrivers (Nova events)
 //	test_node_power_action_power_off                        TestEveryActionOnBothDrivers (power off)
 //	test_node_power_action_power_off_already / _in_same_state_db_not_in_sync
@@ -460,22 +461,31 @@ func TestDisablePowerOff(t *testing.T) {
 	}
 }
 
-func TestSuccessClearsLastErrorButFailureStateKeepsIt(t *testing.T) {
+// TestRequestClearsLastErrorEvenInAFailureState: a requested change
+// starts a new operation (Ironic's change_node_power_state clears
+// last_error whatever the provision state); only a change the sync forces
+// keeps it in a failure state (activities' TestSyncForce... tables).
+func TestRequestClearsLastErrorEvenInAFailureState(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{})
-	for _, tc := range []struct {
-		name, prov, want string
-	}{{"cleared", node.Manageable, ""}, {"kept", node.CleanFailed, "old failure"}} {
-		n := s.AddRedfishNode(t, tc.name, map[string]string{"cleared": "1", "kept": "2"}[tc.name], "")
-		n.ProvisionState, n.LastError = tc.prov, "old failure"
+	for i, prov := range []string{node.Manageable, node.CleanFailed} {
+		n := s.AddRedfishNode(t, fmt.Sprintf("last-error-%d", i), strconv.Itoa(i+1), "")
+		n.ProvisionState, n.LastError = prov, "old failure"
 		if err := s.Store.Update(context.Background(), n); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.Change(t, n.Name, node.PowerOff, 0); err != nil {
+		run, err := s.Start(context.Background(), t, n.Name, node.PowerOff, 0)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got := s.Node(t, n.UUID); got.LastError != tc.want {
-			t.Errorf("%s (%s): last_error = %q, want %q", tc.name, tc.prov, got.LastError, tc.want)
+		if got := s.Node(t, n.UUID); got.LastError != "" {
+			t.Errorf("%s: last_error = %q once the change started, want none", prov, got.LastError)
+		}
+		if err := run.Get(context.Background(), nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Node(t, n.UUID); got.LastError != "" || got.PowerState != node.PowerOff {
+			t.Errorf("%s: after the change last_error %q, power %q", prov, got.LastError, got.PowerState)
 		}
 	}
 }
