@@ -42,18 +42,20 @@ func (a *Activities) ClearStaleTargets(ctx context.Context) (int, error) {
 // workflow task (the retried decision then sees a change in progress and
 // skips), or when the process that marked a change died before starting
 // it. Nodes marked more than the stale age ago whose lock no workflow
-// holds get the target cleared, with last_error (and an ERROR event in
-// the node history) saying why; the pass then syncs them. Unlike Ironic,
-// nodes in maintenance are cleared too: recovery would skip them forever.
-// A lock that cannot be checked (Temporal unreachable) leaves the node
-// alone. It returns how many nodes it cleared.
+// holds get the target cleared, with last_error (and an ERROR "takeover"
+// event in the node history) saying why; the pass then syncs them. Nodes
+// in maintenance are left alone, as Ironic's _check_orphan_nodes does: the
+// operator's work on them comes first, and the first pass after
+// maintenance ends clears them. A lock that cannot be checked (Temporal
+// unreachable) leaves the node alone. It returns how many nodes it
+// cleared.
 func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
 	age := a.StaleTargetAge
 	if age == 0 {
 		age = DefaultStaleTargetAge
 	}
 	nodes, err := a.Store.List(ctx, store.Query{
-		Filter: store.Filter{TargetPowerStateSet: store.Bool(true), UpdatedBefore: time.Now().Add(-age)},
+		Filter: store.Filter{TargetPowerStateSet: store.Bool(true), Maintenance: store.Bool(false), UpdatedBefore: time.Now().Add(-age)},
 		Limit:  staleTargetLimit,
 	})
 	if err != nil || len(nodes) == 0 || a.Temporal == nil {
@@ -70,7 +72,7 @@ func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
 		_, err = store.Modify(ctx, a.Store, n.UUID, func(m *node.Node) error {
 			// Only the target as it was read: anything written since
 			// (a new change was marked) is left alone.
-			if m.Version != n.Version || m.TargetPowerState == "" {
+			if m.Version != n.Version || m.TargetPowerState == "" || m.Maintenance {
 				return errNoLongerStale
 			}
 			target, m.TargetPowerState, m.LastError = m.TargetPowerState, "", msg
@@ -86,7 +88,7 @@ func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
 		if activity.IsActivity(ctx) {
 			activity.GetLogger(ctx).Warn("cleared a stale target_power_state", "node", n.UUID, "target", target, "lock", lock)
 		}
-		if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventPowerChange,
+		if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventTakeover,
 			Source: ViaSync, Event: msg}); err != nil && activity.IsActivity(ctx) {
 			activity.GetLogger(ctx).Warn("cannot record node history", "node", n.UUID, "error", err.Error())
 		}

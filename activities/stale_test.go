@@ -16,6 +16,7 @@ import (
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/store"
 )
 
 // TestPassClearsATargetNoWorkflowHolds: a target_power_state left by a
@@ -30,6 +31,9 @@ func TestPassClearsATargetNoWorkflowHolds(t *testing.T) {
 	f.a.StaleTargetAge = -time.Second // every target counts as old
 	stale := f.addNode(func(n *node.Node) { n.TargetPowerState = node.PowerOff })
 	held := f.addNode(func(n *node.Node) { n.TargetPowerState = node.PowerOff })
+	// As Ironic's _check_orphan_nodes: a node in maintenance is left
+	// alone (its lock is not even asked about).
+	inMaintenance := f.addNode(func(n *node.Node) { n.TargetPowerState, n.Maintenance = node.PowerOff, true })
 	locks := &mocks.Client{}
 	t.Cleanup(func() { locks.AssertExpectations(t) })
 	locks.On("DescribeWorkflowExecution", mock.Anything, nodelock.Prefix+stale.UUID, "").
@@ -49,11 +53,14 @@ func TestPassClearsATargetNoWorkflowHolds(t *testing.T) {
 		t.Fatalf("stale node: target %q power %q", got.TargetPowerState, got.PowerState)
 	}
 	events, err := f.store.History(context.Background(), stale.UUID, "", 0)
-	if err != nil || len(events) != 1 || events[0].Severity != "ERROR" || events[0].Event != want {
+	if err != nil || len(events) != 1 || events[0].Severity != "ERROR" || events[0].Type != store.EventTakeover || events[0].Event != want {
 		t.Fatalf("history = %+v, %v", events, err)
 	}
 	if got := f.get(held.UUID); got.TargetPowerState != node.PowerOff {
 		t.Fatalf("a target whose lock is held was cleared: %+v", got)
+	}
+	if got := f.get(inMaintenance.UUID); got.TargetPowerState != node.PowerOff || got.LastError != "" {
+		t.Fatalf("a node in maintenance was cleared: %+v", got)
 	}
 }
 

@@ -8,7 +8,6 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
-	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/powersync"
@@ -59,6 +58,10 @@ type SyncCandidate struct {
 	UUID   string `json:"uuid"`
 	Name   string `json:"name,omitempty"`
 	Reason string `json:"reason"`
+	// ReadError is why the page could not read the BMC: that read is the
+	// pass's one read of the node, counted as its failure.
+	ReadError   string `json:"read_error,omitempty"`
+	DriverError bool   `json:"driver_error,omitempty"`
 }
 
 // SyncPage is what one page of a pass found.
@@ -133,10 +136,14 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	results := make([]outcome, len(nodes))
 	a.forEach(ctx, len(nodes), func(i int) {
 		n := nodes[i]
-		inSync, reason := powersync.Triage(n, a.read(ctx, n))
+		r := a.read(ctx, n)
+		inSync, reason := powersync.Triage(n, r)
 		switch {
 		case reason != "":
 			results[i].candidate = &SyncCandidate{UUID: n.UUID, Name: n.Name, Reason: reason}
+			if r.Err != nil {
+				results[i].candidate.ReadError, results[i].candidate.DriverError = r.Err.Error(), r.DriverError
+			}
 		case inSync:
 			results[i].reset = n.SyncFailures > 0 || n.LastError != ""
 		}
@@ -216,11 +223,6 @@ func (a *Activities) readPower(ctx context.Context, n *node.Node) (string, error
 
 var errDriverError = errors.New("Power driver returned ERROR state while trying to sync power state.")
 
-func isConfigError(err error) bool {
-	k, ok := bmc.KindOf(err)
-	return ok && k == bmc.Config
-}
-
 // Per-node sync outcomes (NodeSyncDecision.Action), as powersync names them.
 const (
 	SyncInSync      = string(powersync.InSync)
@@ -262,7 +264,32 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 	if powersync.Skip(n) {
 		return NodeSyncDecision{Action: SyncSkipped, Count: n.SyncFailures}, nil
 	}
-	r := a.read(ctx, n)
+	return a.decide(ctx, n, a.read(ctx, n))
+}
+
+// FailedRead is a BMC read of the pass's page that failed.
+type FailedRead struct {
+	NodeUUID    string `json:"node_uuid"`
+	Error       string `json:"error"`
+	DriverError bool   `json:"driver_error,omitempty"`
+}
+
+// SyncFailedRead is SyncNode for a node whose BMC the pass's page could
+// not read: Ironic reads a node once a pass, so that failure is the
+// pass's one failure, counted under the lock without reading again. A
+// local activity.
+func (a *Activities) SyncFailedRead(ctx context.Context, in FailedRead) (NodeSyncDecision, error) {
+	n, err := a.loadNode(ctx, in.NodeUUID)
+	if err != nil {
+		return NodeSyncDecision{}, err
+	}
+	if powersync.Skip(n) {
+		return NodeSyncDecision{Action: SyncSkipped, Count: n.SyncFailures}, nil
+	}
+	return a.decide(ctx, n, powersync.Read{Err: errors.New(in.Error), DriverError: in.DriverError})
+}
+
+func (a *Activities) decide(ctx context.Context, n *node.Node, r powersync.Read) (NodeSyncDecision, error) {
 	d := powersync.Decide(n, r, powersync.Rules{Force: a.Conductor.ForcePowerStateDuringSync, MaxRetries: a.Conductor.PowerStateSyncMaxRetries})
 	return a.applySync(ctx, n, r, d)
 }
@@ -337,7 +364,7 @@ func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Re
 // cannot address the BMC and one that answers "error" are told apart.
 func (a *Activities) read(ctx context.Context, n *node.Node) powersync.Read {
 	state, err := a.readPower(ctx, n)
-	return powersync.Read{State: state, Err: err, ConfigError: isConfigError(err), DriverError: errors.Is(err, errDriverError)}
+	return powersync.Read{State: state, Err: err, ConfigError: node.InvalidDriverInfo(err), DriverError: errors.Is(err, errDriverError)}
 }
 
 // syncWrite applies a decision's change to the node.

@@ -72,6 +72,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
@@ -165,6 +166,69 @@ func TestSyncInvalidDriverInfoWithUnknownStateChangesNothing(t *testing.T) {
 	f.bmcs.forErr[k.UUID] = errBadDriverInfo
 	if d := f.mustSync(k.UUID); d.Action != activities.SyncUnreadable || d.Count != 1 {
 		t.Fatalf("known state: decision = %+v, want unreadable, count 1", d)
+	}
+}
+
+// TestSyncBMCSideErrorsCountWithNoRecordedState: only a driver_info that
+// fails validation is skipped uncounted (Ironic's power.validate before
+// do_sync_power_state's read); a BMC that answers 404 for the system,
+// fails TLS or whose host is unknown is a failed read like any other, so
+// such a node reaches maintenance.
+func TestSyncBMCSideErrorsCountWithNoRecordedState(t *testing.T) {
+	for name, err := range map[string]error{
+		"404 for the system": &bmc.Error{Kind: bmc.Config, Op: "get power state", BMC: "b", Err: errors.New("404 Not Found")},
+		"TLS failure":        &bmc.Error{Kind: bmc.Config, Op: "get power state", BMC: "b", Err: errors.New("x509: certificate signed by unknown authority")},
+		"unknown host":       &bmc.Error{Kind: bmc.Config, Op: "get power state", BMC: "b", Err: errors.New("lookup bmc.invalid: no such host")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t, maxRetries(force(conductor()), 1))
+			n := f.addNode(func(n *node.Node) { n.PowerState = "" })
+			f.bmcs.on(n.UUID, fails(err))
+			if d := f.mustSync(n.UUID); d.Action != activities.SyncUnreadable || d.Count != 1 {
+				t.Fatalf("first pass: decision = %+v, want unreadable, count 1", d)
+			}
+			if d := f.mustSync(n.UUID); d.Action != activities.SyncMaintenance || d.Count != 2 {
+				t.Fatalf("second pass: decision = %+v, want entered maintenance", d)
+			}
+			if got := f.get(n.UUID); !got.Maintenance || got.Fault != node.FaultPowerFailure {
+				t.Fatalf("node = maintenance %v, fault %q", got.Maintenance, got.Fault)
+			}
+		})
+	}
+}
+
+// TestSyncPageReadFailureIsThePassOneFailure: the pass's page read of a
+// node failed; the per-node sync counts that failure under the lock
+// without reading the BMC again (Ironic reads a node once a pass), so a
+// BMC that answers the second time does not hide the failure.
+func TestSyncPageReadFailureIsThePassOneFailure(t *testing.T) {
+	f := newFixture(t, force(conductor()))
+	n := f.addNode(nil)
+	f.bmcs.on(n.UUID, fails(errUnreachable))
+	page := f.readPage(activities.SyncPageInput{})
+	if len(page.Candidates) != 1 || page.Candidates[0].ReadError == "" {
+		t.Fatalf("page = %+v, want the node as a candidate with its read error", page)
+	}
+	c := page.Candidates[0]
+	reads := len(f.bmcs.readLog())
+	f.bmcs.on(n.UUID, reading{state: node.PowerOn}) // would answer now
+	v, err := newActivityEnv(f).ExecuteLocalActivity(f.a.SyncFailedRead,
+		activities.FailedRead{NodeUUID: c.UUID, Error: c.ReadError, DriverError: c.DriverError})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d activities.NodeSyncDecision
+	if err := v.Get(&d); err != nil {
+		t.Fatal(err)
+	}
+	if d.Action != activities.SyncUnreadable || d.Count != 1 || !strings.Contains(d.Error, "SpongeBob") {
+		t.Fatalf("decision = %+v, want unreadable, count 1, with the page's error", d)
+	}
+	if len(f.bmcs.readLog()) != reads {
+		t.Fatalf("the BMC was read again under the lock")
+	}
+	if got := f.get(n.UUID); got.SyncFailures != 1 {
+		t.Fatalf("sync_failures = %d", got.SyncFailures)
 	}
 }
 

@@ -158,7 +158,8 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
 			TypedSearchAttributes: searchAttributes(activities.Plan{NodeUUID: c.UUID, NodeName: c.Name, Target: "sync"}),
 		})
-		f := workflow.ExecuteChildWorkflow(cctx, NodePowerSyncWorkflow, NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name})
+		f := workflow.ExecuteChildWorkflow(cctx, NodePowerSyncWorkflow,
+			NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name, ReadError: c.ReadError, DriverError: c.DriverError})
 		pending++
 		*inFlight = pending
 		sel.AddFuture(f, collect)
@@ -189,6 +190,10 @@ func (c *SyncCounts) add(action string) {
 type NodeSyncInput struct {
 	NodeUUID string `json:"node_uuid"`
 	NodeName string `json:"node_name,omitempty"`
+	// ReadError is the pass's failed read of the node's BMC, counted
+	// without reading again.
+	ReadError   string `json:"read_error,omitempty"`
+	DriverError bool   `json:"driver_error,omitempty"`
 }
 
 // NodeSyncResult is what the per-node sync did.
@@ -215,7 +220,16 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 			NonRetryableErrorTypes: activities.NonRetryable},
 	})
 	var d activities.NodeSyncDecision
-	if err := workflow.ExecuteLocalActivity(lctx, acts.SyncNode, in.NodeUUID).Get(ctx, &d); err != nil {
+	// Only passes of this build set ReadError, so histories of older ones
+	// replay down the SyncNode branch: no GetVersion is needed.
+	var decide workflow.Future
+	if in.ReadError != "" {
+		decide = workflow.ExecuteLocalActivity(lctx, acts.SyncFailedRead,
+			activities.FailedRead{NodeUUID: in.NodeUUID, Error: in.ReadError, DriverError: in.DriverError})
+	} else {
+		decide = workflow.ExecuteLocalActivity(lctx, acts.SyncNode, in.NodeUUID)
+	}
+	if err := decide.Get(ctx, &d); err != nil {
 		return NodeSyncResult{}, err
 	}
 	res := NodeSyncResult{Action: d.Action, Count: d.Count, PowerState: d.PowerState, Nova: d.Nova, Error: d.Error}

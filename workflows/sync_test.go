@@ -354,3 +354,19 @@ func TestPowerFailureRecoveryReturnsActivityCounts(t *testing.T) {
 		t.Fatalf("result = %+v, want %+v", res, want)
 	}
 }
+
+// TestNodePowerSyncCountsThePageReadFailure: a candidate the page could
+// not read is decided on that failure (SyncFailedRead), never read again.
+func TestNodePowerSyncCountsThePageReadFailure(t *testing.T) {
+	env := newSyncEnv(t, nodelock.ID(testUUID))
+	env.OnActivity(acts.SyncFailedRead, mock.Anything, activities.FailedRead{NodeUUID: testUUID, Error: "BMC unreachable", DriverError: true}).
+		Return(activities.NodeSyncDecision{Action: activities.SyncUnreadable, Count: 1, Error: "BMC unreachable"}, nil).Once()
+	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID, ReadError: "BMC unreachable", DriverError: true})
+	var res NodeSyncResult
+	if err := env.GetWorkflowResult(&res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Action != activities.SyncUnreadable || res.Count != 1 || res.Error != "BMC unreachable" {
+		t.Fatalf("result = %+v", res)
+	}
+}

@@ -14,7 +14,9 @@ import (
 // PowerManager is what the power workflows need from a BMC. Targets and
 // states use Ironic's strings (node.PowerOn, node.Reboot, ...).
 type PowerManager interface {
-	// PowerState reads the current state: node.PowerOn or node.PowerOff.
+	// PowerState reads the current state: node.PowerOn, node.PowerOff,
+	// or "" when the BMC reports a state the driver cannot map (Ironic's
+	// None).
 	PowerState(ctx context.Context) (string, error)
 	// SetPowerState issues a power action (node.PowerOn, node.PowerOff,
 	// node.Reboot, node.SoftReboot, node.SoftPowerOff) within what the

@@ -142,7 +142,8 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		MaxConcurrentActivityTaskPollers: 4,
 	}
 	if w.Metrics != nil {
-		wopts.Interceptors = []interceptor.WorkerInterceptor{&resultMetrics{m: w.Metrics}}
+		wopts.Interceptors = []interceptor.WorkerInterceptor{&resultMetrics{m: w.Metrics, log: log,
+			interval: time.Duration(cfg.Conductor.SyncPowerStateInterval) * time.Second}}
 	}
 	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, wopts)
 	workflows.Register(w.worker, opts.Workflows, acts)
@@ -232,24 +233,47 @@ func (w *Worker) MetricsAddr() string { return w.addr }
 // it when a history is replayed (as the SDK's replay-aware handler does).
 type resultMetrics struct {
 	interceptor.WorkerInterceptorBase
-	m *metrics.Metrics
+	m        *metrics.Metrics
+	log      zerolog.Logger
+	interval time.Duration // [conductor] sync_power_state_interval
 }
 
 func (r *resultMetrics) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
-	return &workflowResultMetrics{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, m: r.m}
+	return &workflowResultMetrics{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, r: r}
 }
 
 type workflowResultMetrics struct {
 	interceptor.WorkflowInboundInterceptorBase
-	m *metrics.Metrics
+	r *resultMetrics
 }
 
 func (i *workflowResultMetrics) ExecuteWorkflow(ctx workflow.Context, in *interceptor.ExecuteWorkflowInput) (any, error) {
 	res, err := i.Next.ExecuteWorkflow(ctx, in)
 	if !workflow.IsReplaying(ctx) {
-		recordResult(i.m, res, err)
+		recordResult(i.r.m, res, err)
+		if slow, d := SlowPass(res, err, i.r.interval); slow {
+			i.r.log.Warn().Dur("runtime", d).Dur("sync_power_state_interval", i.r.interval).Msg(SlowPassWarning)
+		}
 	}
 	return res, err
+}
+
+// SlowPassWarning is Ironic's warning for a pass that ran longer than
+// three sync intervals.
+const SlowPassWarning = "The power state sync operation runtime is 3x the [conductor]sync_power_state_interval setting. " +
+	"This is not ideal. You may need to tune the [conductor]sync_power_state_workers and [conductor]periodic_max_workers settings, " +
+	"or ultimately add more conductors to the ironic deployment."
+
+// SlowPass reports whether a finished workflow is a sync pass that ran
+// longer than three intervals (Ironic's _sync_power_states check), and
+// how long it ran.
+func SlowPass(res any, err error, interval time.Duration) (bool, time.Duration) {
+	r, ok := res.(workflows.PowerSyncResult)
+	if !ok || err != nil || interval <= 0 {
+		return false, 0
+	}
+	d := time.Duration(r.Duration * float64(time.Second))
+	return d > 3*interval, d
 }
 
 // recordResult turns a finished workflow's result into domain metrics.

@@ -108,3 +108,10 @@ func New(uuidStr, name, driver string, info DriverInfo) *Node {
 		ProvisionState: Enroll,
 	}
 }
+
+// InvalidDriverInfo reports whether err says the node's driver or
+// driver_info fails validation (Ironic's power.validate), as opposed to a
+// BMC that cannot be reached or answers wrongly.
+func InvalidDriverInfo(err error) bool {
+	return errors.Is(err, ErrUnknownDriver) || errors.Is(err, ErrMissingDriverInfo) || errors.Is(err, ErrMalformedDriverInfo)
+}

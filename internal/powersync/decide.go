@@ -36,8 +36,9 @@ type Rules struct {
 type Read struct {
 	State string
 	Err   error
-	// ConfigError: driver_info cannot address the BMC (Ironic's validate
-	// failure).
+	// ConfigError: the driver or driver_info fails validation (Ironic's
+	// power.validate). A BMC that answers 404, fails TLS or whose host is
+	// unknown is a failed read like any other.
 	ConfigError bool
 	// DriverError: the driver answered "error", which counts as a failed
 	// read.
@@ -89,7 +90,9 @@ func Decide(n *node.Node, r Read, rules Rules) Decision {
 	state := r.State
 	moved := old != "" && old != state && old != node.PowerError
 	switch {
-	case old != "" && old == state:
+	case old == state:
+		// Both the same, or both no state (a BMC that reports a state
+		// the driver cannot map): nothing to do.
 		return Decision{Action: InSync, State: state, Write: true}
 	case old == "":
 		// No previous state: take the hardware's and tell Nova.

@@ -30,6 +30,9 @@ const (
 	// EventMonitoring is Ironic's states.MONITORING: what the power sync
 	// found (entering maintenance for a power failure).
 	EventMonitoring = "monitoring"
+	// EventTakeover is Ironic's states.TAKEOVER: a pending power operation
+	// aborted because nothing runs it any more.
+	EventTakeover = "takeover"
 )
 
 func (s *sqlStore) AddEvent(ctx context.Context, e Event) error {

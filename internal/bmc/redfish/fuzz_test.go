@@ -40,7 +40,7 @@ func system(powerState string) string {
 
 // FuzzPowerState serves an arbitrary ComputerSystem document (with an
 // arbitrary status) and reads the power state: never a panic; either
-// "power on", "power off" or "error", or a *bmc.Error that does not show
+// "power on", "power off" or no state (""), or a *bmc.Error that does not show
 // the password.
 func FuzzPowerState(f *testing.F) {
 	for _, s := range []struct {
@@ -107,7 +107,7 @@ func FuzzPowerState(f *testing.F) {
 			return
 		}
 		switch state {
-		case node.PowerOn, node.PowerOff, node.PowerError:
+		case node.PowerOn, node.PowerOff, "":
 		default:
 			t.Fatalf("HTTP %d %q: power state %q", st, b, state)
 		}

@@ -104,7 +104,7 @@ var powerStates = map[schemas.PowerState]string{
 // PowerState reads the system's PowerState.
 func (c *Client) PowerState(ctx context.Context) (string, error) {
 	const op = "get power state"
-	state := node.PowerError
+	state := "" // a state Ironic cannot map is no state (None)
 	err := c.withAPI(ctx, op, func(api *gofish.APIClient) error {
 		sys, err := c.getSystem(ctx, api, op)
 		if err != nil {

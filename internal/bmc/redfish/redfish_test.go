@@ -385,3 +385,14 @@ func TestPowerOnConflictIsRetried(t *testing.T) {
 		t.Fatalf("state = %s", sim.PowerState("1"))
 	}
 }
+
+// TestUnmappedPowerStateIsNoState: a PowerState outside Ironic's
+// GET_POWER_STATE_MAP (Paused) reads as no state, not "error".
+func TestUnmappedPowerStateIsNoState(t *testing.T) {
+	sim, url := startSim(t, redfishsim.Options{Systems: 1})
+	sim.SetPowerState("1", "Paused")
+	got, err := newClient(t, url, sim.SystemPath("1"), "password", "basic").PowerState(testCtx(t, 5*time.Second))
+	if err != nil || got != "" {
+		t.Fatalf("PowerState() = %q, %v; want no state", got, err)
+	}
+}

@@ -349,8 +349,8 @@ func (s *Sim) PowerState(id string) string {
 // SetPowerState sets the state of system id at once, dropping any pending
 // transition.
 func (s *Sim) SetPowerState(id, state string) {
-	if state != powerOn && state != powerOff {
-		panic("redfishsim: power state must be On or Off, not " + strconv.Quote(state))
+	if state != powerOn && state != powerOff && state != "Paused" {
+		panic("redfishsim: power state must be On, Off or Paused, not " + strconv.Quote(state))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
