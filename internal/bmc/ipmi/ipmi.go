@@ -76,8 +76,16 @@ func (o Options) withDefaults() Options {
 // so late that the call's attempts could run into go-ipmi's keepalive. Zero
 // or less means one call per session.
 func (o Options) maxAge() time.Duration {
-	limit := keepalivePeriod - keepaliveMargin - time.Duration(o.Retries+1)*o.AttemptTimeout
+	limit := keepalivePeriod - keepaliveMargin - time.Duration(o.Retries+1)*o.spacedAttempt()
 	return min(o.SessionMaxAge, limit)
+}
+
+// spacedAttempt is how long go-ipmi waits for an answer before it sends
+// a request again: at least the pacer's interval, so its own retries keep
+// the BMC's pace too (Ironic passes min_command_interval to ipmitool as
+// -N, its wait between retransmissions).
+func (o Options) spacedAttempt() time.Duration {
+	return max(o.AttemptTimeout, o.Pacer.Interval())
 }
 
 // Client manages one BMC. Its methods are safe for concurrent use: calls
@@ -191,20 +199,30 @@ func (c *Client) do(ctx context.Context, op string, fn func(context.Context, *cl
 		return c.classify(ctx, op, ctx.Err())
 	}
 	defer c.release()
-	if err := c.opts.Pacer.Wait(ctx, c.info.HostPort()); err != nil {
+	paced, err := c.opts.Pacer.Acquire(ctx, c.info.HostPort())
+	if err != nil {
 		return c.classify(ctx, op, err)
 	}
+	defer func() { paced() }()
 	if s := c.sess; s != nil && !s.usable(time.Now(), c.opts) {
 		c.closeLocked()
 	}
 	if s := c.sess; s != nil {
-		s.conn.WithRetry(0)
+		// One attempt: no retransmission, so no spacing within it.
+		s.conn.WithRetry(0).WithTimeout(c.opts.AttemptTimeout)
 		err := s.run(ctx, fn)
-		s.conn.WithRetry(c.opts.Retries)
+		s.conn.WithRetry(c.opts.Retries).WithTimeout(c.opts.spacedAttempt())
 		if c.keepOrDrop(s, err) {
 			return nil
 		}
 		if ctx.Err() != nil || !sessionFailure(err) {
+			return c.classify(ctx, op, err)
+		}
+		// The new session is another command to the BMC: it waits the
+		// interval from the end of this one.
+		paced()
+		if paced, err = c.opts.Pacer.Acquire(ctx, c.info.HostPort()); err != nil {
+			paced = func() {}
 			return c.classify(ctx, op, err)
 		}
 	}
@@ -276,6 +294,8 @@ func (c *Client) reap() {
 
 // closeLocked retires the session: Close Session goes out, but no call
 // waits for the answer, which a BMC that dropped the session never sends.
+// It is not paced: it changes nothing on the server, and ipmitool sends
+// it at the end of every invocation without waiting either.
 func (c *Client) closeLocked() <-chan struct{} {
 	if c.sess == nil {
 		return nil

@@ -6,58 +6,108 @@ import (
 	"time"
 )
 
-// Pacer keeps a minimum interval between commands to one BMC, keyed by its
-// address and port, as Ironic's [ipmi] min_command_interval: some BMCs
-// stop answering when driven faster. One Pacer is shared by every client
-// of a process, so two nodes behind one BMC share its pace.
+// Pacer is Ironic's [ipmi] min_command_interval: a command to a BMC
+// starts no sooner than the interval after the previous command to it
+// ended (Ironic records LAST_CMD_TIME when ipmitool returns), and never
+// while another command to it runs. Some BMCs stop answering when driven
+// faster.
+//
+// BMCs are keyed by address and port, where Ironic keys by address
+// alone: several BMCs may answer on one address at different ports (a
+// chassis manager or a port-forwarding gateway in front of blades, the
+// simulators), and each is paced on its own. One Pacer is shared by
+// every client of a process, so nodes behind one BMC share its pace.
 type Pacer struct {
 	interval time.Duration
 	mu       sync.Mutex
-	next     map[string]time.Time
+	bmcs     map[string]*paced
+}
+
+// paced is one BMC's pace.
+type paced struct {
+	turn    chan struct{} // held while a command to the BMC runs
+	lastEnd time.Time     // guarded by Pacer.mu
+	users   int           // commands holding or awaiting the turn; guarded by Pacer.mu
 }
 
 // NewPacer returns a pacer; an interval of 0 never waits.
 func NewPacer(interval time.Duration) *Pacer {
-	return &Pacer{interval: interval, next: map[string]time.Time{}}
+	return &Pacer{interval: interval, bmcs: map[string]*paced{}}
 }
 
-// Wait blocks until key may receive a command, and books the slot.
-func (p *Pacer) Wait(ctx context.Context, key string) error {
+// Interval is the pacer's minimum interval (0 for a nil pacer).
+func (p *Pacer) Interval() time.Duration {
+	if p == nil {
+		return 0
+	}
+	return p.interval
+}
+
+// Acquire waits until key's BMC may receive a command: no other command
+// to it runs in this process, and the interval has passed since the last
+// one ended. The caller runs its command, then calls release.
+func (p *Pacer) Acquire(ctx context.Context, key string) (release func(), err error) {
 	if p == nil || p.interval <= 0 {
-		return nil
+		return func() {}, nil
 	}
 	p.mu.Lock()
-	now := time.Now()
-	slot := now
-	if next, ok := p.next[key]; ok && next.After(now) {
-		slot = next
+	b := p.bmcs[key]
+	if b == nil {
+		b = &paced{turn: make(chan struct{}, 1)}
+		p.bmcs[key] = b
 	}
-	p.next[key] = slot.Add(p.interval)
-	// Forget BMCs not used for a while, so the map stays small.
-	if len(p.next) > 4096 {
-		for k, t := range p.next {
-			if t.Before(now) {
-				delete(p.next, k)
-			}
-		}
-	}
+	b.users++
 	p.mu.Unlock()
-	if d := time.Until(slot); d > 0 {
-		t := time.NewTimer(d)
+	leave := func() {
+		p.mu.Lock()
+		b.users--
+		p.sweepLocked()
+		p.mu.Unlock()
+	}
+	select {
+	case b.turn <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, ctx.Err()
+	}
+	p.mu.Lock()
+	wait := time.Until(b.lastEnd.Add(p.interval))
+	p.mu.Unlock()
+	if wait > 0 {
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
-		case <-ctx.Done():
-			// Give the slot back unless a later command booked after it,
-			// so calls cancelled while waiting do not push the BMC's pace
-			// ever further out.
-			p.mu.Lock()
-			if p.next[key].Equal(slot.Add(p.interval)) {
-				p.next[key] = slot
-			}
-			p.mu.Unlock()
-			return ctx.Err()
 		case <-t.C:
+		case <-ctx.Done():
+			// Nothing was sent: the last end stays as it was.
+			<-b.turn
+			leave()
+			return nil, ctx.Err()
 		}
 	}
-	return nil
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			// The end is recorded before the turn is given back, so the
+			// next command waits from it.
+			p.mu.Lock()
+			b.lastEnd = time.Now()
+			p.mu.Unlock()
+			<-b.turn
+			leave()
+		})
+	}, nil
+}
+
+// sweepLocked forgets BMCs nobody uses whose interval has passed, once
+// the map is large, so it stays small.
+func (p *Pacer) sweepLocked() {
+	if len(p.bmcs) <= 4096 {
+		return
+	}
+	for k, b := range p.bmcs {
+		if b.users == 0 && time.Since(b.lastEnd) >= p.interval {
+			delete(p.bmcs, k)
+		}
+	}
 }

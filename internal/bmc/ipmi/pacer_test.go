@@ -2,48 +2,111 @@ package ipmi
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 )
 
-func TestPacerSpacesCommandsPerBMC(t *testing.T) {
-	p := NewPacer(40 * time.Millisecond)
-	ctx := context.Background()
-	start := time.Now()
-	for i := 0; i < 3; i++ {
-		if err := p.Wait(ctx, "10.0.0.1:623"); err != nil {
-			t.Fatal(err)
+// command is one paced command as the BMC would see it.
+type command struct {
+	key        string
+	start, end time.Time
+}
+
+// TestPacerSpacesFromTheEndOfTheLastCommand: commands to one BMC never
+// overlap, and each starts at least the interval after the previous one
+// ended (Ironic's LAST_CMD_TIME is taken when ipmitool returns), however
+// long the previous one ran; BMCs on other ports or addresses keep their
+// own pace.
+func TestPacerSpacesFromTheEndOfTheLastCommand(t *testing.T) {
+	const interval = 200 * time.Millisecond
+	p := NewPacer(interval)
+	keys := []string{"10.0.0.1:623", "10.0.0.1:624", "10.0.0.2:623"}
+	var mu sync.Mutex
+	var log []command
+	var wg sync.WaitGroup
+	for _, key := range keys {
+		for i := 0; i < 3; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				release, err := p.Acquire(context.Background(), key)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				c := command{key: key, start: time.Now()}
+				time.Sleep(30 * time.Millisecond) // a slow command
+				c.end = time.Now()
+				release()
+				mu.Lock()
+				log = append(log, c)
+				mu.Unlock()
+			}()
 		}
 	}
-	// Three commands to one BMC need at least two intervals.
-	if d := time.Since(start); d < 80*time.Millisecond {
-		t.Fatalf("three commands to one BMC within %v", d)
+	wg.Wait()
+	byKey := map[string][]command{}
+	for _, c := range log {
+		byKey[c.key] = append(byKey[c.key], c)
 	}
-	// Another BMC has its own pace, and a cancelled wait gives up.
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	if err := p.Wait(cctx, "10.0.0.1:623"); err == nil {
-		t.Fatal("a cancelled wait did not fail")
+	firstStarts := map[string]time.Time{}
+	for key, cs := range byKey {
+		if len(cs) != 3 {
+			t.Fatalf("%s: %d commands", key, len(cs))
+		}
+		for i, a := range cs {
+			for j, b := range cs {
+				if i == j || b.start.Before(a.start) {
+					continue
+				}
+				if gap := b.start.Sub(a.end); gap < interval {
+					t.Errorf("%s: a command started %v after the previous one ended, want at least %v", key, gap, interval)
+				}
+			}
+			if f, ok := firstStarts[key]; !ok || a.start.Before(f) {
+				firstStarts[key] = a.start
+			}
+		}
 	}
-	// A command cancelled while it waits gives its slot back: the next one
-	// goes at the same time the cancelled one would have.
-	p2 := NewPacer(time.Hour)
-	if err := p2.Wait(ctx, "b"); err != nil {
+	// Each BMC's first command went at once, not after another BMC's.
+	var earliest, latest time.Time
+	for _, s := range firstStarts {
+		if earliest.IsZero() || s.Before(earliest) {
+			earliest = s
+		}
+		if s.After(latest) {
+			latest = s
+		}
+	}
+	if d := latest.Sub(earliest); d >= interval {
+		t.Errorf("the first commands to three BMCs started %v apart: they were paced together", d)
+	}
+}
+
+func TestPacerCancelledWaitSendsNothing(t *testing.T) {
+	p := NewPacer(time.Hour)
+	release, err := p.Acquire(context.Background(), "b")
+	if err != nil {
 		t.Fatal(err)
 	}
-	short, cancel2 := context.WithTimeout(ctx, 10*time.Millisecond)
-	defer cancel2()
-	if err := p2.Wait(short, "b"); err == nil {
+	release()
+	release() // twice is harmless
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := p.Acquire(ctx, "b"); err == nil {
 		t.Fatal("a wait of an hour did not end with its context")
 	}
-	p2.mu.Lock()
-	next := p2.next["b"]
-	p2.mu.Unlock()
-	if until := time.Until(next); until > time.Hour || until < 59*time.Minute {
-		t.Fatalf("next slot in %v, want the cancelled slot given back (about an hour away)", until)
+	p.mu.Lock()
+	b := p.bmcs["b"]
+	p.mu.Unlock()
+	if len(b.turn) != 0 || b.users != 0 {
+		t.Fatalf("a cancelled wait kept the turn (%d) or its place (%d)", len(b.turn), b.users)
 	}
 	var none *Pacer
-	if err := none.Wait(ctx, "x"); err != nil {
+	release, err = none.Acquire(context.Background(), "x")
+	if err != nil || none.Interval() != 0 {
 		t.Fatal(err)
 	}
+	release()
 }

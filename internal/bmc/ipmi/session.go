@@ -110,7 +110,7 @@ func openSession(ctx context.Context, host string, port int, user, password stri
 		release()
 		return nil, err
 	}
-	conn.WithUDPProxy(dialer{sock}).WithTimeout(opts.AttemptTimeout).WithRetry(opts.Retries)
+	conn.WithUDPProxy(dialer{sock}).WithTimeout(opts.spacedAttempt()).WithRetry(opts.Retries)
 	if suite >= 0 {
 		conn.WithCipherSuiteID(types.CipherSuiteID(suite))
 	} else {

@@ -50,6 +50,10 @@ type Options struct {
 	// TransitionDelay: a power change takes effect this long after the
 	// command is accepted, as real hardware does.
 	TransitionDelay time.Duration
+	// Addresses are the loopback addresses BMC i listens on, in turn
+	// (default 127.0.0.1 for all): BMCs that share an address on
+	// different ports, or each on its own.
+	Addresses []string
 }
 
 // Fleet is a set of running BMCs.
@@ -86,7 +90,11 @@ func Start(opts Options) (*Fleet, error) {
 	f := &Fleet{ctx: ctx, cancel: cancel, opts: opts}
 	for i := 0; i < opts.BMCs; i++ {
 		ch := &chassis{Chassis: &mock.Chassis{}, on: true, opts: opts, done: ctx.Done()}
-		b := &BMC{Host: "127.0.0.1", ch: ch, wire: &wire{}, index: i}
+		host := "127.0.0.1"
+		if len(opts.Addresses) > 0 {
+			host = opts.Addresses[i%len(opts.Addresses)]
+		}
+		b := &BMC{Host: host, ch: ch, wire: &wire{}, index: i}
 		if err := f.serve(b); err != nil {
 			f.Close()
 			return nil, err
@@ -99,7 +107,7 @@ func Start(opts Options) (*Fleet, error) {
 // serve starts b's server on b.Port (a free port when 0) with a fresh
 // session table, and the chassis b already has.
 func (f *Fleet) serve(b *BMC) error {
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: b.Port})
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(b.Host), Port: b.Port})
 	if err != nil {
 		return fmt.Errorf("bmc %d: listen: %w", b.index, err)
 	}
@@ -182,6 +190,14 @@ func (b *BMC) SetDuplicate(dup bool) { b.wire.dup.Store(dup) }
 // Received counts the datagrams that reached the BMC, answered or not.
 func (b *BMC) Received() int64 { return b.wire.received.Load() }
 
+// Traffic returns the datagrams the BMC received and sent so far, in
+// order (the first 10,000).
+func (b *BMC) Traffic() []Packet {
+	b.wire.mu.Lock()
+	defer b.wire.mu.Unlock()
+	return append([]Packet(nil), b.wire.traffic...)
+}
+
 // Sessions is the number of sessions the BMC holds open.
 func (b *BMC) Sessions() int {
 	b.mu.Lock()
@@ -197,6 +213,23 @@ type wire struct {
 	silent   atomic.Bool
 	dup      atomic.Bool
 	received atomic.Int64
+	traffic  []Packet // guarded by mu; the first maxTraffic packets
+}
+
+// Packet is one datagram on a BMC's wire.
+type Packet struct {
+	At time.Time
+	In bool // received from a client (otherwise sent to one)
+}
+
+const maxTraffic = 10000
+
+func (w *wire) record(in bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.traffic) < maxTraffic {
+		w.traffic = append(w.traffic, Packet{At: time.Now(), In: in})
+	}
 }
 
 func (w *wire) swap(c transport.PacketConn) {
@@ -217,6 +250,7 @@ func (w *wire) ReadFrom(buf []byte) (int, net.Addr, error) {
 		n, addr, err := c.ReadFrom(buf)
 		if err == nil {
 			w.received.Add(1)
+			w.record(true)
 			if w.silent.Load() {
 				continue
 			}
@@ -227,6 +261,7 @@ func (w *wire) ReadFrom(buf []byte) (int, net.Addr, error) {
 
 func (w *wire) WriteTo(data []byte, addr net.Addr) (int, error) {
 	c := w.current()
+	w.record(false)
 	if w.dup.Load() {
 		c.WriteTo(data, addr)
 	}

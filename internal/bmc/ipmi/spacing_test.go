@@ -1,0 +1,124 @@
+package ipmi
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
+)
+
+// bursts splits a BMC's traffic into commands: packets closer than gap
+// belong to one command (a session's set-up and its request, say).
+func bursts(traffic []ipmisim.Packet, gap time.Duration) [][]ipmisim.Packet {
+	var out [][]ipmisim.Packet
+	for i, p := range traffic {
+		if i == 0 || p.At.Sub(traffic[i-1].At) >= gap {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], p)
+	}
+	return out
+}
+
+// TestMinCommandIntervalPerBMC: with [ipmi] min_command_interval, each
+// BMC's next command arrives at least the interval after its previous
+// answer went out, whether the commands come from one node or from two
+// nodes on the same BMC; two BMCs sharing an address on different ports,
+// and BMCs on other addresses, are paced each on its own (the spacing key
+// is address and port).
+func TestMinCommandIntervalPerBMC(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	f := startFleet(t, ipmisim.Options{BMCs: 4, Addresses: []string{"127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.3"}})
+	pacer := NewPacer(interval)
+	sessions := NewSessions(0)
+	var clients []*Client
+	for i, b := range f.BMCs() {
+		n := 1
+		if i == 0 {
+			n = 2 // two nodes behind one BMC
+		}
+		for range n {
+			c := New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1},
+				Options{AttemptTimeout: time.Second, Retries: 1, Pacer: pacer, Sessions: sessions})
+			t.Cleanup(func() { c.Close() })
+			clients = append(clients, c)
+		}
+	}
+	if f.BMCs()[0].Host != f.BMCs()[1].Host || f.BMCs()[0].Port == f.BMCs()[1].Port || f.BMCs()[2].Host == f.BMCs()[3].Host {
+		t.Fatalf("fleet layout: %+v", f.BMCs())
+	}
+	ctx := testCtx(t, 30*time.Second)
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 3 {
+				if _, err := c.PowerState(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+			if err := c.SetPowerState(ctx, node.PowerOn, bmc.Policy{}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	var firsts []time.Time
+	for i, b := range f.BMCs() {
+		cmds := bursts(b.Traffic(), interval/3)
+		want := 4
+		if i == 0 {
+			want = 8
+		}
+		if len(cmds) != want {
+			t.Fatalf("BMC %d (%s:%d): %d commands, want %d", i, b.Host, b.Port, len(cmds), want)
+		}
+		for j := 1; j < len(cmds); j++ {
+			prev, next := cmds[j-1], cmds[j]
+			if gap := next[0].At.Sub(prev[len(prev)-1].At); gap < interval {
+				t.Errorf("BMC %d: command %d came %v after the previous answer, want at least %v", i, j, gap, interval)
+			}
+		}
+		firsts = append(firsts, cmds[0][0].At)
+	}
+	for i := 1; i < len(firsts); i++ {
+		if d := firsts[i].Sub(firsts[0]).Abs(); d >= interval {
+			t.Errorf("BMC %d's first command came %v after BMC 0's: paced together", i, d)
+		}
+	}
+}
+
+// TestRetransmissionsKeepTheInterval: go-ipmi's own retries wait at least
+// the interval for an answer before sending again (Ironic's ipmitool -N
+// min_command_interval), so a BMC that does not answer is not driven
+// faster than its pace.
+func TestRetransmissionsKeepTheInterval(t *testing.T) {
+	const interval = 300 * time.Millisecond
+	f := startFleet(t, ipmisim.Options{})
+	b := f.BMCs()[0]
+	c := New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1},
+		Options{AttemptTimeout: 50 * time.Millisecond, Retries: 2, Pacer: NewPacer(interval)})
+	t.Cleanup(func() { c.Close() })
+	b.SetSilent(true)
+	if _, err := c.PowerState(testCtx(t, 10*time.Second)); err == nil {
+		t.Fatal("a silent BMC answered")
+	}
+	var in []time.Time
+	for _, p := range b.Traffic() {
+		if p.In {
+			in = append(in, p.At)
+		}
+	}
+	if len(in) != 3 {
+		t.Fatalf("%d requests reached the silent BMC, want 3 (one and two retries)", len(in))
+	}
+	for i := 1; i < len(in); i++ {
+		if gap := in[i].Sub(in[i-1]); gap < interval {
+			t.Errorf("retransmission %d came %v after the previous request, want at least %v", i, gap, interval)
+		}
+	}
+}
