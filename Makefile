@@ -1,7 +1,7 @@
 # metalpower: build, test and benchmark. `make test` is what CI runs.
 SHELL := /bin/bash
 GO ?= go
-APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient docker-compose chromium
+APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
 .PHONY: all build run demo test deps vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean

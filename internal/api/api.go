@@ -103,6 +103,11 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("PUT /v1/nodes/{ident}/states/provision", s.setProvision)
 	mux.HandleFunc("PUT /v1/nodes/{ident}/maintenance", s.setMaintenance)
 	mux.HandleFunc("DELETE /v1/nodes/{ident}/maintenance", s.unsetMaintenance)
+	mux.HandleFunc("GET /v1/nodes/{ident}/traits", s.listTraits)
+	mux.HandleFunc("PUT /v1/nodes/{ident}/traits", s.setTraits)
+	mux.HandleFunc("DELETE /v1/nodes/{ident}/traits", s.clearTraits)
+	mux.HandleFunc("PUT /v1/nodes/{ident}/traits/{trait}", s.addTrait)
+	mux.HandleFunc("DELETE /v1/nodes/{ident}/traits/{trait}", s.removeTrait)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "The resource could not be found: metalpower serves the power-related subset of Ironic's API.")
 	})

@@ -253,15 +253,16 @@ func TestBaremetalCLIPowerActions(t *testing.T) {
 	steps := []struct {
 		args      []string
 		wantPower string
-		wantReset string // the Redfish reset it sends
+		wantReset []string // the Redfish resets it sends
 		wantTag   string // the power-update event Nova gets
 	}{
-		{[]string{"node", "power", "off", "cli-1"}, node.PowerOff, "ForceOff", "POWER_OFF"},
-		{[]string{"node", "power", "on", "cli-1", "--power-timeout", "30"}, node.PowerOn, "On", "POWER_ON"},
-		{[]string{"node", "reboot", "cli-1"}, node.PowerOn, "ForceRestart", "POWER_ON"},
-		{[]string{"node", "reboot", "--soft", "cli-1"}, node.PowerOn, "GracefulRestart", "POWER_ON"},
-		{[]string{"node", "power", "off", "--soft", "cli-1"}, node.PowerOff, "GracefulShutdown", "POWER_OFF"},
-		{[]string{"node", "power", "on", n.UUID}, node.PowerOn, "On", "POWER_ON"},
+		{[]string{"node", "power", "off", "cli-1"}, node.PowerOff, []string{"ForceOff"}, "POWER_OFF"},
+		{[]string{"node", "power", "on", "cli-1", "--power-timeout", "30"}, node.PowerOn, []string{"On"}, "POWER_ON"},
+		// Ironic's redfish reboot: ForceOff, wait until off, On.
+		{[]string{"node", "reboot", "cli-1"}, node.PowerOn, []string{"ForceOff", "On"}, "POWER_ON"},
+		{[]string{"node", "reboot", "--soft", "cli-1"}, node.PowerOn, []string{"GracefulRestart"}, "POWER_ON"},
+		{[]string{"node", "power", "off", "--soft", "cli-1"}, node.PowerOff, []string{"GracefulShutdown"}, "POWER_OFF"},
+		{[]string{"node", "power", "on", n.UUID}, node.PowerOn, []string{"On"}, "POWER_ON"},
 	}
 	var wantResets, wantTags []string
 	for _, step := range steps {
@@ -277,7 +278,7 @@ func TestBaremetalCLIPowerActions(t *testing.T) {
 		if got := s.Redfish.PowerState("1"); got != wantHW {
 			t.Errorf("after %v: hardware %s, want %s", step.args, got, wantHW)
 		}
-		wantResets = append(wantResets, step.wantReset)
+		wantResets = append(wantResets, step.wantReset...)
 		wantTags = append(wantTags, step.wantTag)
 		// The event follows the change's end.
 		itest.WaitFor(t, 30*time.Second, "the power-update event", func() bool { return len(s.NovaTags(instance)) == len(wantTags) })

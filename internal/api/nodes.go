@@ -27,16 +27,16 @@ var nodeFields = []struct {
 	{"target_power_state", 1, false}, {"maintenance_reason", 1, false}, {"fault", 42, false},
 	{"last_error", 1, false}, {"extra", 1, false}, {"disable_power_off", 95, false},
 	{"created_at", 1, false}, {"updated_at", 1, false}, {"power_sync_failures", 1, false},
+	// Stored for Nova's ironic driver, which reads them.
+	{"properties", 1, false}, {"resource_class", 21, false}, {"traits", 37, false},
 	// Ironic fields metalpower does not manage, shown empty so clients
-	// that ask for them (Nova's ironic driver) get an answer.
-	{"target_provision_state", 1, false}, {"properties", 1, false}, {"console_enabled", 1, false},
-	{"resource_class", 21, false}, {"traits", 37, false}, {"conductor_group", 46, false},
+	// that ask for them get an answer.
+	{"target_provision_state", 1, false}, {"console_enabled", 1, false}, {"conductor_group", 46, false},
 }
 
 // staticFields are the values of the fields metalpower does not manage.
 var staticFields = map[string]any{
-	"target_provision_state": nil, "properties": map[string]any{}, "console_enabled": false,
-	"resource_class": nil, "traits": []any{}, "conductor_group": "",
+	"target_provision_state": nil, "console_enabled": false, "conductor_group": "",
 }
 
 func fieldAvailable(name string, v Version) bool {
@@ -251,7 +251,7 @@ func (s *Server) filters(w http.ResponseWriter, q url.Values, f *store.Filter) b
 		}
 		f.InstanceUUID = strings.ToLower(i)
 	}
-	f.Driver, f.Fault = q.Get("driver"), q.Get("fault")
+	f.Driver, f.Fault, f.ResourceClass = q.Get("driver"), q.Get("fault"), q.Get("resource_class")
 	return true
 }
 
@@ -264,6 +264,9 @@ type createRequest struct {
 	InstanceUUID    *string         `json:"instance_uuid"`
 	Extra           map[string]any  `json:"extra"`
 	DisablePowerOff bool            `json:"disable_power_off"`
+	ResourceClass   *string         `json:"resource_class"`
+	Properties      map[string]any  `json:"properties"`
+	Traits          []string        `json:"traits"`
 }
 
 func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
@@ -280,12 +283,21 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "Mandatory field missing: driver")
 		return
 	}
+	if req.ResourceClass != nil && !v.AtLeast(21) {
+		writeError(w, http.StatusNotAcceptable, "The resource_class field needs API version 1.21 or later.")
+		return
+	}
+	if req.Traits != nil {
+		writeError(w, http.StatusBadRequest, "Cannot specify node traits on node creation. Traits must be set via the node traits API.")
+		return
+	}
 	n := node.New(strings.ToLower(req.UUID), deref(req.Name), req.Driver, req.DriverInfo)
 	if req.UUID != "" && !node.ValidUUID(strings.ToLower(req.UUID)) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("Expected a UUID but received %s.", req.UUID))
 		return
 	}
 	n.InstanceUUID, n.Extra, n.DisablePowerOff = strings.ToLower(deref(req.InstanceUUID)), req.Extra, req.DisablePowerOff
+	n.ResourceClass, n.Properties = deref(req.ResourceClass), req.Properties
 	if n.DriverInfo == nil {
 		n.DriverInfo = node.DriverInfo{}
 	}

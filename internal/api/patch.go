@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"strings"
 
@@ -87,8 +86,8 @@ func applyOp(n *node.Node, op patchOp, v Version) error {
 	}
 	remove := op.Op == "remove"
 	switch {
-	case (field == "driver_info" || field == "extra") && len(parts) == 2:
-		return patchMapKey(n, field, parts[1], op, remove)
+	case mapField(n, field) != nil && len(parts) > 1:
+		return patchMapPath(n, field, parts[1:], op, remove)
 	case len(parts) > 1:
 		return badPatch("Invalid patch path %q.", op.Path)
 	}
@@ -116,10 +115,21 @@ func applyOp(n *node.Node, op patchOp, v Version) error {
 			return badPatch("The disable_power_off field needs API version 1.95 or later.")
 		}
 		return setBool(&n.DisablePowerOff, op, remove)
-	case "driver_info":
-		return setMap((*map[string]any)(&n.DriverInfo), op, remove)
-	case "extra":
-		return setMap(&n.Extra, op, remove)
+	case "resource_class":
+		if !v.AtLeast(21) {
+			return badPatch("The resource_class field needs API version 1.21 or later.")
+		}
+		if err := setString(&n.ResourceClass, op, remove); err != nil {
+			return err
+		}
+		if err := node.ValidResourceClass(n.ResourceClass); err != nil {
+			return badPatch("Invalid value for resource_class: %s.", err)
+		}
+		return nil
+	case "traits":
+		return badPatch("Cannot update node traits via node patch. Node traits should be updated via the node traits API.")
+	case "driver_info", "extra", "properties":
+		return setMap(mapField(n, field), op, remove)
 	}
 	return badPatch("Couldn't apply patch '%s': the field '%s' does not exist or can not be updated.", op.Path, field)
 }
@@ -161,37 +171,71 @@ func setMap(dst *map[string]any, op patchOp, remove bool) error {
 	return nil
 }
 
-// patchMapKey changes one key of driver_info or extra. A masked password
-// sent back as "******" (a client echoing what it read) is ignored, so the
-// real one is never overwritten by the mask.
-func patchMapKey(n *node.Node, field, key string, op patchOp, remove bool) error {
-	m := map[string]any(n.DriverInfo)
-	if field == "extra" {
-		m = n.Extra
+// mapField is the object field a patch path starts with, or nil.
+func mapField(n *node.Node, field string) *map[string]any {
+	switch field {
+	case "driver_info":
+		return (*map[string]any)(&n.DriverInfo)
+	case "extra":
+		return &n.Extra
+	case "properties":
+		return &n.Properties
 	}
-	m = maps.Clone(m)
-	if m == nil {
-		m = map[string]any{}
+	return nil
+}
+
+// patchMapPath changes one key of driver_info, extra or properties, at
+// any depth (/properties/capabilities/boot_mode), as Ironic's JSON patch.
+// A masked password sent back as "******" (a client echoing what it read)
+// is ignored, so the real one is never overwritten by the mask.
+func patchMapPath(n *node.Node, field string, path []string, op patchOp, remove bool) error {
+	dst := mapField(n, field)
+	root, err := deepCopy(*dst)
+	if err != nil {
+		return err
 	}
+	parent := root
+	for _, k := range path[:len(path)-1] {
+		child, ok := parent[unescapePointer(k)].(map[string]any)
+		if !ok {
+			return badPatch("Couldn't apply patch '%s': the path does not exist.", op.Path)
+		}
+		parent = child
+	}
+	key := unescapePointer(path[len(path)-1])
 	if remove {
-		if _, ok := m[key]; !ok {
+		if _, ok := parent[key]; !ok {
 			return badPatch("Couldn't apply patch '%s': the key does not exist.", op.Path)
 		}
-		delete(m, key)
+		delete(parent, key)
 	} else {
 		var val any
 		if err := json.Unmarshal(op.Value, &val); err != nil {
 			return badPatch("Invalid value for %s.", op.Path)
 		}
-		if field == "driver_info" && node.IsSecretKey(key) && val == node.Masked {
+		if field == "driver_info" && len(path) == 1 && node.IsSecretKey(key) && val == node.Masked {
 			return nil
 		}
-		m[key] = val
+		parent[key] = val
 	}
-	if field == "extra" {
-		n.Extra = m
-	} else {
-		n.DriverInfo = m
-	}
+	*dst = root
 	return nil
+}
+
+// deepCopy copies a JSON object, nested objects included.
+func deepCopy(m map[string]any) (map[string]any, error) {
+	out := map[string]any{}
+	if m == nil {
+		return out, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return out, json.Unmarshal(b, &out)
+}
+
+// unescapePointer decodes a JSON pointer segment (RFC 6901).
+func unescapePointer(s string) string {
+	return strings.NewReplacer("~1", "/", "~0", "~").Replace(s)
 }

@@ -95,9 +95,6 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusAccepted)
 }
 
-// provisionActions are the provision verbs served.
-var provisionActions = []string{"manage", "provide", "adopt"}
-
 func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) {
 	n, ok := s.lookup(w, r)
 	if !ok {
@@ -109,19 +106,11 @@ func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) {
 	if !decodeBody(w, r, &req) {
 		return
 	}
-	if !slices.Contains(provisionActions, req.Target) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" is not supported by metalpower; supported: %v.", req.Target, provisionActions))
+	if !slices.Contains(node.ProvisionActions, req.Target) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" is not supported by metalpower; supported: %v.", req.Target, node.ProvisionActions))
 		return
 	}
-	var err error
-	switch req.Target {
-	case "manage":
-		_, err = control.Manage(r.Context(), s.Store, s.BMCs, n.UUID)
-	case "provide":
-		_, err = control.Provide(r.Context(), s.Store, n.UUID)
-	case "adopt":
-		_, err = control.Adopt(r.Context(), s.Store, s.BMCs, n.UUID)
-	}
+	_, err := control.Provision(r.Context(), s.Store, s.BMCs, n.UUID, req.Target)
 	switch {
 	case errors.Is(err, node.ErrInvalidState):
 		writeError(w, http.StatusBadRequest, err.Error())

@@ -29,25 +29,25 @@ func UnsetMaintenance(ctx context.Context, s store.Store, ident string) (*node.N
 // state through the BMC (bad credentials or an unreachable BMC leave it in
 // enroll with last_error), from available, clean or inspect failed at once.
 func Manage(ctx context.Context, s store.Store, bmcs activities.BMCs, ident string) (*node.Node, error) {
-	return provision(ctx, s, bmcs, ident, node.ActionManage)
+	return Provision(ctx, s, bmcs, ident, node.ActionManage)
 }
 
 // Provide moves a manageable node to available (metalpower does no
 // cleaning: that is Ironic's job).
 func Provide(ctx context.Context, s store.Store, ident string) (*node.Node, error) {
-	return provision(ctx, s, nil, ident, node.ActionProvide)
+	return Provision(ctx, s, nil, ident, node.ActionProvide)
 }
 
 // Adopt takes a manageable node already running a workload straight to
 // active after reading its power state; a failed read puts it in adopt
 // failed with last_error.
 func Adopt(ctx context.Context, s store.Store, bmcs activities.BMCs, ident string) (*node.Node, error) {
-	return provision(ctx, s, bmcs, ident, node.ActionAdopt)
+	return Provision(ctx, s, bmcs, ident, node.ActionAdopt)
 }
 
-// provision applies node.Plan's move; the BMC is read outside the
-// store's transaction and the move checked again inside it.
-func provision(ctx context.Context, s store.Store, bmcs activities.BMCs, ident, action string) (*node.Node, error) {
+// Provision applies node.Plan's move for action; the BMC is read outside
+// the store's transaction and the move checked again inside it.
+func Provision(ctx context.Context, s store.Store, bmcs activities.BMCs, ident, action string) (*node.Node, error) {
 	n, err := s.Get(ctx, ident)
 	if err != nil {
 		return nil, err

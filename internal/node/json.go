@@ -21,6 +21,9 @@ type view struct {
 	InstanceUUID      *string        `json:"instance_uuid"`
 	DisablePowerOff   bool           `json:"disable_power_off"`
 	Extra             map[string]any `json:"extra"`
+	ResourceClass     *string        `json:"resource_class"`
+	Properties        map[string]any `json:"properties"`
+	Traits            []string       `json:"traits"`
 	SyncFailures      int            `json:"power_sync_failures"`
 	CreatedAt         string         `json:"created_at"`
 	UpdatedAt         *string        `json:"updated_at"`
@@ -38,7 +41,14 @@ func (n *Node) MarshalJSON() ([]byte, error) {
 		PowerState: ptr(n.PowerState), TargetPowerState: ptr(n.TargetPowerState), ProvisionState: n.ProvisionState,
 		Maintenance: n.Maintenance, MaintenanceReason: ptr(n.MaintenanceReason), Fault: ptr(n.Fault),
 		LastError: ptr(n.LastError), InstanceUUID: ptr(n.InstanceUUID), DisablePowerOff: n.DisablePowerOff,
-		Extra: n.Extra, SyncFailures: n.SyncFailures, CreatedAt: n.CreatedAt.UTC().Format(TimeFormat),
+		Extra: n.Extra, ResourceClass: ptr(n.ResourceClass), Properties: n.Properties, Traits: n.Traits,
+		SyncFailures: n.SyncFailures, CreatedAt: n.CreatedAt.UTC().Format(TimeFormat),
+	}
+	if v.Properties == nil {
+		v.Properties = map[string]any{}
+	}
+	if v.Traits == nil {
+		v.Traits = []string{}
 	}
 	if v.DriverInfo == nil {
 		v.DriverInfo = DriverInfo{}

@@ -14,6 +14,9 @@ const (
 	ActionAdopt   = "adopt"
 )
 
+// ProvisionActions are the provision actions metalpower serves.
+var ProvisionActions = []string{ActionManage, ActionProvide, ActionAdopt}
+
 // ErrInvalidState: the node's provision state does not allow the action.
 var ErrInvalidState = errors.New("invalid provision state")
 

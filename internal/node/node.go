@@ -116,6 +116,11 @@ type Node struct {
 	InstanceUUID      string
 	DisablePowerOff   bool
 	Extra             map[string]any
+	// ResourceClass, Properties and Traits are what Nova's ironic driver
+	// reads for its resource tracker; metalpower only stores them.
+	ResourceClass string
+	Properties    map[string]any
+	Traits        []string
 	// SyncFailures counts consecutive failed power syncs. Ironic keeps this
 	// in conductor memory; we keep it with the node so restarts do not reset
 	// the road to maintenance.
@@ -142,6 +147,8 @@ func (n *Node) Clone() *Node {
 	c := *n
 	c.DriverInfo = n.DriverInfo.clone()
 	c.Extra = maps.Clone(n.Extra)
+	c.Properties = maps.Clone(n.Properties)
+	c.Traits = slices.Clone(n.Traits)
 	return &c
 }
 

@@ -20,6 +20,8 @@ var (
 	ErrMalformedDriverInfo   = errors.New("malformed driver_info")
 	ErrInvalidPowerState     = errors.New("invalid power state")
 	ErrInvalidProvisionState = errors.New("invalid provision state")
+	ErrInvalidResourceClass  = errors.New("invalid resource_class")
+	ErrInvalidTrait          = errors.New("invalid trait")
 )
 
 // ValidationError names the field at fault and why.
@@ -90,6 +92,43 @@ func (n *Node) Validate() error {
 	}
 	if !slices.Contains(ProvisionStates, n.ProvisionState) {
 		return invalid("provision_state", ErrInvalidProvisionState, "%q is not a provision state", n.ProvisionState)
+	}
+	if err := ValidResourceClass(n.ResourceClass); err != nil {
+		return err
+	}
+	return ValidTraits(n.Traits)
+}
+
+// MaxResourceClassLength is Ironic's limit on resource_class.
+const MaxResourceClassLength = 80
+
+// ValidResourceClass checks resource_class as Ironic's API does: a string
+// of at most 80 characters ("" is null).
+func ValidResourceClass(rc string) error {
+	if len(rc) > MaxResourceClassLength {
+		return invalid("resource_class", ErrInvalidResourceClass, "is longer than %d characters", MaxResourceClassLength)
+	}
+	return nil
+}
+
+// MaxTraits is Ironic's limit on a node's traits.
+const MaxTraits = 50
+
+// traitRE is a trait's shape: os_traits' standard names (HW_CPU_X86_AVX2,
+// ...) and custom ones (CUSTOM_ and A-Z, 0-9, _), at most 255 characters.
+// metalpower does not carry os_traits' list, so any standard-shaped name
+// is accepted.
+var traitRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,254}$`)
+
+// ValidTraits checks a node's traits as Ironic's API does.
+func ValidTraits(traits []string) error {
+	if len(traits) > MaxTraits {
+		return invalid("traits", ErrInvalidTrait, "could not be set: a node can have at most %d traits", MaxTraits)
+	}
+	for _, t := range traits {
+		if !traitRE.MatchString(t) {
+			return invalid("traits", ErrInvalidTrait, "%q: a valid trait must be no longer than 255 characters. Standard traits are defined in the os_traits library. A custom trait must start with the prefix CUSTOM_ and use the following characters: A-Z, 0-9 and _", t)
+		}
 	}
 	return nil
 }

@@ -117,6 +117,8 @@ func TestCreateAndGetRoundTripEveryField(t *testing.T) {
 		n.ProvisionState, n.Maintenance, n.MaintenanceReason = node.Active, true, "fan"
 		n.Fault, n.LastError, n.InstanceUUID = node.FaultPowerFailure, "boom", uuid.NewString()
 		n.DisablePowerOff, n.Extra, n.SyncFailures = true, map[string]any{"rack": "r1", "u": 7.0}, 2
+		n.ResourceClass, n.Traits = "baremetal.gold", []string{"CUSTOM_GPU", "HW_CPU_X86_AVX2"}
+		n.Properties = map[string]any{"cpu_arch": "x86_64", "cpus": 64.0, "capabilities": "boot_mode:uefi"}
 		mustCreate(t, s, n)
 		if n.Version != 1 || n.CreatedAt.IsZero() {
 			t.Fatalf("Create did not set version and timestamps: %+v", n)
@@ -126,10 +128,11 @@ func TestCreateAndGetRoundTripEveryField(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Get(%s): %v", ident, err)
 			}
-			if fmt.Sprint(got.DriverInfo) != fmt.Sprint(n.DriverInfo) || fmt.Sprint(got.Extra) != fmt.Sprint(n.Extra) {
-				t.Fatalf("maps differ: got %v %v", got.DriverInfo, got.Extra)
+			if fmt.Sprint(got.DriverInfo) != fmt.Sprint(n.DriverInfo) || fmt.Sprint(got.Extra) != fmt.Sprint(n.Extra) ||
+				fmt.Sprint(got.Properties) != fmt.Sprint(n.Properties) {
+				t.Fatalf("maps differ: got %v %v %v", got.DriverInfo, got.Extra, got.Properties)
 			}
-			got.DriverInfo, got.Extra = n.DriverInfo, n.Extra
+			got.DriverInfo, got.Extra, got.Properties = n.DriverInfo, n.Extra, n.Properties
 			if !got.CreatedAt.Equal(n.CreatedAt.Truncate(time.Microsecond)) && !got.CreatedAt.Equal(n.CreatedAt) {
 				t.Fatalf("created_at = %v, want %v", got.CreatedAt, n.CreatedAt)
 			}
@@ -148,7 +151,8 @@ func TestNullableFieldsStayNull(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Name != "" || got.PowerState != "" || got.InstanceUUID != "" || got.ProvisionState != node.Enroll {
+		if got.Name != "" || got.PowerState != "" || got.InstanceUUID != "" || got.ProvisionState != node.Enroll ||
+			got.ResourceClass != "" || len(got.Properties) != 0 || len(got.Traits) != 0 {
 			t.Fatalf("got %+v", got)
 		}
 		// Two nodes without a name or instance must not collide on UNIQUE.

@@ -28,8 +28,10 @@ func fleet(t *testing.T, s Store) map[string]*node.Node {
 		return mustCreate(t, s, n)
 	}
 	return map[string]*node.Node{
-		"plain":     mk("plain", node.DriverIPMI, node.Available, nil),
-		"active":    mk("active", node.DriverRedfish, node.Active, func(n *node.Node) { n.InstanceUUID = uuid.NewString() }),
+		"plain": mk("plain", node.DriverIPMI, node.Available, nil),
+		"active": mk("active", node.DriverRedfish, node.Active, func(n *node.Node) {
+			n.InstanceUUID, n.ResourceClass = uuid.NewString(), "baremetal.gold"
+		}),
 		"maint":     mk("maint", node.DriverIPMI, node.Manageable, func(n *node.Node) { n.Maintenance = true; n.MaintenanceReason = "admin" }),
 		"powerfail": mk("powerfail", node.DriverRedfish, node.Active, func(n *node.Node) { n.Maintenance, n.Fault = true, node.FaultPowerFailure }),
 		"busy":      mk("busy", node.DriverIPMI, node.Active, func(n *node.Node) { n.TargetPowerState = node.PowerOff }),
@@ -71,6 +73,8 @@ func TestListFilters(t *testing.T) {
 			{"associated", Filter{Associated: Bool(true)}, []string{"active"}},
 			{"unassociated redfish", Filter{Associated: Bool(false), Driver: node.DriverRedfish}, []string{"enroll", "powerfail"}},
 			{"instance uuid", Filter{InstanceUUID: active}, []string{"active"}},
+			{"resource class", Filter{ResourceClass: "baremetal.gold"}, []string{"active"}},
+			{"unknown resource class", Filter{ResourceClass: "baremetal.none"}, nil},
 			{"sync eligible", Filter{
 				Maintenance: Bool(false), TargetPowerStateSet: Bool(false), ExcludeProvisionStates: node.SyncExcludedStates,
 			}, []string{"active", "plain"}},

@@ -31,7 +31,7 @@ type sqlStore struct {
 
 const columns = `id, uuid, name, driver, driver_info, power_state, target_power_state,
 	provision_state, maintenance, maintenance_reason, fault, last_error, instance_uuid,
-	disable_power_off, extra, sync_failures, version, created_at, updated_at`
+	disable_power_off, extra, resource_class, properties, traits, sync_failures, version, created_at, updated_at`
 
 // insertColumns is columns without the generated id.
 var insertColumns = strings.TrimPrefix(columns, "id, ")
@@ -42,17 +42,18 @@ func (s *sqlStore) Create(ctx context.Context, n *node.Node) error {
 	if err := n.Validate(); err != nil {
 		return err
 	}
-	info, extra, err := encodeMaps(n)
+	enc, err := encodeJSON(n)
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
 	err = s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO nodes (`+insertColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
 		RETURNING id`),
-		n.UUID, nullString(n.Name), n.Driver, info, nullString(n.PowerState), nullString(n.TargetPowerState),
+		n.UUID, nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
 		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
-		nullString(n.InstanceUUID), n.DisablePowerOff, extra, n.SyncFailures, now, now).Scan(&n.ID)
+		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
+		n.SyncFailures, now, now).Scan(&n.ID)
 	if err != nil {
 		return s.classify("create node", err)
 	}
@@ -80,19 +81,21 @@ func (s *sqlStore) Update(ctx context.Context, n *node.Node) error {
 	if err := n.Validate(); err != nil {
 		return err
 	}
-	info, extra, err := encodeMaps(n)
+	enc, err := encodeJSON(n)
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
 	res, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE nodes SET name = ?, driver = ?, driver_info = ?,
 		power_state = ?, target_power_state = ?, provision_state = ?, maintenance = ?, maintenance_reason = ?,
-		fault = ?, last_error = ?, instance_uuid = ?, disable_power_off = ?, extra = ?, sync_failures = ?,
+		fault = ?, last_error = ?, instance_uuid = ?, disable_power_off = ?, extra = ?,
+		resource_class = ?, properties = ?, traits = ?, sync_failures = ?,
 		version = version + 1, updated_at = ?
 		WHERE uuid = ? AND version = ?`),
-		nullString(n.Name), n.Driver, info, nullString(n.PowerState), nullString(n.TargetPowerState),
+		nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
 		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
-		nullString(n.InstanceUUID), n.DisablePowerOff, extra, n.SyncFailures, now, n.UUID, n.Version)
+		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
+		n.SyncFailures, now, n.UUID, n.Version)
 	if err != nil {
 		return s.classify("update node "+n.UUID, err)
 	}
@@ -204,6 +207,9 @@ func filterSQL(f Filter) (where []string, args []any) {
 	if f.Associated != nil {
 		where = append(where, map[bool]string{true: `instance_uuid IS NOT NULL`, false: `instance_uuid IS NULL`}[*f.Associated])
 	}
+	if f.ResourceClass != "" {
+		where, args = append(where, `resource_class = ?`), append(args, f.ResourceClass)
+	}
 	if f.InstanceUUID != "" {
 		where, args = append(where, `instance_uuid = ?`), append(args, f.InstanceUUID)
 	}
@@ -305,35 +311,60 @@ func scanNode(r scanner) (*node.Node, error) {
 	var (
 		n                                               node.Node
 		name, ps, tps, reason, fault, lastErr, instance sql.NullString
-		info, extra                                     []byte
+		resourceClass                                   sql.NullString
+		info, extra, props, traits                      []byte
 	)
 	err := r.Scan(&n.ID, &n.UUID, &name, &n.Driver, &info, &ps, &tps, &n.ProvisionState, &n.Maintenance, &reason,
-		&fault, &lastErr, &instance, &n.DisablePowerOff, &extra, &n.SyncFailures, &n.Version, &n.CreatedAt, &n.UpdatedAt)
+		&fault, &lastErr, &instance, &n.DisablePowerOff, &extra, &resourceClass, &props, &traits,
+		&n.SyncFailures, &n.Version, &n.CreatedAt, &n.UpdatedAt)
 	if err != nil {
 		return nil, err
 	}
 	n.Name, n.PowerState, n.TargetPowerState = name.String, ps.String, tps.String
 	n.MaintenanceReason, n.Fault, n.LastError, n.InstanceUUID = reason.String, fault.String, lastErr.String, instance.String
+	n.ResourceClass = resourceClass.String
 	n.CreatedAt, n.UpdatedAt = n.CreatedAt.UTC(), n.UpdatedAt.UTC()
-	if err := json.Unmarshal(info, &n.DriverInfo); err != nil {
-		return nil, fmt.Errorf("node %s: driver_info: %w", n.UUID, err)
-	}
-	if err := json.Unmarshal(extra, &n.Extra); err != nil {
-		return nil, fmt.Errorf("node %s: extra: %w", n.UUID, err)
+	for _, f := range []struct {
+		name string
+		raw  []byte
+		into any
+	}{{"driver_info", info, &n.DriverInfo}, {"extra", extra, &n.Extra}, {"properties", props, &n.Properties}, {"traits", traits, &n.Traits}} {
+		if err := json.Unmarshal(f.raw, f.into); err != nil {
+			return nil, fmt.Errorf("node %s: %s: %w", n.UUID, f.name, err)
+		}
 	}
 	return &n, nil
 }
 
-func encodeMaps(n *node.Node) (info, extra string, err error) {
+// encoded are a node's JSON columns.
+type encoded struct{ info, extra, properties, traits string }
+
+func encodeJSON(n *node.Node) (encoded, error) {
+	var e encoded
 	b, err := json.Marshal(orEmpty(n.DriverInfo))
 	if err != nil {
-		return "", "", &node.ValidationError{Field: "driver_info", Err: node.ErrMalformedDriverInfo, Detail: "is not JSON-encodable"}
+		return e, &node.ValidationError{Field: "driver_info", Err: node.ErrMalformedDriverInfo, Detail: "is not JSON-encodable"}
 	}
-	e, err := json.Marshal(orEmpty(n.Extra))
-	if err != nil {
-		return "", "", fmt.Errorf("extra is not JSON-encodable: %w", err)
+	e.info = string(b)
+	for _, f := range []struct {
+		name string
+		v    any
+		into *string
+	}{{"extra", orEmpty(n.Extra), &e.extra}, {"properties", orEmpty(n.Properties), &e.properties}, {"traits", orNone(n.Traits), &e.traits}} {
+		b, err := json.Marshal(f.v)
+		if err != nil {
+			return e, fmt.Errorf("%s is not JSON-encodable: %w", f.name, err)
+		}
+		*f.into = string(b)
 	}
-	return string(b), string(e), nil
+	return e, nil
+}
+
+func orNone(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 func orEmpty[M ~map[string]any](m M) M {

@@ -90,8 +90,9 @@ type Filter struct {
 	// power change in progress.
 	TargetPowerStateSet *bool
 	// Associated keeps nodes with (true) or without (false) an instance.
-	Associated   *bool
-	InstanceUUID string
+	Associated    *bool
+	InstanceUUID  string
+	ResourceClass string
 	// UpdatedBefore keeps nodes not written since this time: a sync pass
 	// pages by failure count, and this keeps a node it already wrote from
 	// coming round again.
