@@ -600,3 +600,27 @@ func TestWorkerCreatesMissingSearchAttributes(t *testing.T) {
 		t.Fatalf("search attribute %s was not created", name)
 	}
 }
+
+// TestSoftActionsWaitSoftPowerOffTimeout: a soft power off or soft reboot
+// requested without a timeout waits [conductor] soft_power_off_timeout,
+// other actions power_state_change_timeout, as Ironic's
+// change_node_power_state (read back from each change's history).
+func TestSoftActionsWaitSoftPowerOffTimeout(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{Configure: func(c *config.Config) {
+		c.Conductor.SoftPowerOffTimeout, c.Conductor.PowerStateChangeTimeout = 77, 45
+	}})
+	n := s.AddRedfishNode(t, "soft-timeouts", "1", "")
+	for _, tt := range []struct {
+		target  string
+		timeout int
+	}{{node.SoftPowerOff, 77}, {node.PowerOn, 45}, {node.SoftReboot, 77}, {node.Reboot, 45}, {node.PowerOff, 45}} {
+		if _, err := s.Change(t, n.Name, tt.target, 0); err != nil {
+			t.Fatalf("%s: %v", tt.target, err)
+		}
+		h := history(t, s, nodelock.ID(n.UUID))
+		if want := fmt.Sprintf(`\"timeout\":%d,`, tt.timeout); !strings.Contains(h, want) {
+			t.Fatalf("%s: the plan in the history has no %s:\n%s", tt.target, want, h)
+		}
+	}
+}
