@@ -325,6 +325,15 @@ func TestBaremetalCLIMaintenanceAndSet(t *testing.T) {
 			map[string]any{"instance_uuid": instance}},
 		{[]string{"node", "set", "cli-1", "--name", "cli-1b"},
 			map[string]any{"name": "cli-1b"}},
+		// What Nova's resource tracker reads.
+		{[]string{"node", "set", "cli-1b", "--resource-class", "baremetal.gold", "--property", "cpu_arch=x86_64", "--property", "memory_mb=65536"},
+			map[string]any{"resource_class": "baremetal.gold", "properties": map[string]any{"cpu_arch": "x86_64", "memory_mb": 65536}}},
+		{[]string{"node", "unset", "cli-1b", "--property", "memory_mb"},
+			map[string]any{"properties": map[string]any{"cpu_arch": "x86_64"}}},
+		{[]string{"node", "add", "trait", "cli-1b", "CUSTOM_GPU", "HW_CPU_X86_AVX2"},
+			map[string]any{"traits": []any{"CUSTOM_GPU", "HW_CPU_X86_AVX2"}}},
+		{[]string{"node", "remove", "trait", "cli-1b", "CUSTOM_GPU"},
+			map[string]any{"traits": []any{"HW_CPU_X86_AVX2"}}},
 	}
 	for _, step := range steps {
 		cli.ok(step.args...)
