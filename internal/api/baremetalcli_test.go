@@ -254,7 +254,7 @@ func TestBaremetalCLIPowerActions(t *testing.T) {
 		args      []string
 		wantPower string
 		wantReset []string // the Redfish resets it sends
-		wantTag   string // the power-update event Nova gets
+		wantTag   string   // the power-update event Nova gets
 	}{
 		{[]string{"node", "power", "off", "cli-1"}, node.PowerOff, []string{"ForceOff"}, "POWER_OFF"},
 		{[]string{"node", "power", "on", "cli-1", "--power-timeout", "30"}, node.PowerOn, []string{"On"}, "POWER_ON"},
