@@ -11,6 +11,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed/poll"
 	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
 )
 
@@ -28,9 +29,14 @@ func requireTool(t *testing.T, name string) string {
 }
 
 type ipmiSim struct {
-	host string
-	port int
+	host  string
+	port  int
+	fleet *openipmi.Fleet
+	bmc   openipmi.BMC
 }
+
+// powerOn reads the BMC's power state file.
+func (s *ipmiSim) powerOn() (bool, error) { return s.fleet.PowerOn(s.bmc) }
 
 // startIPMISim runs one ipmi_sim BMC with the test bed's configuration,
 // powered on.
@@ -43,7 +49,7 @@ func startIPMISim(t *testing.T) *ipmiSim {
 	}
 	t.Cleanup(f.Close)
 	b := f.BMCs()[0]
-	return &ipmiSim{host: b.Host, port: b.Port}
+	return &ipmiSim{host: b.Host, port: b.Port, fleet: f, bmc: b}
 }
 
 // ipmitool runs ipmitool against the simulator with cipher suite 3
@@ -151,19 +157,12 @@ func TestIPMISimRejectsWrongPasswordAsAuthError(t *testing.T) {
 // disable_power_off reboots by "power reset"; its power state file, read
 // every millisecond, never says off, and ipmitool agrees it is on.
 func TestIPMISimDisablePowerOffRebootsByReset(t *testing.T) {
-	requireTool(t, "ipmitool")
-	f, err := openipmi.Start(context.Background(), openipmi.Options{BMCs: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.Close)
-	b := f.BMCs()[0]
-	sim := &ipmiSim{host: b.Host, port: b.Port}
+	sim := startIPMISim(t)
 	c := sim.client(t, "password", 3)
 	ctx := testCtx(t, 60*time.Second)
 	noOff := bmc.Policy{DisablePowerOff: true}
 	for _, target := range []string{node.Reboot, node.SoftReboot, node.PowerOff, node.Reboot} {
-		sawOff := watchPower(func() bool { on, err := f.PowerOn(b); return err == nil && !on })
+		sawOff := poll.Watch(func() bool { on, err := sim.powerOn(); return err == nil && !on })
 		err := c.SetPowerState(ctx, target, noOff)
 		if off := sawOff(); off {
 			t.Fatalf("%s: the power state file read off", target)

@@ -8,12 +8,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed/poll"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 )
 
@@ -97,7 +97,7 @@ func TestDisablePowerOffNeverPowersOff(t *testing.T) {
 	c := clientFor(t, b, "password")
 	ctx := testCtx(t, 20*time.Second)
 	for _, target := range []string{node.Reboot, node.SoftReboot, node.PowerOff, node.SoftPowerOff, node.Reboot} {
-		sawOff := watchPower(func() bool { return !b.PowerOn() })
+		sawOff := poll.Watch(func() bool { return !b.PowerOn() })
 		err := c.SetPowerState(ctx, target, bmc.Policy{DisablePowerOff: true})
 		switch {
 		case target == node.Reboot && err != nil:
@@ -116,31 +116,6 @@ func TestDisablePowerOffNeverPowersOff(t *testing.T) {
 	}
 	if got := b.Actions(); !slices.Equal(got, []string{"reset", "reset"}) {
 		t.Fatalf("chassis controls = %v, want two resets", got)
-	}
-}
-
-// watchPower polls off every millisecond; the function it returns stops
-// the polling and tells whether off() held at any poll.
-func watchPower(off func() bool) func() bool {
-	var saw atomic.Bool
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			if off() {
-				saw.Store(true)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	}()
-	return func() bool {
-		close(done)
-		<-stopped
-		return saw.Load()
 	}
 }
 

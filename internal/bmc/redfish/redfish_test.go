@@ -8,12 +8,12 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/testbed/poll"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
 
@@ -96,7 +96,7 @@ func TestDisablePowerOffNeverPowersOff(t *testing.T) {
 	ctx := testCtx(t, 20*time.Second)
 	noOff := bmc.Policy{DisablePowerOff: true}
 	for _, target := range []string{node.Reboot, node.PowerOff, node.SoftPowerOff, node.Reboot} {
-		sawOff := watchPower(func() bool { return sim.PowerState(id) == "Off" })
+		sawOff := poll.Watch(func() bool { return sim.PowerState(id) == "Off" })
 		err := c.SetPowerState(ctx, target, noOff)
 		if target == node.Reboot && err != nil {
 			t.Fatalf("reboot: %v", err)
@@ -111,31 +111,6 @@ func TestDisablePowerOffNeverPowersOff(t *testing.T) {
 	}
 	if got := sim.Resets(id); !slices.Equal(got, []string{"ForceRestart", "ForceRestart"}) {
 		t.Fatalf("resets = %v", got)
-	}
-}
-
-// watchPower polls off every millisecond; the function it returns stops
-// the polling and tells whether off() held at any poll.
-func watchPower(off func() bool) func() bool {
-	var saw atomic.Bool
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			if off() {
-				saw.Store(true)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(time.Millisecond):
-			}
-		}
-	}()
-	return func() bool {
-		close(done)
-		<-stopped
-		return saw.Load()
 	}
 }
 
