@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run demo test deps vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean
+.PHONY: all build run demo test deps cluster-tools vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean
 
 all: build
 
@@ -38,7 +38,7 @@ demo: build tools/bin/temporal
 # deps installs what the tests drive (Debian's ipmi_sim, ipmitool,
 # redfishtool, python3-sushy) when missing and starts the local PostgreSQL
 # when it is down. It fails loudly rather than letting tests skip.
-deps: tools/bin/temporal webui/node_modules/.package-lock.json
+deps: tools/bin/temporal cluster-tools webui/node_modules/.package-lock.json
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
@@ -60,6 +60,23 @@ webui/node_modules/.package-lock.json: webui/package.json webui/package-lock.jso
 # The temporal CLI (dev server with Web UI), pinned in its own module.
 tools/bin/temporal: tools/go.mod tools/go.sum
 	cd tools && $(GO) build -o bin/temporal github.com/temporalio/cli/cmd/temporal
+
+# The production topology's parts, pinned like the CLI: the real Temporal
+# server and its SQL schema tool, the Web UI server (tools/go.mod), and
+# tctl v1.18.0 (tools/tctl/go.mod: its dependencies are older).
+cluster-tools: tools/bin/temporal-server tools/bin/temporal-sql-tool tools/bin/temporal-ui-server tools/bin/tctl
+
+tools/bin/temporal-server: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o bin/temporal-server go.temporal.io/server/cmd/server
+
+tools/bin/temporal-sql-tool: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o bin/temporal-sql-tool go.temporal.io/server/cmd/tools/sql
+
+tools/bin/temporal-ui-server: tools/go.mod tools/go.sum
+	cd tools && $(GO) build -o bin/temporal-ui-server github.com/temporalio/ui-server/v2/cmd/server
+
+tools/bin/tctl: tools/tctl/go.mod tools/tctl/go.sum
+	cd tools/tctl && $(GO) build -o ../bin/tctl github.com/temporalio/tctl/cmd/tctl
 
 vet:
 	$(GO) vet ./...

@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
@@ -87,6 +89,29 @@ func EnsureSearchAttributes(ctx context.Context, cl client.Client, namespace str
 	var exists *serviceerror.AlreadyExists
 	if err != nil && !errors.As(err, &exists) {
 		return fmt.Errorf("create search attributes %v: %w", names, err)
+	}
+	return awaitSearchAttributes(ctx, cl, namespace, missing)
+}
+
+// awaitSearchAttributes waits until the frontend maps the new attributes:
+// a real server (SQL visibility) refreshes its namespace cache every few
+// seconds, and a workflow started with an attribute it does not map yet
+// is refused ("no mapping defined for search attribute").
+func awaitSearchAttributes(ctx context.Context, cl client.Client, namespace string, added map[string]enumspb.IndexedValueType) error {
+	deadline := time.Now().Add(time.Minute)
+	for name := range added {
+		for {
+			_, err := cl.WorkflowService().CountWorkflowExecutions(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+				Namespace: namespace, Query: name + " = 'metalpower-check'",
+			})
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				return fmt.Errorf("search attribute %s created but not usable yet: %w", name, err)
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ type Server struct {
 	// UI is the Web UI's base URL, when Options.UI was set.
 	UI   string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *SyncBuffer
 	opts Options
 }
 
@@ -129,7 +129,7 @@ func Start(opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{Address: "127.0.0.1:" + strconv.Itoa(opts.Port), out: &syncBuffer{}, opts: opts}
+	s := &Server{Address: "127.0.0.1:" + strconv.Itoa(opts.Port), out: &SyncBuffer{}, opts: opts}
 	if opts.UI {
 		s.UI = "http://127.0.0.1:" + strconv.Itoa(opts.UIPort)
 	}
@@ -239,18 +239,21 @@ func (s *Server) Stop() {
 // Output is what the server printed.
 func (s *Server) Output() string { return s.out.String() }
 
-type syncBuffer struct {
+// SyncBuffer collects a process's output, or a logger's lines, for
+// assertions and error messages; it is safe for concurrent writes.
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (w *syncBuffer) Write(p []byte) (int, error) {
+func (w *SyncBuffer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
 }
 
-func (w *syncBuffer) String() string {
+// String returns everything written so far.
+func (w *SyncBuffer) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()

@@ -34,6 +34,12 @@ func StartTemporal(dbFile string) (*Server, error) {
 	return StartServer(ServerOptions{DBFile: dbFile})
 }
 
+// Attach names a Temporal server the test bed did not start (the real
+// cluster of internal/testbed/cluster): Stop and Restart do nothing to it.
+func Attach(address string) *Server {
+	return &Server{&devserver.Server{Address: address}}
+}
+
 // Client dials the server; the client closes when the test ends.
 func (s *Server) Client(t testing.TB) client.Client {
 	t.Helper()

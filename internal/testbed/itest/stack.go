@@ -6,8 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -240,23 +238,7 @@ func MustMain(m interface{ Run() int }, srv **Server, after ...func() error) int
 }
 
 // LogBuffer collects a worker's log lines for assertions.
-type LogBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *LogBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns everything logged so far.
-func (l *LogBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type LogBuffer = devserver.SyncBuffer
 
 // RunSyncPass runs one PowerSync pass on taskQueue to its end (at most
 // three minutes).
