@@ -34,6 +34,18 @@ func init() {
 		fmt.Fprintln(env.Stdout, "power sync resumed")
 		return nil
 	}))
+	register("sync apply", "sync apply              make the sync and recovery schedules follow this configuration (create, change, or delete when disabled)", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
+		cfg, err := env.Config()
+		if err != nil {
+			return err
+		}
+		if err := control.ApplySchedules(ctx, c, cfg); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stdout, "schedules applied: sync every %ds, recovery every %ds (0 or less: none)\n",
+			cfg.Conductor.SyncPowerStateInterval, cfg.Conductor.PowerFailureRecoveryInterval)
+		return nil
+	}))
 	register("sync status", "sync status             the schedule, the last pass and its counts, the next run", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
 		st, err := control.GetSyncStatus(ctx, c)
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/nova"
@@ -148,9 +149,14 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, wopts)
 	workflows.Register(w.worker, opts.Workflows, acts)
 	if !opts.NoSchedules {
-		if err := ReconcileSchedules(ctx, w.Client, cfg); err != nil {
+		drift, err := control.EnsureSchedules(ctx, w.Client, cfg)
+		if err != nil {
 			w.Close()
 			return nil, err
+		}
+		for _, d := range drift {
+			log.Warn().Str("difference", d).Msg("the schedules disagree with this worker's configuration and are left as they are; " +
+				"the deployment's schedules change only with `starter sync apply` (run with the configuration they should follow)")
 		}
 	}
 	if opts.MetricsAddr != "" {

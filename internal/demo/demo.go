@@ -33,6 +33,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
@@ -406,14 +407,21 @@ func (d *demo) logNovaEvents(ctx context.Context) <-chan struct{} {
 	return done
 }
 
+// config is the configuration the demo's worker and API run with.
+func (d *demo) config() config.Config {
+	cfg := config.Default()
+	cfg.Database.URL = d.dbURL()
+	cfg.Temporal.Address, cfg.Temporal.TaskQueue = hostPort(d.opts.TemporalPort), taskQueue
+	cfg.Conductor.SyncPowerStateInterval, cfg.Conductor.PowerFailureRecoveryInterval = d.opts.SyncInterval, d.opts.RecoveryInterval
+	d.sims.Configure(&cfg)
+	return cfg
+}
+
 // childEnv is the children's environment: the caller's, without any
 // METALPOWER_* setting (the demo runs on embedded defaults), plus the
 // demo's.
 func (d *demo) childEnv() []string {
-	cfg := config.Default()
-	cfg.Database.URL = d.dbURL()
-	cfg.Temporal.Address, cfg.Temporal.TaskQueue = hostPort(d.opts.TemporalPort), taskQueue
-	d.sims.Configure(&cfg)
+	cfg := d.config()
 	return testbed.ChildEnv(append(testbed.Env(cfg),
 		"METALPOWER_API_HOST_IP=127.0.0.1",
 		"METALPOWER_API_PORT="+strconv.Itoa(d.opts.APIPort),
@@ -495,6 +503,11 @@ func (d *demo) startWorkerAndAPI(ctx context.Context) error {
 		}
 		return nil
 	}); err != nil {
+		return err
+	}
+	// The demo is the operator: a rerun with other periods applies them
+	// (a worker never changes schedules that exist).
+	if err := control.ApplySchedules(ctx, tc, d.config()); err != nil {
 		return err
 	}
 	return waitFor(ctx, a, "the API", func(ctx context.Context) error {

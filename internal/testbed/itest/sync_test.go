@@ -10,7 +10,6 @@ import (
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
@@ -226,7 +225,7 @@ func TestFailureCounterSurvivesAWorkerRestart(t *testing.T) {
 	}
 }
 
-func TestSchedulesAreReconciledAndKeepAPause(t *testing.T) {
+func TestSchedulesHaveOneOwnerAndKeepAPause(t *testing.T) {
 	// Schedules are namespace-wide; this is the only test that makes them.
 	s := itest.NewStack(t, srv, itest.StackOptions{})
 	ctx := context.Background()
@@ -234,20 +233,35 @@ func TestSchedulesAreReconciledAndKeepAPause(t *testing.T) {
 	cfg.Conductor.SyncPowerStateInterval, cfg.Conductor.PowerFailureRecoveryInterval = 3600, 7200
 	t.Cleanup(func() {
 		cfg.Conductor.SyncPowerStateInterval, cfg.Conductor.PowerFailureRecoveryInterval = 0, 0
-		conductor.ReconcileSchedules(ctx, s.Client, cfg)
+		control.ApplySchedules(ctx, s.Client, cfg)
 	})
-	if err := conductor.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
+	if err := control.ApplySchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
 	st, err := control.GetSyncStatus(ctx, s.Client)
 	if err != nil || st.Interval != "1h0m0s" || st.Paused || st.NextRun.IsZero() {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
+	// A worker started with other settings leaves the schedules alone and
+	// says how they differ; one with the sync disabled deletes nothing.
+	other := cfg
+	other.Conductor.SyncPowerStateInterval = 60
+	drift, err := control.EnsureSchedules(ctx, s.Client, other)
+	if err != nil || len(drift) != 1 || !strings.Contains(drift[0], "runs every 1h0m0s, this configuration says 1m0s") {
+		t.Fatalf("EnsureSchedules with another interval: %q, %v", drift, err)
+	}
+	other.Conductor.SyncPowerStateInterval = 0
+	if drift, err := control.EnsureSchedules(ctx, s.Client, other); err != nil || len(drift) != 1 || !strings.Contains(drift[0], "disables it") {
+		t.Fatalf("EnsureSchedules with the sync disabled: %q, %v", drift, err)
+	}
+	if st, err := control.GetSyncStatus(ctx, s.Client); err != nil || st.Interval != "1h0m0s" {
+		t.Fatalf("a worker's configuration changed the schedule: %+v, %v", st, err)
+	}
 	if err := control.SyncPause(ctx, s.Client, "maintenance window"); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Conductor.SyncPowerStateInterval = 1800
-	if err := conductor.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
+	if err := control.ApplySchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
 	st, _ = control.GetSyncStatus(ctx, s.Client)
@@ -273,7 +287,7 @@ func TestSchedulesAreReconciledAndKeepAPause(t *testing.T) {
 		t.Fatal("still paused after resume")
 	}
 	cfg.Conductor.SyncPowerStateInterval = 0
-	if err := conductor.ReconcileSchedules(ctx, s.Client, cfg); err != nil {
+	if err := control.ApplySchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := control.GetSyncStatus(ctx, s.Client); err == nil || !strings.Contains(err.Error(), "does not exist") {
