@@ -28,15 +28,15 @@ var nodeFields = []struct {
 	{"last_error", 1, false}, {"extra", 1, false}, {"disable_power_off", 95, false},
 	{"created_at", 1, false}, {"updated_at", 1, false}, {"power_sync_failures", 1, false},
 	// Stored for Nova's ironic driver, which reads them.
-	{"properties", 1, false}, {"resource_class", 21, false}, {"traits", 37, false},
+	{"properties", 1, false}, {"resource_class", 21, false}, {"traits", 37, false}, {"conductor_group", 46, false},
 	// Ironic fields metalpower does not manage, shown empty so clients
 	// that ask for them get an answer.
-	{"target_provision_state", 1, false}, {"console_enabled", 1, false}, {"conductor_group", 46, false},
+	{"target_provision_state", 1, false}, {"console_enabled", 1, false},
 }
 
 // staticFields are the values of the fields metalpower does not manage.
 var staticFields = map[string]any{
-	"target_provision_state": nil, "console_enabled": false, "conductor_group": "",
+	"target_provision_state": nil, "console_enabled": false,
 }
 
 func fieldAvailable(name string, v Version) bool {
@@ -252,6 +252,14 @@ func (s *Server) filters(w http.ResponseWriter, q url.Values, f *store.Filter) b
 		f.InstanceUUID = strings.ToLower(i)
 	}
 	f.Driver, f.Fault, f.ResourceClass = q.Get("driver"), q.Get("fault"), q.Get("resource_class")
+	if q.Has("conductor_group") {
+		g, err := node.ConductorGroup(q.Get("conductor_group"))
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return false
+		}
+		f.ConductorGroup = &g
+	}
 	return true
 }
 
@@ -265,6 +273,7 @@ type createRequest struct {
 	Extra           map[string]any  `json:"extra"`
 	DisablePowerOff bool            `json:"disable_power_off"`
 	ResourceClass   *string         `json:"resource_class"`
+	ConductorGroup  *string         `json:"conductor_group"`
 	Properties      map[string]any  `json:"properties"`
 	Traits          []string        `json:"traits"`
 }
@@ -287,6 +296,10 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotAcceptable, "The resource_class field needs API version 1.21 or later.")
 		return
 	}
+	if req.ConductorGroup != nil && *req.ConductorGroup != "" && !v.AtLeast(46) {
+		writeError(w, http.StatusNotAcceptable, "The conductor_group field needs API version 1.46 or later.")
+		return
+	}
 	if req.Traits != nil {
 		writeError(w, http.StatusBadRequest, "Cannot specify node traits on node creation. Traits must be set via the node traits API.")
 		return
@@ -298,6 +311,12 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
 	}
 	n.InstanceUUID, n.Extra, n.DisablePowerOff = strings.ToLower(deref(req.InstanceUUID)), req.Extra, req.DisablePowerOff
 	n.ResourceClass, n.Properties = deref(req.ResourceClass), req.Properties
+	group, err := node.ConductorGroup(deref(req.ConductorGroup))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	n.ConductorGroup = group
 	if n.DriverInfo == nil {
 		n.DriverInfo = node.DriverInfo{}
 	}

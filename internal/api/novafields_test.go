@@ -104,3 +104,43 @@ func TestWhatNovasDriverReadsCanBeSet(t *testing.T) {
 		t.Fatalf("provision deleted: %d %s", code, body)
 	}
 }
+
+// TestConductorGroups: conductor_group as Ironic stores it (1.46,
+// case-insensitive, letters, digits and _ - .) and filters by it, as
+// Nova's [ironic] partition_key listing asks.
+func TestConductorGroups(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 1, IPMIBMCs: 1})
+	base := s.StartAPI(t, nil) + "/v1/nodes"
+	create := func(name, group string) (int, string) {
+		code, _, body := do(t, http.MethodPost, base, "1.46", `{"name": "`+name+`", "driver": "ipmi", "driver_info": {"ipmi_address": "10.0.0.9"}, "conductor_group": "`+group+`"}`)
+		return code, body
+	}
+	if code, body := create("seg-a", "Rack-A.1"); code != http.StatusCreated || !strings.Contains(body, `"conductor_group":"rack-a.1"`) {
+		t.Fatalf("create in a group: %d %s", code, body)
+	}
+	if code, body := create("plain", ""); code != http.StatusCreated {
+		t.Fatalf("create in the default group: %d %s", code, body)
+	}
+	if code, body := create("bad", "rack a"); code != http.StatusBadRequest {
+		t.Fatalf("an invalid group: %d %s", code, body)
+	}
+	if code, _, body := do(t, http.MethodPost, base, "1.45", `{"driver": "ipmi", "driver_info": {"ipmi_address": "10.0.0.9"}, "conductor_group": "x"}`); code != http.StatusNotAcceptable {
+		t.Fatalf("a group below 1.46: %d %s", code, body)
+	}
+	if code, _, body := do(t, http.MethodPatch, base+"/plain", "1.46", `[{"op": "add", "path": "/conductor_group", "value": "RACK-B"}]`); code != http.StatusOK || !strings.Contains(body, `"conductor_group":"rack-b"`) {
+		t.Fatalf("patch the group: %d %s", code, body)
+	}
+	for _, tt := range []struct{ query, want string }{
+		{"conductor_group=RACK-A.1", "seg-a"}, {"conductor_group=rack-b", "plain"},
+	} {
+		code, _, body := do(t, http.MethodGet, base+"?fields=name&"+tt.query, "1.46", "")
+		var out struct{ Nodes []struct{ Name string } }
+		if err := json.Unmarshal([]byte(body), &out); code != http.StatusOK || err != nil || len(out.Nodes) != 1 || out.Nodes[0].Name != tt.want {
+			t.Fatalf("%s: %d %s", tt.query, code, body)
+		}
+	}
+	if code, _, body := do(t, http.MethodPatch, base+"/plain", "1.46", `[{"op": "remove", "path": "/conductor_group"}]`); code != http.StatusOK || !strings.Contains(body, `"conductor_group":""`) {
+		t.Fatalf("back to the default group: %d %s", code, body)
+	}
+}

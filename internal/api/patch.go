@@ -126,6 +126,20 @@ func applyOp(n *node.Node, op patchOp, v Version) error {
 			return badPatch("Invalid value for resource_class: %s.", err)
 		}
 		return nil
+	case "conductor_group":
+		if !v.AtLeast(46) {
+			return badPatch("The conductor_group field needs API version 1.46 or later.")
+		}
+		var g string
+		if err := setString(&g, op, remove); err != nil {
+			return err
+		}
+		group, err := node.ConductorGroup(g)
+		if err != nil {
+			return badPatch("Invalid value for conductor_group: %s.", err)
+		}
+		n.ConductorGroup = group
+		return nil
 	case "traits":
 		return badPatch("Cannot update node traits via node patch. Node traits should be updated via the node traits API.")
 	case "driver_info", "extra", "properties":

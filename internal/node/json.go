@@ -24,6 +24,7 @@ type view struct {
 	ResourceClass     *string        `json:"resource_class"`
 	Properties        map[string]any `json:"properties"`
 	Traits            []string       `json:"traits"`
+	ConductorGroup    string         `json:"conductor_group"`
 	SyncFailures      int            `json:"power_sync_failures"`
 	CreatedAt         string         `json:"created_at"`
 	UpdatedAt         *string        `json:"updated_at"`
@@ -42,6 +43,7 @@ func (n *Node) MarshalJSON() ([]byte, error) {
 		Maintenance: n.Maintenance, MaintenanceReason: ptr(n.MaintenanceReason), Fault: ptr(n.Fault),
 		LastError: ptr(n.LastError), InstanceUUID: ptr(n.InstanceUUID), DisablePowerOff: n.DisablePowerOff,
 		Extra: n.Extra, ResourceClass: ptr(n.ResourceClass), Properties: n.Properties, Traits: n.Traits,
+		ConductorGroup: n.ConductorGroup,
 		SyncFailures: n.SyncFailures, CreatedAt: n.CreatedAt.UTC().Format(TimeFormat),
 	}
 	if v.Properties == nil {

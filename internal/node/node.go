@@ -121,6 +121,9 @@ type Node struct {
 	ResourceClass string
 	Properties    map[string]any
 	Traits        []string
+	// ConductorGroup is Ironic's conductor_group: lower case, "" for the
+	// default group.
+	ConductorGroup string
 	// SyncFailures counts consecutive failed power syncs. Ironic keeps this
 	// in conductor memory; we keep it with the node so restarts do not reset
 	// the road to maintenance.

@@ -22,6 +22,7 @@ var (
 	ErrInvalidProvisionState = errors.New("invalid provision state")
 	ErrInvalidResourceClass  = errors.New("invalid resource_class")
 	ErrInvalidTrait          = errors.New("invalid trait")
+	ErrInvalidConductorGroup = errors.New("invalid conductor_group")
 )
 
 // ValidationError names the field at fault and why.
@@ -96,7 +97,23 @@ func (n *Node) Validate() error {
 	if err := ValidResourceClass(n.ResourceClass); err != nil {
 		return err
 	}
+	if g, err := ConductorGroup(n.ConductorGroup); err != nil || g != n.ConductorGroup {
+		return invalid("conductor_group", ErrInvalidConductorGroup, "%q: use at most 255 lower-case letters, digits and _ - .", n.ConductorGroup)
+	}
 	return ValidTraits(n.Traits)
+}
+
+// conductorGroupRE is Ironic's validate_conductor_group.
+var conductorGroupRE = regexp.MustCompile(`^[a-zA-Z0-9_\-.]{0,255}$`)
+
+// ConductorGroup checks a conductor group as Ironic does (letters, digits,
+// _ - . and at most 255 characters; "" is the default group) and returns
+// it in lower case: groups are case-insensitive.
+func ConductorGroup(g string) (string, error) {
+	if !conductorGroupRE.MatchString(g) {
+		return "", invalid("conductor_group", ErrInvalidConductorGroup, "%q: use at most 255 letters, digits and _ - .", g)
+	}
+	return strings.ToLower(g), nil
 }
 
 // MaxResourceClassLength is Ironic's limit on resource_class.

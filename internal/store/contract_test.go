@@ -117,7 +117,7 @@ func TestCreateAndGetRoundTripEveryField(t *testing.T) {
 		n.ProvisionState, n.Maintenance, n.MaintenanceReason = node.Active, true, "fan"
 		n.Fault, n.LastError, n.InstanceUUID = node.FaultPowerFailure, "boom", uuid.NewString()
 		n.DisablePowerOff, n.Extra, n.SyncFailures = true, map[string]any{"rack": "r1", "u": 7.0}, 2
-		n.ResourceClass, n.Traits = "baremetal.gold", []string{"CUSTOM_GPU", "HW_CPU_X86_AVX2"}
+		n.ResourceClass, n.Traits, n.ConductorGroup = "baremetal.gold", []string{"CUSTOM_GPU", "HW_CPU_X86_AVX2"}, "rack-a"
 		n.Properties = map[string]any{"cpu_arch": "x86_64", "cpus": 64.0, "capabilities": "boot_mode:uefi"}
 		mustCreate(t, s, n)
 		if n.Version != 1 || n.CreatedAt.IsZero() {

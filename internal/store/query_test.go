@@ -30,7 +30,7 @@ func fleet(t *testing.T, s Store) map[string]*node.Node {
 	return map[string]*node.Node{
 		"plain": mk("plain", node.DriverIPMI, node.Available, nil),
 		"active": mk("active", node.DriverRedfish, node.Active, func(n *node.Node) {
-			n.InstanceUUID, n.ResourceClass = uuid.NewString(), "baremetal.gold"
+			n.InstanceUUID, n.ResourceClass, n.ConductorGroup = uuid.NewString(), "baremetal.gold", "rack-a"
 		}),
 		"maint":     mk("maint", node.DriverIPMI, node.Manageable, func(n *node.Node) { n.Maintenance = true; n.MaintenanceReason = "admin" }),
 		"powerfail": mk("powerfail", node.DriverRedfish, node.Active, func(n *node.Node) { n.Maintenance, n.Fault = true, node.FaultPowerFailure }),
@@ -75,6 +75,8 @@ func TestListFilters(t *testing.T) {
 			{"instance uuid", Filter{InstanceUUID: active}, []string{"active"}},
 			{"resource class", Filter{ResourceClass: "baremetal.gold"}, []string{"active"}},
 			{"unknown resource class", Filter{ResourceClass: "baremetal.none"}, nil},
+			{"conductor group", Filter{ConductorGroup: ptr("rack-a")}, []string{"active"}},
+			{"default conductor group", Filter{ConductorGroup: ptr(""), Driver: node.DriverRedfish}, []string{"enroll", "powerfail"}},
 			{"sync eligible", Filter{
 				Maintenance: Bool(false), TargetPowerStateSet: Bool(false), ExcludeProvisionStates: node.SyncExcludedStates,
 			}, []string{"active", "plain"}},
@@ -256,3 +258,5 @@ func TestAfterPositionSurvivesChangedSortValues(t *testing.T) {
 		}
 	})
 }
+
+func ptr(s string) *string { return &s }

@@ -31,7 +31,7 @@ type sqlStore struct {
 
 const columns = `id, uuid, name, driver, driver_info, power_state, target_power_state,
 	provision_state, maintenance, maintenance_reason, fault, last_error, instance_uuid,
-	disable_power_off, extra, resource_class, properties, traits, sync_failures, version, created_at, updated_at`
+	disable_power_off, extra, resource_class, properties, traits, conductor_group, sync_failures, version, created_at, updated_at`
 
 // insertColumns is columns without the generated id.
 var insertColumns = strings.TrimPrefix(columns, "id, ")
@@ -48,12 +48,12 @@ func (s *sqlStore) Create(ctx context.Context, n *node.Node) error {
 	}
 	now := time.Now().UTC()
 	err = s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO nodes (`+insertColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
 		RETURNING id`),
 		n.UUID, nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
 		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
 		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
-		n.SyncFailures, now, now).Scan(&n.ID)
+		n.ConductorGroup, n.SyncFailures, now, now).Scan(&n.ID)
 	if err != nil {
 		return s.classify("create node", err)
 	}
@@ -89,13 +89,13 @@ func (s *sqlStore) Update(ctx context.Context, n *node.Node) error {
 	res, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE nodes SET name = ?, driver = ?, driver_info = ?,
 		power_state = ?, target_power_state = ?, provision_state = ?, maintenance = ?, maintenance_reason = ?,
 		fault = ?, last_error = ?, instance_uuid = ?, disable_power_off = ?, extra = ?,
-		resource_class = ?, properties = ?, traits = ?, sync_failures = ?,
+		resource_class = ?, properties = ?, traits = ?, conductor_group = ?, sync_failures = ?,
 		version = version + 1, updated_at = ?
 		WHERE uuid = ? AND version = ?`),
 		nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
 		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
 		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
-		n.SyncFailures, now, n.UUID, n.Version)
+		n.ConductorGroup, n.SyncFailures, now, n.UUID, n.Version)
 	if err != nil {
 		return s.classify("update node "+n.UUID, err)
 	}
@@ -207,6 +207,9 @@ func filterSQL(f Filter) (where []string, args []any) {
 	if f.Associated != nil {
 		where = append(where, map[bool]string{true: `instance_uuid IS NOT NULL`, false: `instance_uuid IS NULL`}[*f.Associated])
 	}
+	if f.ConductorGroup != nil {
+		where, args = append(where, `conductor_group = ?`), append(args, *f.ConductorGroup)
+	}
 	if f.ResourceClass != "" {
 		where, args = append(where, `resource_class = ?`), append(args, f.ResourceClass)
 	}
@@ -315,7 +318,7 @@ func scanNode(r scanner) (*node.Node, error) {
 		info, extra, props, traits                      []byte
 	)
 	err := r.Scan(&n.ID, &n.UUID, &name, &n.Driver, &info, &ps, &tps, &n.ProvisionState, &n.Maintenance, &reason,
-		&fault, &lastErr, &instance, &n.DisablePowerOff, &extra, &resourceClass, &props, &traits,
+		&fault, &lastErr, &instance, &n.DisablePowerOff, &extra, &resourceClass, &props, &traits, &n.ConductorGroup,
 		&n.SyncFailures, &n.Version, &n.CreatedAt, &n.UpdatedAt)
 	if err != nil {
 		return nil, err

@@ -93,6 +93,8 @@ type Filter struct {
 	Associated    *bool
 	InstanceUUID  string
 	ResourceClass string
+	// ConductorGroup keeps the nodes of one group ("" the default).
+	ConductorGroup *string
 	// UpdatedBefore keeps nodes not written since this time: a sync pass
 	// pages by failure count, and this keeps a node it already wrote from
 	// coming round again.
