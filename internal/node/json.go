@@ -44,7 +44,7 @@ func (n *Node) MarshalJSON() ([]byte, error) {
 		LastError: ptr(n.LastError), InstanceUUID: ptr(n.InstanceUUID), DisablePowerOff: n.DisablePowerOff,
 		Extra: n.Extra, ResourceClass: ptr(n.ResourceClass), Properties: n.Properties, Traits: n.Traits,
 		ConductorGroup: n.ConductorGroup,
-		SyncFailures: n.SyncFailures, CreatedAt: n.CreatedAt.UTC().Format(TimeFormat),
+		SyncFailures:   n.SyncFailures, CreatedAt: n.CreatedAt.UTC().Format(TimeFormat),
 	}
 	if v.Properties == nil {
 		v.Properties = map[string]any{}
