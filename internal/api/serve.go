@@ -66,6 +66,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready cha
 	}
 	popts := pool.FromConfig(cfg)
 	popts.Observer = m // BMC calls of provision actions (manage, adopt)
+	popts.SharedPace = s.Store
 	p := pool.New(popts)
 	defer p.Close()
 	s.BMCs = p

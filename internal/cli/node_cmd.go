@@ -53,8 +53,14 @@ func withBMC(ctx context.Context, env *Env, name string, args []string,
 	if err != nil {
 		return err
 	}
+	cfg, err := env.Config()
+	if err != nil {
+		return err
+	}
 	return withStore(ctx, env, func(s store.Store) error {
-		p := pool.New(pool.Options{})
+		popts := pool.FromConfig(cfg)
+		popts.SharedPace = s
+		p := pool.New(popts)
 		defer p.Close()
 		n, err := action(ctx, s, p, ident)
 		if err != nil {

@@ -117,6 +117,7 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	}
 	if w.Pool == nil {
 		popts := pool.FromConfig(cfg)
+		popts.SharedPace = w.Store // the spacing holds across workers and API processes
 		if w.Metrics != nil {
 			popts.Observer = w.Metrics
 		}

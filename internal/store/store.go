@@ -59,6 +59,10 @@ type Store interface {
 	// History returns a node's newest events first, of one type when
 	// eventType is set.
 	History(ctx context.Context, nodeUUID, eventType string, limit int) ([]Event, error)
+	// AcquirePace and ReleasePace share the IPMI command spacing between
+	// processes (see pace.go).
+	AcquirePace(ctx context.Context, bmc string, interval, lease time.Duration) (token string, err error)
+	ReleasePace(ctx context.Context, bmc, token string) error
 	// Close releases the database.
 	Close() error
 }

@@ -10,7 +10,8 @@ import (
 // starts no sooner than the interval after the previous command to it
 // ended (Ironic records LAST_CMD_TIME when ipmitool returns), and never
 // while another command to it runs. Some BMCs stop answering when driven
-// faster.
+// faster. With a Shared pace (the node store) the guarantee holds across
+// every process that talks to BMCs, not only within this one.
 //
 // BMCs are keyed by address and port, where Ironic keys by address
 // alone: several BMCs may answer on one address at different ports (a
@@ -19,8 +20,25 @@ import (
 // every client of a process, so nodes behind one BMC share its pace.
 type Pacer struct {
 	interval time.Duration
+	shared   Shared
+	lease    time.Duration
 	mu       sync.Mutex
 	bmcs     map[string]*paced
+}
+
+// Shared keeps the pace across processes (the node store does): several
+// workers and API processes may talk to one BMC.
+type Shared interface {
+	AcquirePace(ctx context.Context, bmc string, interval, lease time.Duration) (token string, err error)
+	ReleasePace(ctx context.Context, bmc, token string) error
+}
+
+// WithShared makes the pacer also wait for, and hold, the BMC's shared
+// pace, each hold lasting at most lease (a process that dies holding it
+// delays the BMC by lease, no more).
+func (p *Pacer) WithShared(s Shared, lease time.Duration) *Pacer {
+	p.shared, p.lease = s, lease
+	return p
 }
 
 // paced is one BMC's pace.
@@ -85,9 +103,25 @@ func (p *Pacer) Acquire(ctx context.Context, key string) (release func(), err er
 			return nil, ctx.Err()
 		}
 	}
+	token := ""
+	if p.shared != nil {
+		// This process's own pace first, so its commands do not contend
+		// for the shared one.
+		if token, err = p.shared.AcquirePace(ctx, key, p.interval, p.lease); err != nil {
+			<-b.turn
+			leave()
+			return nil, err
+		}
+	}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			if p.shared != nil {
+				// A release that fails leaves the hold to expire.
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				p.shared.ReleasePace(ctx, key, token)
+				cancel()
+			}
 			// The end is recorded before the turn is given back, so the
 			// next command waits from it.
 			p.mu.Lock()

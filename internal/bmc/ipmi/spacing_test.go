@@ -10,19 +10,6 @@ import (
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 )
 
-// bursts splits a BMC's traffic into commands: packets closer than gap
-// belong to one command (a session's set-up and its request, say).
-func bursts(traffic []ipmisim.Packet, gap time.Duration) [][]ipmisim.Packet {
-	var out [][]ipmisim.Packet
-	for i, p := range traffic {
-		if i == 0 || p.At.Sub(traffic[i-1].At) >= gap {
-			out = append(out, nil)
-		}
-		out[len(out)-1] = append(out[len(out)-1], p)
-	}
-	return out
-}
-
 // TestMinCommandIntervalPerBMC: with [ipmi] min_command_interval, each
 // BMC's next command arrives at least the interval after its previous
 // answer went out, whether the commands come from one node or from two
@@ -69,7 +56,7 @@ func TestMinCommandIntervalPerBMC(t *testing.T) {
 	wg.Wait()
 	var firsts []time.Time
 	for i, b := range f.BMCs() {
-		cmds := bursts(b.Traffic(), interval/3)
+		cmds := ipmisim.Commands(b.Traffic(), interval/3)
 		want := 4
 		if i == 0 {
 			want = 8

@@ -38,6 +38,9 @@ type Options struct {
 	// IPMIMinCommandInterval spaces commands to one IPMI BMC ([ipmi]
 	// min_command_interval).
 	IPMIMinCommandInterval time.Duration
+	// SharedPace, when set, keeps that spacing across processes (the node
+	// store every worker and API process shares).
+	SharedPace ipmi.Shared
 	// IdleTimeout closes a client unused for this long (default 2 min).
 	IdleTimeout time.Duration
 	// Observer, when set, is told of every PowerState and SetPowerState
@@ -111,12 +114,21 @@ func (e *entry) close() {
 	e.pm.Close()
 }
 
+// sharedPaceLease bounds how long one command holds a BMC's shared pace:
+// longer than any command (three attempts of at most 5 s each, or of the
+// interval), so only a process that died holding it makes others wait it
+// out.
+const sharedPaceLease = time.Minute
+
 // New starts a pool; Close it to end every session.
 func New(opts Options) *Pool {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 2 * time.Minute
 	}
 	opts.IPMI.Pacer = ipmi.NewPacer(opts.IPMIMinCommandInterval)
+	if opts.SharedPace != nil {
+		opts.IPMI.Pacer.WithShared(opts.SharedPace, sharedPaceLease)
+	}
 	opts.IPMI.Sessions = ipmi.NewSessions(0)
 	p := &Pool{opts: opts, clients: map[string]*entry{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go p.reap()

@@ -190,6 +190,19 @@ func (b *BMC) SetDuplicate(dup bool) { b.wire.dup.Store(dup) }
 // Received counts the datagrams that reached the BMC, answered or not.
 func (b *BMC) Received() int64 { return b.wire.received.Load() }
 
+// Commands splits traffic into commands: packets closer than gap belong
+// to one command (a session's set-up and its request, say).
+func Commands(traffic []Packet, gap time.Duration) [][]Packet {
+	var out [][]Packet
+	for i, p := range traffic {
+		if i == 0 || p.At.Sub(traffic[i-1].At) >= gap {
+			out = append(out, nil)
+		}
+		out[len(out)-1] = append(out[len(out)-1], p)
+	}
+	return out
+}
+
 // Traffic returns the datagrams the BMC received and sent so far, in
 // order (the first 10,000).
 func (b *BMC) Traffic() []Packet {
