@@ -62,6 +62,11 @@ type SyncCandidate struct {
 	// pass's one read of the node, counted as its failure.
 	ReadError   string `json:"read_error,omitempty"`
 	DriverError bool   `json:"driver_error,omitempty"`
+	// Paced: the node's BMC is an IPMI one with [ipmi]
+	// min_command_interval, so reading or setting it may wait seconds for
+	// its pace: the per-node sync does that in activities of its own, not
+	// inside a workflow task.
+	Paced bool `json:"paced,omitempty"`
 }
 
 // SyncPage is what one page of a pass found.
@@ -140,7 +145,7 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 		inSync, reason := powersync.Triage(n, r)
 		switch {
 		case reason != "":
-			results[i].candidate = &SyncCandidate{UUID: n.UUID, Name: n.Name, Reason: reason}
+			results[i].candidate = &SyncCandidate{UUID: n.UUID, Name: n.Name, Reason: reason, Paced: a.paced(n)}
 			if r.Err != nil {
 				results[i].candidate.ReadError, results[i].candidate.DriverError = r.Err.Error(), r.DriverError
 			}
@@ -171,6 +176,11 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 		a.Metrics.AddNodesOutOfSync(len(page.Candidates))
 	}
 	return page, nil
+}
+
+// paced reports whether a call to n's BMC may wait for the IPMI spacing.
+func (a *Activities) paced(n *node.Node) bool {
+	return n.Driver == node.DriverIPMI && a.IPMI.MinCommandInterval > 0
 }
 
 // syncWindow is how many per-node syncs run at once: enough to keep BMCs

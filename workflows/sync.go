@@ -159,7 +159,7 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 			TypedSearchAttributes: searchAttributes(activities.Plan{NodeUUID: c.UUID, NodeName: c.Name, Target: "sync"}),
 		})
 		f := workflow.ExecuteChildWorkflow(cctx, NodePowerSyncWorkflow,
-			NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name, ReadError: c.ReadError, DriverError: c.DriverError})
+			NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name, ReadError: c.ReadError, DriverError: c.DriverError, Paced: c.Paced})
 		pending++
 		*inFlight = pending
 		sel.AddFuture(f, collect)
@@ -194,6 +194,9 @@ type NodeSyncInput struct {
 	// without reading again.
 	ReadError   string `json:"read_error,omitempty"`
 	DriverError bool   `json:"driver_error,omitempty"`
+	// Paced: reading and setting the BMC may wait for the IPMI spacing, so
+	// they run as activities, never inside a workflow task.
+	Paced bool `json:"paced,omitempty"`
 }
 
 // NodeSyncResult is what the per-node sync did.
@@ -220,13 +223,23 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 			NonRetryableErrorTypes: activities.NonRetryable},
 	})
 	var d activities.NodeSyncDecision
-	// Only passes of this build set ReadError, so histories of older ones
-	// replay down the SyncNode branch: no GetVersion is needed.
+	// Only passes of this build set ReadError and Paced, so histories of
+	// older ones replay down the local SyncNode branch: no GetVersion is
+	// needed.
 	var decide workflow.Future
-	if in.ReadError != "" {
+	switch {
+	case in.ReadError != "":
 		decide = workflow.ExecuteLocalActivity(lctx, acts.SyncFailedRead,
 			activities.FailedRead{NodeUUID: in.NodeUUID, Error: in.ReadError, DriverError: in.DriverError})
-	} else {
+	case in.Paced:
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			Summary:             "read the power state under the node's lock",
+			StartToCloseTimeout: 2 * time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 3,
+				NonRetryableErrorTypes: activities.NonRetryable},
+		})
+		decide = workflow.ExecuteActivity(actx, acts.SyncNode, in.NodeUUID)
+	default:
 		decide = workflow.ExecuteLocalActivity(lctx, acts.SyncNode, in.NodeUUID)
 	}
 	if err := decide.Get(ctx, &d); err != nil {
@@ -238,7 +251,7 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 		return res, nil
 	}
 	status.Target = d.Plan.Target
-	out, err := change(ctx, *d.Plan, status, true)
+	out, err := change(ctx, *d.Plan, status, !in.Paced)
 	if err != nil {
 		// As Ironic: a failed force is logged and recorded in last_error by
 		// the change itself; the pass goes on.

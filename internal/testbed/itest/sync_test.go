@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
 
@@ -292,5 +294,46 @@ func TestSchedulesHaveOneOwnerAndKeepAPause(t *testing.T) {
 	}
 	if _, err := control.GetSyncStatus(ctx, s.Client); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("disabled sync: err = %v", err)
+	}
+}
+
+// TestPacedBMCsWaitOutsideWorkflowTasks: correcting an IPMI node whose
+// BMC is paced ([ipmi] min_command_interval) reads and sets the BMC in
+// activities of their own, so the spacing never stretches a workflow task
+// (the real server warns past 5 s); every workflow task of the per-node
+// sync stays short even though each BMC call waits a second.
+func TestPacedBMCsWaitOutsideWorkflowTasks(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{Configure: func(c *config.Config) { c.IPMI.MinCommandInterval = 1 }})
+	n := s.AddIPMINode(t, "paced", 0, "")
+	s.IPMI.BMCs()[0].SetPowerOn(false)
+	if res := s.SyncPass(t); res.Corrected != 1 {
+		t.Fatalf("pass = %+v", res.SyncCounts)
+	}
+	if !s.IPMI.BMCs()[0].PowerOn() {
+		t.Fatal("the recorded state was not pushed onto the hardware")
+	}
+	var scheduled []string
+	var taskStarted time.Time
+	it := s.Client.GetWorkflowHistory(context.Background(), nodelock.ID(n.UUID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			scheduled = append(scheduled, e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName())
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+			taskStarted = e.GetEventTime().AsTime()
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			// A BMC call inside the task would wait the interval (1 s).
+			if d := e.GetEventTime().AsTime().Sub(taskStarted); d >= time.Second {
+				t.Errorf("a workflow task of the per-node sync took %v", d)
+			}
+		}
+	}
+	if !slices.Contains(scheduled, "SyncNode") || !slices.Contains(scheduled, "SetPowerState") {
+		t.Fatalf("activities scheduled = %v, want SyncNode and SetPowerState as activities", scheduled)
 	}
 }
