@@ -22,7 +22,7 @@ import (
 // from the same server configuration docker-compose.yml uses: a power
 // change through the worker; tctl v1.18.0 starts a PowerChange, queries
 // its status and lists it; the server killed and restarted in the middle
-// of a change loses nothing.
+// of a change loses nothing; a rolling upgrade between two builds.
 func TestRealServerOnPostgreSQL(t *testing.T) {
 	ctx := context.Background()
 	opts := cluster.Options{DB: "mp_test_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")}
@@ -93,4 +93,9 @@ func TestRealServerOnPostgreSQL(t *testing.T) {
 		t.Fatalf("node after the restart: power %q, target %q", got.PowerState, got.TargetPowerState)
 	}
 	itest.WaitFor(t, 60*time.Second, "Nova to hear of all three changes", func() bool { return len(s.NovaTags(instance)) == 3 })
+
+	// A rolling upgrade with Worker Deployment Versioning, as on the dev
+	// server: in-flight changes finish on the old build, new ones run on
+	// the new build, nothing fails.
+	t.Run("rollout", func(t *testing.T) { itest.Rollout(t, itest.Attach(c.Address)) })
 }

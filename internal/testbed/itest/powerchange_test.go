@@ -157,7 +157,7 @@ func TestLegibleInTheWebUI(t *testing.T) {
 			t.Errorf("search attribute %s = %q, want %q", key, got, want)
 		}
 	}
-	hist := history(t, s, nodelock.ID(n.UUID))
+	hist := itest.History(t, s, nodelock.ID(n.UUID))
 	for _, want := range []string{"power off r1-n07 via redfish", "wait until r1-n07 is power off"} {
 		if !strings.Contains(hist, want) {
 			t.Errorf("no activity summary %q in the history", want)
@@ -331,7 +331,7 @@ func TestBMCAuthenticationFailureFailsFast(t *testing.T) {
 		t.Fatalf("err = %v, want %s", err, activities.ErrBMCAuth)
 	}
 	// Failed fast: one attempt, no retry, as the history shows.
-	if hist := history(t, s, nodelock.ID(n.UUID)); !strings.Contains(hist, "attempt:1") || strings.Contains(hist, "attempt:2") {
+	if hist := itest.History(t, s, nodelock.ID(n.UUID)); !strings.Contains(hist, "attempt:1") || strings.Contains(hist, "attempt:2") {
 		t.Fatalf("an authentication failure was retried:\n%s", hist)
 	}
 	got := s.Node(t, n.UUID)
@@ -358,7 +358,7 @@ func TestBMCTimeoutsAreRetriedThenRecorded(t *testing.T) {
 		t.Fatalf("node = power %q target %q last_error %q", got.PowerState, got.TargetPowerState, got.LastError)
 	}
 	// The history shows the attempts.
-	hist := history(t, s, nodelock.ID(n.UUID))
+	hist := itest.History(t, s, nodelock.ID(n.UUID))
 	if !strings.Contains(hist, "TIMEOUT_TYPE_START_TO_CLOSE") && !strings.Contains(hist, "ActivityTaskTimedOut") {
 		t.Fatalf("history has no activity timeout")
 	}
@@ -566,22 +566,6 @@ func isSubsequence(sub, seq []string) bool {
 	return i == len(sub)
 }
 
-// history returns a workflow's whole history as text.
-func history(t *testing.T, s *itest.Stack, workflowID string) string {
-	t.Helper()
-	var b strings.Builder
-	it := s.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
-	for it.HasNext() {
-		e, err := it.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		b.WriteString(e.String())
-		b.WriteByte('\n')
-	}
-	return b.String()
-}
-
 func TestWorkerCreatesMissingSearchAttributes(t *testing.T) {
 	t.Parallel()
 	c := srv.Client(t)
@@ -618,7 +602,7 @@ func TestSoftActionsWaitSoftPowerOffTimeout(t *testing.T) {
 		if _, err := s.Change(t, n.Name, tt.target, 0); err != nil {
 			t.Fatalf("%s: %v", tt.target, err)
 		}
-		h := history(t, s, nodelock.ID(n.UUID))
+		h := itest.History(t, s, nodelock.ID(n.UUID))
 		if want := fmt.Sprintf(`\"timeout\":%d,`, tt.timeout); !strings.Contains(h, want) {
 			t.Fatalf("%s: the plan in the history has no %s:\n%s", tt.target, want, h)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -262,4 +263,20 @@ func (s *Stack) SyncPass(t testing.TB) workflows.PowerSyncResult {
 		t.Fatalf("sync pass: %v", err)
 	}
 	return res
+}
+
+// History returns a workflow's whole history (its latest run) as text.
+func History(t testing.TB, s *Stack, workflowID string) string {
+	t.Helper()
+	var b strings.Builder
+	it := s.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, 0)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(e.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
