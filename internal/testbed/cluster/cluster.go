@@ -87,19 +87,27 @@ func Tctl() (string, error) {
 // DropDatabases removes the server's two databases (a test's own).
 func DropDatabases(ctx context.Context, opts Options) error {
 	opts = opts.withDefaults()
+	for _, db := range []string{opts.DB, opts.DB + "_visibility"} {
+		if err := runSQLTool(ctx, opts, db, "drop-database", "--force"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runSQLTool runs temporal-sql-tool on database db.
+func runSQLTool(ctx context.Context, opts Options, db string, args ...string) error {
 	_, sqlTool, err := Binaries()
 	if err != nil {
 		return err
 	}
 	host, port, err := net.SplitHostPort(opts.DBAddress)
 	if err != nil {
-		return err
+		return fmt.Errorf("database address %q: %w", opts.DBAddress, err)
 	}
-	for _, db := range []string{opts.DB, opts.DB + "_visibility"} {
-		args := []string{"--plugin", "postgres12", "--ep", host, "-p", port, "-u", opts.DBUser, "--db", db, "drop-database", "--force"}
-		if out, err := exec.CommandContext(ctx, sqlTool, args...).CombinedOutput(); err != nil {
-			return fmt.Errorf("drop database %s: %w\n%s", db, err, out)
-		}
+	all := append([]string{"--plugin", "postgres12", "--ep", host, "-p", port, "-u", opts.DBUser, "--db", db}, args...)
+	if out, err := exec.CommandContext(ctx, sqlTool, all...).CombinedOutput(); err != nil {
+		return fmt.Errorf("temporal-sql-tool %v on %s: %w\n%s", args, db, err, out)
 	}
 	return nil
 }
@@ -138,27 +146,16 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 // it from scratch, an older one is upgraded, a current one is left as is.
 func Schema(ctx context.Context, opts Options) error {
 	opts = opts.withDefaults()
-	_, sqlTool, err := Binaries()
-	if err != nil {
-		return err
-	}
-	host, port, err := net.SplitHostPort(opts.DBAddress)
-	if err != nil {
-		return fmt.Errorf("database address %q: %w", opts.DBAddress, err)
-	}
 	for _, db := range []struct{ name, schema string }{
 		{opts.DB, "postgresql/v12/temporal"}, {opts.DB + "_visibility", "postgresql/v12/visibility"},
 	} {
-		base := []string{"--plugin", "postgres12", "--ep", host, "-p", port, "-u", opts.DBUser, "--db", db.name}
-		steps := [][]string{
+		for _, step := range [][]string{
 			{"--quiet", "create-database"},           // exists already: fine
 			{"--quiet", "setup-schema", "-v", "0.0"}, // set up already: fine
 			{"update-schema", "--schema-name", db.schema},
-		}
-		for _, step := range steps {
-			args := append(append([]string{}, base...), step...)
-			if out, err := exec.CommandContext(ctx, sqlTool, args...).CombinedOutput(); err != nil {
-				return fmt.Errorf("temporal-sql-tool %v: %w\n%s", step, err, out)
+		} {
+			if err := runSQLTool(ctx, opts, db.name, step...); err != nil {
+				return err
 			}
 		}
 	}
