@@ -1,64 +1,7 @@
 package activities_test
 
-// Tests of the power sync activities against Ironic's unit tests
-// (ironic/tests/unit/conductor/test_manager.py). Each Ironic test
-// has a counterpart here, in workflows/sync_test.go, or a reason why not.
-//
-// ManagerDoSyncPowerStateTestCase (do_sync_power_state = SyncNode)
-//   test_state_unchanged                                  TestSyncMatchResetsCounterAndClearsLastError
-//   test_state_unchanged_for_fake_node                    TestSyncUnknownStateTakesHardwareStateAndNotifiesNova/"no state either side"
-//   test_state_not_set                                    TestSyncUnknownStateTakesHardwareStateAndNotifiesNova
-//   test_validate_fail                                    TestSyncInvalidDriverInfoWithUnknownStateChangesNothing
-//   test_get_power_state_fail                             TestSyncReadFailureCountsUpThenEntersMaintenance
-//   test_get_power_state_error                            TestSyncDriverErrorStateIsAFailure
-//   test_state_changed_no_sync                            TestSyncNotForcingRecordsHardwareStateAndNotifiesNova
-//   test_state_changed_no_sync_with_disable_power_off     TestSyncDisablePowerOffBlocksForcingBothWays
-//   test_state_changed_no_sync_notify                     TestSyncNotForcingRecordsHardwareStateAndNotifiesNova (exactly one Nova update;
-//                                                         no oslo notifications exist here)
-//   test_state_changed_sync                               TestSyncForceReturnsPlanWithRecordedStateAndKeepsCounter
-//   test_state_changed_sync_failed                        workflows: TestNodePowerSyncFailedForceDoesNotFailTheWorkflow;
-//                                                         counter kept: TestSyncCounterTimeline/"force fails"
-//   test_no_power_sync_support                            not applicable: both drivers (ipmi, redfish) support power sync;
-//                                                         the not-forcing path is TestSyncNotForcingRecordsHardwareStateAndNotifiesNova
-//   test_max_retries_exceeded, ..._exceeded2, ..._notify  TestSyncMaxRetriesExceededEntersMaintenanceWithIronicMessage
-//   test_max_retries_exceeded_preserve_admin_intent       TestSyncMaxRetriesPreservesAdminMaintenance
-//   test_retry_then_success                               TestSyncCounterTimeline/"force works"
-//   test_power_state_sync_max_retries_gps_exception       TestSyncReadFailureCountsUpThenEntersMaintenance/"stored count at max"
-//   test_maintenance_on_upgrade_lock                      TestSyncRecheckSkipsMaintenanceOrExcludedStateFoundUnderLock
-//   test_wrong_provision_state_on_upgrade_lock            TestSyncRecheckSkipsMaintenanceOrExcludedStateFoundUnderLock
-//   test_correct_power_state_on_upgrade_lock              not applicable: only the lock holder writes power_state (PowerChange,
-//                                                         NodePowerSync; recovery only touches maintenance nodes)
-//   test_vendor_detection                                 not applicable: no vendor/boot-mode caches
-//   test_last_error_cleared_when_node_history_enabled     TestSyncMatchResetsCounterAndClearsLastError
-//   test_last_error_not_cleared_when_node_history_disabled not applicable: no [conductor]node_history (always on)
-//   test_clears_last_error_on_unknown_to_known_with_history TestSyncUnknownStateTakesHardwareStateAndNotifiesNova
-//   test_does_not_clear_last_error_on_unknown_with_history_disabled not applicable: no node_history option
-//   test_last_error_not_cleared_when_power_states_do_not_match TestSyncNotForcingRecordsHardwareStateAndNotifiesNova
-//   test_health_monitoring_enabled_by_default / _disabled_by_config not applicable: no health monitoring
-//
-// ManagerSyncPowerStatesTestCase (_sync_power_states = ReadPowerStates + PowerSync)
-//   test_node_not_mapped                      not applicable: no hash ring, every worker syncs every node; the
-//                                             maintenance=False query filter is TestPassSelectsOnlyEligibleNodes
-//   test_node_locked_on_acquire               workflows: TestPowerSyncLockedNodeCountsAsSkippedLocked (the node's lock
-//                                             is its workflow ID; a running PowerChange makes the child start fail)
-//   test_node_in_deploywait_on_acquire        TestPassSelectsOnlyEligibleNodes, TestSyncRecheckSkipsMaintenanceOrExcludedStateFoundUnderLock
-//   test_node_in_enroll_on_acquire            TestPassSelectsOnlyEligibleNodes, TestSyncRecheck...
-//   test_node_in_power_transition_on_acquire  TestPassSelectsOnlyEligibleNodes, TestSyncRecheck...
-//   test_node_in_maintenance_on_acquire       TestPassSelectsOnlyEligibleNodes, TestSyncRecheck...
-//   test_node_disappears_on_acquire           TestSyncDeletedNodeIsNodeNotFound; workflows: TestPowerSyncFailedChildCountsAsUnreadable
-//   test_single_node                          TestPassResetsInSyncNodesInBulkAndReturnsOthersAsCandidates
-//   test_single_node_with_firmware_update     not applicable: no firmware updates (redfish_fw_updates)
-//   test_single_node_adopt_failed             TestPassSelectsOnlyEligibleNodes
-//   test__sync_power_state_multiple_nodes     TestPassSelectsOnlyEligibleNodes
-//
-// ParallelPowerSyncTestCase
-//   test__sync_power_states_9_nodes_8_workers TestPassConcurrencyIsBoundedByWorkers/9_nodes_8_workers
-//   test__sync_power_states_6_nodes_8_workers TestPassConcurrencyIsBoundedByWorkers/6_nodes_8_workers
-//   test__sync_power_states_1_nodes_8_workers TestPassConcurrencyIsBoundedByWorkers/1_nodes_8_workers
-//   test__sync_power_states_9_nodes_1_worker  TestPassConcurrencyIsBoundedByWorkers/9_nodes_1_workers
-//   test__sync_power_states_node_prioritization TestPassReadsMostFailuresFirst
-//
-// ManagerPowerRecoveryTestCase is mapped in recovery_test.go.
+// The power sync's failure paths: unreadable BMCs, invalid driver_info,
+// the way to maintenance (the Ironic test map is in sync_test.go).
 
 import (
 	"context"
