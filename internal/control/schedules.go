@@ -9,6 +9,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/workflows"
@@ -37,8 +38,10 @@ func createSchedule(ctx context.Context, sc client.ScheduleClient, s scheduleSpe
 		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
 		Note:    "created by metalpower",
 	})
+	// Another process created it meanwhile: the SDK says so with
+	// ErrScheduleAlreadyRunning, some servers with AlreadyExists.
 	var exists *serviceerror.AlreadyExists
-	if err != nil && !errors.As(err, &exists) {
+	if err != nil && !errors.As(err, &exists) && !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
 		return fmt.Errorf("create schedule %s: %w", s.id, err)
 	}
 	return nil

@@ -20,7 +20,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
+	"github.com/metalpower/metalpower/workflows"
 )
 
 // Options shape a cluster.
@@ -139,6 +141,19 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// EnsureSearchAttributes creates metalpower's search attributes in the
+// default namespace and waits until the server maps them, as the first
+// worker would: an API process started before any worker can then start
+// changes at once.
+func (c *Cluster) EnsureSearchAttributes(ctx context.Context) error {
+	cl, err := devserver.Dial(ctx, c.Address)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return temporalconn.EnsureSearchAttributes(ctx, cl, "default", workflows.SearchAttributes...)
 }
 
 // Schema creates the server's two databases when missing and brings

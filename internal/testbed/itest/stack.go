@@ -47,6 +47,9 @@ type StackOptions struct {
 	Configure func(*config.Config)
 	// NoWorker leaves starting a worker to the test.
 	NoWorker bool
+	// Database is the node store's URL (default: a SQLite file of the
+	// test's own).
+	Database string
 }
 
 // NewStack builds a stack; everything stops when the test ends.
@@ -60,7 +63,10 @@ func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
 	}
 	s := &Stack{Server: srv, Client: srv.Client(t), Log: &LogBuffer{}}
 
-	s.DBURL = "sqlite://" + filepath.Join(t.TempDir(), "nodes.db")
+	s.DBURL = opts.Database
+	if s.DBURL == "" {
+		s.DBURL = "sqlite://" + filepath.Join(t.TempDir(), "nodes.db")
+	}
 	st, err := store.Open(context.Background(), s.DBURL)
 	if err != nil {
 		t.Fatal(err)

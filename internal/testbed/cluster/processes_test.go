@@ -1,0 +1,196 @@
+package cluster_test
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/google/uuid"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/cluster"
+	"github.com/metalpower/metalpower/internal/testbed/devserver"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
+	"github.com/metalpower/metalpower/workflows"
+)
+
+// TestSeveralWorkersAndAPIs runs the production shape on the real server:
+// the node store on PostgreSQL, two worker processes and two API
+// processes. A change requested through one API is seen through the
+// other; a worker killed with SIGKILL while it runs a change's activity
+// leaves the change to the other worker, which finishes it.
+func TestSeveralWorkersAndAPIs(t *testing.T) {
+	ctx := context.Background()
+	suffix := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	opts := cluster.Options{DB: "mp_test_" + suffix}
+	c, err := cluster.Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Stop()
+		if err := cluster.DropDatabases(context.Background(), opts); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := c.EnsureSearchAttributes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	storeURL := createDatabase(t, "mp_store_"+suffix)
+	s := itest.NewStack(t, itest.Attach(c.Address), itest.StackOptions{NoWorker: true, Database: storeURL, TransitionDelay: 4 * time.Second})
+	workerBin, starterBin := itest.BuildCommand(t, "worker"), itest.BuildCommand(t, "starter")
+	env := testbed.ChildEnv(testbed.Env(s.Config)...)
+
+	workers := map[int]*exec.Cmd{}
+	for range 2 {
+		cmd := start(t, workerBin, env, "-metrics-addr=")
+		workers[cmd.Process.Pid] = cmd
+	}
+	var apis []string
+	for range 2 {
+		port, err := devserver.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		start(t, starterBin, append(env, "METALPOWER_API_HOST_IP=127.0.0.1", "METALPOWER_API_PORT="+strconv.Itoa(port)), "api")
+		apis = append(apis, "http://127.0.0.1:"+strconv.Itoa(port))
+	}
+	itest.WaitFor(t, 60*time.Second, "both workers to poll", func() bool {
+		d, err := s.Client.DescribeTaskQueue(ctx, s.Config.Temporal.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+		return err == nil && len(d.GetPollers()) >= 2
+	})
+	for _, api := range apis {
+		itest.WaitFor(t, 30*time.Second, "the API at "+api, func() bool { code, _ := get(api + "/v1"); return code == http.StatusOK })
+	}
+	n := s.AddRedfishNode(t, "multi-1", "1", "")
+
+	// Requested through one API, seen through the other.
+	req, _ := http.NewRequest(http.MethodPut, apis[0]+"/v1/nodes/multi-1/states/power", strings.NewReader(`{"target": "power off"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-OpenStack-Ironic-API-Version", "1.76")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("PUT through the first API: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	itest.WaitFor(t, 60*time.Second, "the second API to show the node off", func() bool {
+		_, body := get(apis[1] + "/v1/nodes/multi-1/states")
+		return strings.Contains(body, `"power_state":"power off"`) && strings.Contains(body, `"target_power_state":null`)
+	})
+
+	// A worker killed with SIGKILL while it runs the change's activity.
+	run, err := s.Start(ctx, t, n.Name, node.PowerOn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var victim int
+	itest.WaitFor(t, 30*time.Second, "a worker to run the change's activity", func() bool {
+		d, err := s.Client.DescribeWorkflowExecution(ctx, nodelock.ID(n.UUID), "")
+		if err != nil {
+			return false
+		}
+		for _, a := range d.GetPendingActivities() {
+			pid, _, _ := strings.Cut(a.GetLastWorkerIdentity(), "@")
+			victim, _ = strconv.Atoi(pid)
+			return workers[victim] != nil
+		}
+		return false
+	})
+	if err := workers[victim].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var res workflows.PowerChangeResult
+	rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	if err := run.Get(rctx, &res); err != nil || res.PowerState != node.PowerOn {
+		t.Fatalf("the change after its worker was killed: %+v, %v", res, err)
+	}
+	if got := s.Node(t, n.UUID); got.PowerState != node.PowerOn || got.TargetPowerState != "" {
+		t.Fatalf("node: power %q, target %q", got.PowerState, got.TargetPowerState)
+	}
+}
+
+// createDatabase creates a PostgreSQL database of the test's own on the
+// machine's server and returns its URL.
+func createDatabase(t *testing.T, name string) string {
+	t.Helper()
+	admin, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
+		t.Fatalf("PostgreSQL on 127.0.0.1:5432 is required (`make test` starts it): %v", err)
+	}
+	t.Cleanup(func() {
+		if db, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"); err == nil {
+			db.Exec("DROP DATABASE " + name + " WITH (FORCE)")
+			db.Close()
+		}
+	})
+	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
+}
+
+// start runs a process until the test ends; its output goes to the test
+// log when the test fails.
+func start(t *testing.T, bin string, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	out, err := os.CreateTemp(t.TempDir(), "proc-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env, cmd.Stdout, cmd.Stderr = env, out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(out.Name())
+			t.Logf("%s %v:\n%s", bin, args, tail(string(b), 3000))
+		}
+	})
+	return cmd
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func get(url string) (int, string) {
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("X-OpenStack-Ironic-API-Version", "1.76")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
