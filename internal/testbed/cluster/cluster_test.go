@@ -10,10 +10,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
+	"github.com/metalpower/metalpower/internal/testbed/replay"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -94,8 +98,42 @@ func TestRealServerOnPostgreSQL(t *testing.T) {
 	}
 	itest.WaitFor(t, 60*time.Second, "Nova to hear of all three changes", func() bool { return len(s.NovaTags(instance)) == 3 })
 
+	// Every history the real server recorded replays on this code.
+	replayEverything(t, s)
+
 	// A rolling upgrade with Worker Deployment Versioning, as on the dev
 	// server: in-flight changes finish on the old build, new ones run on
 	// the new build, nothing fails.
 	t.Run("rollout", func(t *testing.T) { itest.Rollout(t, itest.Attach(c.Address)) })
+}
+
+// replayEverything replays every closed workflow's history the server
+// recorded with the worker's registered workflows.
+func replayEverything(t *testing.T, s *itest.Stack) {
+	t.Helper()
+	ctx := context.Background()
+	resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: "ExecutionStatus != 'Running'"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := replay.NewReplayer()
+	types := map[string]bool{}
+	for _, e := range resp.GetExecutions() {
+		var events []*historypb.HistoryEvent
+		it := s.Client.GetWorkflowHistory(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			events = append(events, ev)
+		}
+		if err := replay.ReplayHistory(r, &historypb.History{Events: events}); err != nil {
+			t.Errorf("%s (%s) recorded on the real server does not replay: %v", e.GetExecution().GetWorkflowId(), e.GetType().GetName(), err)
+		}
+		types[e.GetType().GetName()] = true
+	}
+	if !types[workflows.PowerChangeWorkflow] {
+		t.Fatalf("no PowerChange history to replay (types %v)", types)
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 
+	historypb "go.temporal.io/api/history/v1"
+
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -80,12 +82,21 @@ func ReplayFile(r worker.WorkflowReplayer, file string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
 	}
+	if err := ReplayHistory(r, h); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return nil
+}
+
+// ReplayHistory replays one history under the workflow ID and run ID it
+// was recorded with.
+func ReplayHistory(r worker.WorkflowReplayer, h *historypb.History) error {
 	if len(h.GetEvents()) == 0 {
-		return fmt.Errorf("%s: empty history", file)
+		return fmt.Errorf("empty history")
 	}
 	started := h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes()
 	if started.GetWorkflowId() == "" {
-		return fmt.Errorf("%s: the first event is not a WorkflowExecutionStarted carrying the workflow ID", file)
+		return fmt.Errorf("the first event is not a WorkflowExecutionStarted carrying the workflow ID")
 	}
 	return r.ReplayWorkflowHistoryWithOptions(nil, h, worker.ReplayWorkflowHistoryOptions{
 		OriginalExecution: workflow.Execution{ID: started.GetWorkflowId(), RunID: started.GetOriginalExecutionRunId()},
