@@ -222,7 +222,6 @@ func (c *Client) do(ctx context.Context, op string, fn func(context.Context, *cl
 		// interval from the end of this one.
 		paced()
 		if paced, err = c.opts.Pacer.Acquire(ctx, c.info.HostPort()); err != nil {
-			paced = func() {}
 			return c.classify(ctx, op, err)
 		}
 	}

@@ -63,8 +63,17 @@ func (p *Pacer) Interval() time.Duration {
 
 // Acquire waits until key's BMC may receive a command: no other command
 // to it runs in this process, and the interval has passed since the last
-// one ended. The caller runs its command, then calls release.
+// one ended. The caller runs its command, then calls release (a no-op
+// when Acquire failed, so a deferred call is always safe).
 func (p *Pacer) Acquire(ctx context.Context, key string) (release func(), err error) {
+	release, err = p.acquire(ctx, key)
+	if err != nil {
+		return func() {}, err
+	}
+	return release, nil
+}
+
+func (p *Pacer) acquire(ctx context.Context, key string) (release func(), err error) {
 	if p == nil || p.interval <= 0 {
 		return func() {}, nil
 	}
