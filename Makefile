@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run demo test deps cluster-tools vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean
+.PHONY: all build run demo cluster test deps cluster-tools vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean
 
 all: build
 
@@ -34,6 +34,16 @@ run: build tools/bin/temporal
 # .data/ (reused by the next run). Ctrl-C stops every process it started.
 demo: build tools/bin/temporal
 	./bin/starter demo
+
+# cluster runs the production topology on this machine, without Docker,
+# from the files under deploy/: the Temporal server on the local
+# PostgreSQL (schema set up or upgraded), its Web UI on :8233, the node
+# store on PostgreSQL, one worker of the default conductor group and two
+# of segment-b (each group with simulated BMCs of its own), two API
+# processes (:6385, :6386), the Nova simulator and both schedules. Ctrl-C
+# stops it all; the next run reuses the databases.
+cluster: build deps
+	./bin/starter cluster
 
 # deps installs what the tests drive (Debian's ipmi_sim, ipmitool,
 # redfishtool, python3-sushy) when missing and starts the local PostgreSQL

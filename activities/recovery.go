@@ -24,13 +24,22 @@ type RecoveryResult struct {
 // last_error stays. A failed read changes nothing. Operator maintenance
 // has no fault and is never selected.
 func (a *Activities) RecoverPowerFailures(ctx context.Context) (RecoveryResult, error) {
+	return a.recoverPowerFailures(ctx, nil)
+}
+
+// RecoverGroup is RecoverPowerFailures for the nodes of one conductor
+// group, run on that group's workers.
+func (a *Activities) RecoverGroup(ctx context.Context, group string) (RecoveryResult, error) {
+	return a.recoverPowerFailures(ctx, &group)
+}
+
+func (a *Activities) recoverPowerFailures(ctx context.Context, group *string) (RecoveryResult, error) {
 	var res RecoveryResult
 	var after *store.Position
+	f := recoveryFilter()
+	f.ConductorGroup = group
 	for {
-		nodes, err := a.Store.List(ctx, store.Query{
-			Filter: store.Filter{Maintenance: store.Bool(true), Fault: node.FaultPowerFailure, TargetPowerStateSet: store.Bool(false)},
-			After:  after, Limit: SyncPageSize,
-		})
+		nodes, err := a.Store.List(ctx, store.Query{Filter: f, After: after, Limit: SyncPageSize})
 		if err != nil {
 			return res, storeError(err)
 		}

@@ -43,6 +43,9 @@ type SyncPageInput struct {
 	// StaleTargetsCleared: the pass ran ClearStaleTargets as a step of its
 	// own. Passes started by older builds leave it to the first page.
 	StaleTargetsCleared bool `json:"stale_targets_cleared,omitempty"`
+	// Group keeps the nodes of one conductor group, read on that group's
+	// worker; nil (passes of builds before groups) reads every node.
+	Group *string `json:"group,omitempty"`
 }
 
 // SyncPosition is a node's place in a pass's order (most failures first);
@@ -107,7 +110,8 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 			return SyncPage{}, err
 		}
 	}
-	if in.PassStart.IsZero() {
+	first := in.PassStart.IsZero()
+	if first {
 		in.PassStart = time.Now()
 	}
 	if in.Limit <= 0 || in.Limit > SyncPageSize {
@@ -118,13 +122,9 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	if in.After != nil {
 		after = &store.Position{Value: in.After.Failures, ID: in.After.ID}
 	}
-	nodes, err := a.Store.List(ctx, store.Query{
-		Filter: store.Filter{
-			Maintenance: store.Bool(false), TargetPowerStateSet: store.Bool(false),
-			ExcludeProvisionStates: node.SyncExcludedStates, UpdatedBefore: in.PassStart,
-		},
-		SortKey: "sync_failures", SortDir: "desc", After: after, Limit: in.Limit,
-	})
+	f := syncFilter()
+	f.UpdatedBefore, f.ConductorGroup = in.PassStart, in.Group
+	nodes, err := a.Store.List(ctx, store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: in.Limit})
 	if err != nil {
 		return page, storeError(err)
 	}
@@ -170,7 +170,7 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 		return page, storeError(err)
 	}
 	// The first page of a pass starts the count; later ones add to it.
-	if in.After == nil {
+	if first {
 		a.Metrics.NodesOutOfSync(len(page.Candidates))
 	} else {
 		a.Metrics.AddNodesOutOfSync(len(page.Candidates))

@@ -29,7 +29,7 @@ type WorkflowType struct {
 //     pinned workflows are done (drained). Power changes last seconds to
 //     minutes; a sync pass minutes (its pages continue as new on the same
 //     build and its per-node children inherit the pin, so one pass never
-//     mixes builds); recovery seconds. The schedules start every new pass
+//     mixes builds); recovery and provision moves seconds. The schedules start every new pass
 //     on the current build.
 //   - NovaNotify is AutoUpgrade: one notifier per instance lives as long
 //     as Nova is unreachable (up to an hour of retries) and takes signals
@@ -44,6 +44,7 @@ func Types() []WorkflowType {
 		{PowerSyncWorkflow, PowerSync, pinned},
 		{NodePowerSyncWorkflow, NodePowerSync, pinned},
 		{PowerFailureRecoveryWorkflow, PowerFailureRecovery, pinned},
+		{NodeProvisionWorkflow, NodeProvision, pinned},
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/route"
 )
 
 // Registered type names of the sync workflows.
@@ -31,6 +32,9 @@ type SyncCounts struct {
 	Unreadable         int `json:"unreadable"`
 	EnteredMaintenance int `json:"entered_maintenance"`
 	ForceFailed        int `json:"force_failed"`
+	// NoWorker counts the nodes left unchecked because no live worker
+	// serves their conductor group.
+	NoWorker int `json:"no_worker,omitempty"`
 }
 
 // PowerSyncInput carries a pass across continue-as-new.
@@ -41,6 +45,11 @@ type PowerSyncInput struct {
 	Pages     int                      `json:"pages"`
 	// StartedAt is when the pass began (its first run).
 	StartedAt time.Time `json:"started_at,omitempty"`
+	// Routed passes read each conductor group on its own workers, Groups
+	// holding those still to read, the current one first. Passes of
+	// builds before groups are not routed.
+	Routed bool     `json:"routed,omitempty"`
+	Groups []string `json:"groups,omitempty"`
 }
 
 // PowerSyncResult is a finished pass.
@@ -77,38 +86,68 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 		return PowerSyncResult{}, err
 	}
 	after, passStart := in.After, in.PassStart
+	routed, groups := in.Routed, in.Groups
 	staleCleared := false
-	if after == nil && passStart.IsZero() &&
-		workflow.GetVersion(ctx, staleTargetsStep, workflow.DefaultVersion, 1) == 1 {
-		// Targets left by changes that no longer run are cleared first,
-		// as a step of its own, so this pass syncs those nodes.
-		if err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.ClearStaleTargets).Get(ctx, nil); err != nil {
-			return PowerSyncResult{}, err
+	if after == nil && passStart.IsZero() && !routed {
+		if workflow.GetVersion(ctx, staleTargetsStep, workflow.DefaultVersion, 1) == 1 {
+			// Targets left by changes that no longer run are cleared
+			// first, as a step of its own, so this pass syncs those nodes.
+			if err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.ClearStaleTargets).Get(ctx, nil); err != nil {
+				return PowerSyncResult{}, err
+			}
+			staleCleared = true
 		}
-		staleCleared = true
+		if workflow.GetVersion(ctx, conductorGroupsStep, workflow.DefaultVersion, 1) == 1 {
+			served, err := servedGroups(ctx, false, &counts.NoWorker)
+			if err != nil {
+				return PowerSyncResult{}, err
+			}
+			routed, groups = true, served
+		}
 	}
-	for {
-		var page activities.SyncPage
-		readCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	base := workflow.GetInfo(ctx).TaskQueueName
+	for !routed || len(groups) > 0 {
+		req := activities.SyncPageInput{After: after, PassStart: passStart, StaleTargetsCleared: staleCleared}
+		opts := workflow.ActivityOptions{
 			Summary:             fmt.Sprintf("read power states, page %d", pages+1),
 			StartToCloseTimeout: 10 * time.Minute, HeartbeatTimeout: time.Minute,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
-		})
-		if err := workflow.ExecuteActivity(readCtx, acts.ReadPowerStates,
-			activities.SyncPageInput{After: after, PassStart: passStart, StaleTargetsCleared: staleCleared}).Get(ctx, &page); err != nil {
-			return PowerSyncResult{}, err
 		}
-		pages++
-		after, passStart = page.After, page.PassStart
-		counts.Checked += page.Checked
-		counts.InSync += page.InSync
-		syncNodes(ctx, page.Candidates, page.Window, &counts, &inFlight)
+		queue := ""
+		if routed {
+			req.Group, queue = &groups[0], route.Queue(base, groups[0])
+			opts.TaskQueue, opts.ScheduleToStartTimeout = queue, groupPickup
+			opts.Summary = fmt.Sprintf("read power states, page %d (conductor group %q)", pages+1, groups[0])
+		}
+		var page activities.SyncPage
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.ReadPowerStates, req).Get(ctx, &page)
+		switch {
+		case routed && noPickup(err):
+			// Its workers went away since the pass began: the group is
+			// skipped, as a group nobody serves.
+			workflow.GetLogger(ctx).Warn("no worker of the conductor group took its page: the group is skipped this pass",
+				"conductor_group", groups[0], "task_queue", queue)
+			page.Done = true
+		case err != nil:
+			return PowerSyncResult{}, err
+		default:
+			pages++
+			passStart = page.PassStart
+			counts.Checked += page.Checked
+			counts.InSync += page.InSync
+			syncNodes(ctx, page.Candidates, page.Window, &counts, &inFlight, queue)
+		}
+		after = page.After
 		if page.Done {
-			break
+			if !routed {
+				break
+			}
+			groups, after = groups[1:], nil
+			continue
 		}
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() || workflow.GetInfo(ctx).GetCurrentHistoryLength() > 10000 {
 			return PowerSyncResult{}, workflow.NewContinueAsNewError(ctx, PowerSyncWorkflow,
-				PowerSyncInput{After: after, PassStart: passStart, Counts: counts, Pages: pages, StartedAt: in.StartedAt})
+				PowerSyncInput{After: after, PassStart: passStart, Counts: counts, Pages: pages, StartedAt: in.StartedAt, Routed: routed, Groups: groups})
 		}
 	}
 	done = true
@@ -119,9 +158,36 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 // it cleared stale targets inside their first page read.
 const staleTargetsStep = "stale-targets-step"
 
+// conductorGroupsStep versions the routing of passes by conductor group:
+// passes started before it read every node on the pass's own worker.
+const conductorGroupsStep = "conductor-groups"
+
+// groupPickup is how long a group's work may wait for one of its workers
+// to take it before the pass treats the group as unserved.
+const groupPickup = 2 * time.Minute
+
+// noPickup reports whether err is a task no worker took within
+// groupPickup.
+func noPickup(err error) bool {
+	var timeout *temporal.TimeoutError
+	return errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
+}
+
+// servedGroups asks which conductor groups have nodes for the pass and a
+// live worker, and adds the nodes of the others to noWorker.
+func servedGroups(ctx workflow.Context, recovery bool, noWorker *int) ([]string, error) {
+	var g activities.Groups
+	err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.ServedGroups,
+		activities.GroupsInput{Base: workflow.GetInfo(ctx).TaskQueueName, Recovery: recovery}).Get(ctx, &g)
+	for _, n := range g.Unserved {
+		*noWorker += n
+	}
+	return g.Served, err
+}
+
 // syncNodes runs a NodePowerSync child for each candidate, at most window
 // at a time, and adds up their outcomes.
-func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, window int, counts *SyncCounts, inFlight *int) {
+func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, window int, counts *SyncCounts, inFlight *int, queue string) {
 	if window <= 0 {
 		window = 8
 	}
@@ -153,6 +219,7 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 		}
 		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
 			WorkflowID:            nodelock.ID(c.UUID),
+			TaskQueue:             queue,
 			StaticSummary:         fmt.Sprintf("sync power state of %s (%s)", name, c.Reason),
 			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
@@ -276,6 +343,37 @@ func PowerFailureRecovery(ctx workflow.Context) (RecoveryResult, error) {
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	})
 	var res RecoveryResult
-	err := workflow.ExecuteActivity(actx, acts.RecoverPowerFailures).Get(ctx, &res)
-	return res, err
+	if workflow.GetVersion(ctx, conductorGroupsStep, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		err := workflow.ExecuteActivity(actx, acts.RecoverPowerFailures).Get(ctx, &res)
+		return res, err
+	}
+	// Each group's nodes are read on its own workers, one group after
+	// another; a group nobody serves is counted as skipped.
+	groups, err := servedGroups(ctx, true, &res.Skipped)
+	if err != nil {
+		return res, err
+	}
+	base := workflow.GetInfo(ctx).TaskQueueName
+	for _, g := range groups {
+		gctx := workflow.WithActivityOptions(actx, workflow.ActivityOptions{
+			Summary:                fmt.Sprintf("read nodes in maintenance for power failure (conductor group %q)", g),
+			TaskQueue:              route.Queue(base, g),
+			ScheduleToStartTimeout: groupPickup,
+			StartToCloseTimeout:    30 * time.Minute, HeartbeatTimeout: time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+		})
+		var part RecoveryResult
+		err := workflow.ExecuteActivity(gctx, acts.RecoverGroup, g).Get(ctx, &part)
+		switch {
+		case noPickup(err):
+			workflow.GetLogger(ctx).Warn("no worker of the conductor group took its recovery: the group is skipped this pass", "conductor_group", g)
+		case err != nil:
+			return res, err
+		}
+		res.Checked += part.Checked
+		res.Recovered += part.Recovered
+		res.StillFailing += part.StillFailing
+		res.Skipped += part.Skipped
+	}
+	return res, nil
 }

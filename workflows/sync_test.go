@@ -56,12 +56,22 @@ func uuidN(i int) string {
 	return "00000000-0000-4000-8000-" + string(rune('a'+i/26)) + string(rune('a'+i%26)) + "0000000000"
 }
 
-// onePage mocks a pass of a single page.
+// onePage mocks a pass of a single page, all nodes in the default group.
 func onePage(env *testsuite.TestWorkflowEnvironment, page activities.SyncPage) {
 	page.Done, page.PassStart = true, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(0, nil).Once()
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true}).Return(page, nil).Once()
+	served(env, false, activities.Groups{Served: []string{""}})
+	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true, Group: group("")}).Return(page, nil).Once()
 }
+
+// served mocks the pass's question of which conductor groups it serves.
+func served(env *testsuite.TestWorkflowEnvironment, recovery bool, g activities.Groups) {
+	env.OnActivity(acts.ServedGroups, mock.Anything, mock.MatchedBy(func(in activities.GroupsInput) bool {
+		return in.Recovery == recovery && in.Base == "default-test-taskqueue"
+	})).Return(g, nil).Once()
+}
+
+func group(g string) *string { return &g }
 
 // children mocks NodePowerSync: each child answers results[uuid] (an
 // action, or an error), after running for run, and the mock records the
@@ -121,8 +131,9 @@ func TestPowerSyncPagesAndAggregatesChildOutcomes(t *testing.T) {
 	// Stale targets are cleared once, as the pass's first step; the pages
 	// then leave them alone.
 	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(2, nil).Once()
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true}).Return(page1, nil).Once()
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{After: after, PassStart: start, StaleTargetsCleared: true}).Return(page2, nil).Once()
+	served(env, false, activities.Groups{Served: []string{""}})
+	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true, Group: group("")}).Return(page1, nil).Once()
+	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{After: after, PassStart: start, StaleTargetsCleared: true, Group: group("")}).Return(page2, nil).Once()
 	var c children
 	c.mock(env, 0, map[string]any{
 		u(0): activities.SyncForce, u(1): activities.SyncRecorded, u(2): activities.SyncForceFailed,
@@ -344,7 +355,8 @@ func TestNodePowerSyncDecisionErrorFailsTheWorkflow(t *testing.T) {
 func TestPowerFailureRecoveryReturnsActivityCounts(t *testing.T) {
 	env := newSyncEnv(t, "power-failure-recovery")
 	want := activities.RecoveryResult{Checked: 5, Recovered: 2, StillFailing: 2, Skipped: 1}
-	env.OnActivity(acts.RecoverPowerFailures, mock.Anything).Return(want, nil).Once()
+	served(env, true, activities.Groups{Served: []string{""}})
+	env.OnActivity(acts.RecoverGroup, mock.Anything, "").Return(want, nil).Once()
 	env.ExecuteWorkflow(PowerFailureRecovery)
 	var res RecoveryResult
 	if err := env.GetWorkflowResult(&res); err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/rs/zerolog"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/store"
 )
@@ -36,10 +35,11 @@ const MaxBodyBytes = 114688
 
 // Server is the API: its dependencies and options.
 type Server struct {
-	Store     store.Store
-	Temporal  client.Client
+	Store    store.Store
+	Temporal client.Client
+	// TaskQueue is the default conductor group's: the API never talks to
+	// a BMC, it starts workflows on the workers of each node's group.
 	TaskQueue string
-	BMCs      activities.BMCs
 	Log       zerolog.Logger
 	// Auth checks a request's credentials; nil means noauth.
 	Auth func(r *http.Request) bool

@@ -10,7 +10,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/metalpower/metalpower/internal/api"
-	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
@@ -25,10 +24,8 @@ func TestMetricsAndHealthNeedNoAuth(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{})
 	m := metrics.MustNew()
-	p := pool.New(pool.Options{Observer: m})
-	defer p.Close()
 	auth := func(r *http.Request) bool { u, pw, ok := r.BasicAuth(); return ok && u == "admin" && pw == "pw" }
-	h := (&api.Server{Store: s.Store, Temporal: s.Client, TaskQueue: s.Config.Temporal.TaskQueue, BMCs: p,
+	h := (&api.Server{Store: s.Store, Temporal: s.Client, TaskQueue: s.Config.Temporal.TaskQueue,
 		Log: zerolog.Nop(), Auth: auth, Metrics: m}).Handler()
 	ts := httptest.NewServer(h)
 	defer ts.Close()
@@ -78,7 +75,6 @@ func TestMetricsAndHealthNeedNoAuth(t *testing.T) {
 		`metalpower_api_requests_total{method="GET",route="/v1/nodes",status="200"} 1`,
 		`metalpower_api_requests_total{method="PUT",route="/v1/nodes/{ident}/states/provision",status="202"} 1`,
 		`metalpower_api_request_duration_seconds_count{method="PUT",route="/v1/nodes/{ident}/states/provision"} 1`,
-		`metalpower_bmc_call_duration_seconds_count{driver="redfish",op="get_power_state",outcome="ok"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics has no %s", want)

@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/logging"
@@ -64,13 +63,6 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready cha
 		defer mc.Close()
 		s.Temporal = mc
 	}
-	popts := pool.FromConfig(cfg)
-	popts.Observer = m // BMC calls of provision actions (manage, adopt)
-	popts.SharedPace = s.Store
-	p := pool.New(popts)
-	defer p.Close()
-	s.BMCs = p
-
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.API.HostIP, strconv.Itoa(cfg.API.Port)))
 	if err != nil {
 		return fmt.Errorf("[api] host_ip/port: %w", err)

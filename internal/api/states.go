@@ -6,10 +6,10 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/route"
 )
 
 // getStates is GET /v1/nodes/{ident}/states (NodeStatesController.get): read from the record,
@@ -79,11 +79,12 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 	}
 	_, err := control.StartPowerChange(r.Context(), s.Temporal, s.Store, s.TaskQueue, n, control.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
 	var locked *nodelock.Error
+	var noWorker *route.NoWorkerError
 	switch {
 	case errors.As(err, &locked):
 		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by host metalpower, please retry after the current operation is completed. (workflow %s)", n.UUID, locked.Holder))
 		return
-	case errors.Is(err, control.ErrInvalidRequest):
+	case errors.Is(err, control.ErrInvalidRequest), errors.As(err, &noWorker):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
@@ -110,12 +111,17 @@ func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" is not supported by metalpower; supported: %v.", req.Target, node.ProvisionActions))
 		return
 	}
-	_, err := control.Provision(r.Context(), s.Store, s.BMCs, n.UUID, req.Target)
+	_, err := control.Provision(r.Context(), control.Workers{Client: s.Temporal, TaskQueue: s.TaskQueue}, s.Store, n.UUID, req.Target)
+	var locked *nodelock.Error
+	var noWorker *route.NoWorkerError
 	switch {
-	case errors.Is(err, node.ErrInvalidState):
+	case errors.Is(err, node.ErrInvalidState), errors.As(err, &noWorker):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
-	case err != nil && !isBMCError(err):
+	case errors.As(err, &locked):
+		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by host metalpower, please retry after the current operation is completed. (workflow %s)", n.UUID, locked.Holder))
+		return
+	case err != nil && !errors.Is(err, control.ErrBMCRead):
 		s.writeStoreError(w, r, err)
 		return
 	}
@@ -123,11 +129,6 @@ func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) {
 	// shows in last_error and the state the node stays in.
 	w.Header().Set("Location", baseURL(r)+"/v1/nodes/"+r.PathValue("ident")+"/states")
 	w.WriteHeader(http.StatusAccepted)
-}
-
-func isBMCError(err error) bool {
-	_, ok := bmc.KindOf(err)
-	return ok
 }
 
 func (s *Server) setMaintenance(w http.ResponseWriter, r *http.Request) {

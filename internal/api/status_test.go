@@ -173,7 +173,7 @@ func TestNodeLockedAndServiceUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	down := httptest.NewServer((&api.Server{Store: s.Store, Temporal: dead, TaskQueue: "q", BMCs: s.Worker.Pool, Log: zerolog.Nop()}).Handler())
+	down := httptest.NewServer((&api.Server{Store: s.Store, Temporal: dead, TaskQueue: "q", Log: zerolog.Nop()}).Handler())
 	defer down.Close()
 	m := s.AddRedfishNode(t, "orphan", "2", "")
 	s.Modify(t, m.UUID, func(n *node.Node) { n.LastError = "an older failure" })

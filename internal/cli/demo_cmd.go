@@ -8,11 +8,25 @@ import (
 
 func init() {
 	register("demo", "demo [-data DIR] [-temporal-cli PATH] [-redfish N] [-ipmi N] [-api-port P] [-temporal-port P] [-ui-port P]   run the whole local stack on simulated hardware (make demo)", runDemo)
+	register("cluster", "cluster [demo's flags] [-segment N]   run the production topology on this machine: Temporal on PostgreSQL, its Web UI, 3 workers in 2 conductor groups, 2 APIs (make cluster)", runCluster)
+}
+
+func runCluster(ctx context.Context, env *Env, args []string) error {
+	return runStack(ctx, env, "cluster", args)
 }
 
 func runDemo(ctx context.Context, env *Env, args []string) error {
-	var o demo.Options
-	fs := flags("demo", env)
+	return runStack(ctx, env, "demo", args)
+}
+
+// runStack runs the demo, or with name "cluster" the production topology.
+func runStack(ctx context.Context, env *Env, name string, args []string) error {
+	o := demo.Options{Cluster: name == "cluster"}
+	fs := flags(name, env)
+	if o.Cluster {
+		fs.IntVar(&o.Segment, "segment", 10, "simulated Redfish nodes of conductor group segment-b (seg-01..), on a Redfish service of their own")
+		fs.StringVar(&o.SegmentAddr, "segment-addr", "127.0.0.1:8001", "where segment-b's Redfish service listens")
+	}
 	fs.StringVar(&o.DataDir, "data", ".data", "directory for the Temporal database, the node store, logs and nova-events.log (reused by the next run)")
 	fs.StringVar(&o.TemporalCLI, "temporal-cli", "tools/bin/temporal", "the temporal CLI (make tools/bin/temporal)")
 	fs.StringVar(&o.Worker, "worker", "", "the worker binary (default: worker beside this starter)")

@@ -7,8 +7,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
@@ -46,9 +44,10 @@ func nodeAdopt(ctx context.Context, env *Env, args []string) error {
 	return withBMC(ctx, env, "node adopt", args, control.Adopt)
 }
 
-// withBMC runs a provision action that reads the node's BMC.
+// withBMC runs a provision action that reads the node's BMC: a
+// NodeProvision workflow on a worker of the node's conductor group.
 func withBMC(ctx context.Context, env *Env, name string, args []string,
-	action func(context.Context, store.Store, activities.BMCs, string) (*node.Node, error)) error {
+	action func(context.Context, control.Workers, store.Store, string) (*node.Node, error)) error {
 	ident, err := oneNode(name, env, args)
 	if err != nil {
 		return err
@@ -57,12 +56,13 @@ func withBMC(ctx context.Context, env *Env, name string, args []string,
 	if err != nil {
 		return err
 	}
+	c, err := dialTemporal(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	return withStore(ctx, env, func(s store.Store) error {
-		popts := pool.FromConfig(cfg)
-		popts.SharedPace = s
-		p := pool.New(popts)
-		defer p.Close()
-		n, err := action(ctx, s, p, ident)
+		n, err := action(ctx, control.Workers{Client: c, TaskQueue: cfg.Temporal.TaskQueue}, s, ident)
 		if err != nil {
 			return err
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/nova"
+	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/workflows"
@@ -123,9 +124,11 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		}
 		w.Pool = pool.New(popts)
 	}
+	// The worker serves one conductor group: its own task queue.
+	queue := route.Queue(cfg.Temporal.TaskQueue, cfg.Conductor.ConductorGroup)
 	acts := &activities.Activities{
 		Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, IPMI: cfg.IPMI,
-		Temporal: w.Client, TaskQueue: cfg.Temporal.TaskQueue, Metrics: w.Metrics,
+		Temporal: w.Client, TaskQueue: queue, Metrics: w.Metrics,
 	}
 	acts.Nova, acts.NovaDisabled = novaNotifier(cfg.Nova, opts.Nova, log)
 
@@ -147,7 +150,7 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		wopts.Interceptors = []interceptor.WorkerInterceptor{&resultMetrics{m: w.Metrics, log: log,
 			interval: time.Duration(cfg.Conductor.SyncPowerStateInterval) * time.Second}}
 	}
-	w.worker = worker.New(w.Client, cfg.Temporal.TaskQueue, wopts)
+	w.worker = worker.New(w.Client, queue, wopts)
 	workflows.Register(w.worker, opts.Workflows, acts)
 	if !opts.NoSchedules {
 		drift, err := control.EnsureSchedules(ctx, w.Client, cfg)
@@ -299,6 +302,7 @@ func recordResult(m *metrics.Metrics, res any, err error) {
 			metrics.SyncSkippedLocked:      r.SkippedLocked,
 			metrics.SyncEnteredMaintenance: r.EnteredMaintenance,
 			metrics.SyncForceFailed:        r.ForceFailed,
+			metrics.SyncNoWorker:           r.NoWorker,
 		})
 	case workflows.NovaNotifyResult:
 		// Each run (also one that continues as new) counts its own.

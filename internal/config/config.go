@@ -39,14 +39,15 @@ type Config struct {
 
 // Conductor holds the power-management options of Ironic's [conductor].
 type Conductor struct {
-	SyncPowerStateInterval       int  `toml:"sync_power_state_interval" help:"Interval between syncing the node power state to the database, in seconds. Set to 0 or less to disable syncing."`
-	ForcePowerStateDuringSync    bool `toml:"force_power_state_during_sync" help:"During a power state sync, set the hardware to the power state recorded in the database (true) or update the database from the hardware (false)."`
-	PowerStateSyncMaxRetries     int  `toml:"power_state_sync_max_retries" help:"How many consecutive sync failures for a node are tolerated before the node is put into maintenance."`
-	SyncPowerStateWorkers        int  `toml:"sync_power_state_workers" help:"Maximum number of concurrent BMC power state reads during one sync pass."`
-	PowerFailureRecoveryInterval int  `toml:"power_failure_recovery_interval" help:"Interval between checking the power state of nodes put into maintenance by a power sync failure, in seconds; a node leaves maintenance once its power state is read successfully. Set to 0 to disable."`
-	PowerStateChangeTimeout      int  `toml:"power_state_change_timeout" help:"Seconds to wait for a power operation to reach the desired power state before it is considered failed."`
-	SoftPowerOffTimeout          int  `toml:"soft_power_off_timeout" help:"Timeout of soft reboot and soft power off operations, in seconds."`
-	PowerConflictWindow          int  `toml:"power_conflict_window" help:"A power state changed back within this many seconds after metalpower changed it (by a new request, or behind its back as the sync finds) is recorded in the node history as a conflict, most likely with the compute service's power sync. 0 disables."`
+	SyncPowerStateInterval       int    `toml:"sync_power_state_interval" help:"Interval between syncing the node power state to the database, in seconds. Set to 0 or less to disable syncing."`
+	ForcePowerStateDuringSync    bool   `toml:"force_power_state_during_sync" help:"During a power state sync, set the hardware to the power state recorded in the database (true) or update the database from the hardware (false)."`
+	PowerStateSyncMaxRetries     int    `toml:"power_state_sync_max_retries" help:"How many consecutive sync failures for a node are tolerated before the node is put into maintenance."`
+	SyncPowerStateWorkers        int    `toml:"sync_power_state_workers" help:"Maximum number of concurrent BMC power state reads during one sync pass."`
+	PowerFailureRecoveryInterval int    `toml:"power_failure_recovery_interval" help:"Interval between checking the power state of nodes put into maintenance by a power sync failure, in seconds; a node leaves maintenance once its power state is read successfully. Set to 0 to disable."`
+	PowerStateChangeTimeout      int    `toml:"power_state_change_timeout" help:"Seconds to wait for a power operation to reach the desired power state before it is considered failed."`
+	SoftPowerOffTimeout          int    `toml:"soft_power_off_timeout" help:"Timeout of soft reboot and soft power off operations, in seconds."`
+	ConductorGroup               string `toml:"conductor_group" help:"Conductor group (BMC network segment) this worker serves, as Ironic's: it runs the power changes, syncs and BMC checks of the nodes whose conductor_group matches (case-insensitive), and only those. Empty: the default group, whose workers also run the sync and recovery passes that hand each group its share."`
+	PowerConflictWindow          int    `toml:"power_conflict_window" help:"A power state changed back within this many seconds after metalpower changed it (by a new request, or behind its back as the sync finds) is recorded in the node history as a conflict, most likely with the compute service's power sync. 0 disables."`
 }
 
 // IPMI holds Ironic's [ipmi] options that pace and retry BMC commands.

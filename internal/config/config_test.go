@@ -44,6 +44,7 @@ func TestDefaults(t *testing.T) {
 		"[conductor] power_failure_recovery_interval": "300",
 		"[conductor] power_state_change_timeout":      "60",
 		"[conductor] soft_power_off_timeout":          "600",
+		"[conductor] conductor_group":                 "",
 		"[conductor] power_conflict_window":           "900",
 		"[ipmi] min_command_interval":                 "5",
 		"[ipmi] command_retry_timeout":                "60",

@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/metalpower/metalpower/internal/node"
 )
 
 // Validate reports every invalid value at once (joined with errors.Join),
@@ -92,6 +94,9 @@ func (v *validator) conductor(c Conductor) {
 	v.atLeast(s, "power_state_change_timeout", c.PowerStateChangeTimeout, 2)
 	v.atLeast(s, "soft_power_off_timeout", c.SoftPowerOffTimeout, 1)
 	v.atLeast(s, "power_conflict_window", c.PowerConflictWindow, 0)
+	if _, err := node.ConductorGroup(c.ConductorGroup); err != nil {
+		v.failf(s, "conductor_group", "must be at most 255 letters, digits, '_', '-' or '.' (got %q)", c.ConductorGroup)
+	}
 }
 
 func (v *validator) ipmi(c IPMI) {

@@ -78,6 +78,10 @@ func TestValidate(t *testing.T) {
 		{"database sqlite no path", func(c *Config) { c.Database.URL = "sqlite://" },
 			[]string{"[database] url: sqlite:// needs a file path"}},
 
+		{"conductor group", func(c *Config) { c.Conductor.ConductorGroup = "Rack-A_1.east" }, nil},
+		{"conductor group with a space", func(c *Config) { c.Conductor.ConductorGroup = "rack a" },
+			[]string{`[conductor] conductor_group: must be at most 255 letters, digits, '_', '-' or '.' (got "rack a")`}},
+
 		{"deployment", func(c *Config) { c.Temporal.DeploymentName, c.Temporal.BuildID = "metalpower", "2026.11.25+abc_1-x" }, nil},
 		{"deployment without build id", func(c *Config) { c.Temporal.DeploymentName = "metalpower" }, nil},
 		{"deployment name with a dot", func(c *Config) { c.Temporal.DeploymentName = "metal.power" },

@@ -13,6 +13,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -53,6 +54,12 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	// change has begun. A change already marked holds the node.
 	// A target left by a change that no longer runs does not block (as
 	// Ironic's test_node_power_action_already_being_processed).
+	// As Ironic's get_topic_for: refused before anything is marked when
+	// no worker serves the node's group.
+	queue, err := nodeQueue(ctx, c, taskQueue, n)
+	if err != nil {
+		return nil, err
+	}
 	final := node.FinalState(req.Target)
 	if n.TargetPowerState != "" {
 		if held, _ := nodelock.Held(ctx, c, n.UUID); held {
@@ -66,7 +73,7 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	if err != nil {
 		return nil, err
 	}
-	run, err := startPowerWorkflow(ctx, c, taskQueue, marked, req)
+	run, err := startPowerWorkflow(ctx, c, queue, marked, req)
 	if err != nil {
 		// Nothing started: take the mark back, unless something else
 		// changed the node meanwhile. The lock held elsewhere leaves
@@ -88,6 +95,22 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	return run, nil
 }
 
+// nodeQueue is the task queue of n's conductor group, or a
+// *route.NoWorkerError when no live worker polls it.
+func nodeQueue(ctx context.Context, c client.Client, base string, n *node.Node) (string, error) {
+	queue := route.Queue(base, n.ConductorGroup)
+	live, err := route.Live(ctx, c, queue)
+	if err != nil {
+		// The workflow service is unreachable: the start that follows
+		// fails and leaves Ironic's trace on the node.
+		return queue, nil
+	}
+	if !live {
+		return "", &route.NoWorkerError{Group: n.ConductorGroup, Driver: n.Driver}
+	}
+	return queue, nil
+}
+
 // Ironic's [conductor] node_locked_retry_attempts and _interval.
 const (
 	lockRetryAttempts = 3
@@ -95,8 +118,15 @@ const (
 )
 
 func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
+	in := workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, RequestedVia: req.Via}
+	return startLocked(ctx, c, taskQueue, n, req.Target, workflows.Summary(req.Target, n.Ident(), req.Via), workflows.PowerChangeWorkflow, in)
+}
+
+// startLocked starts a workflow under n's lock ID on taskQueue, with the
+// node's search attributes (target in PowerTarget).
+func startLocked(ctx context.Context, c client.Client, taskQueue string, n *node.Node, target, summary, workflow string, in any) (client.WorkflowRun, error) {
 	id := nodelock.ID(n.UUID)
-	attrs := []temporal.SearchAttributeUpdate{workflows.NodeUUIDKey.ValueSet(n.UUID), workflows.PowerTargetKey.ValueSet(req.Target)}
+	attrs := []temporal.SearchAttributeUpdate{workflows.NodeUUIDKey.ValueSet(n.UUID), workflows.PowerTargetKey.ValueSet(target)}
 	if n.Name != "" {
 		attrs = append(attrs, workflows.NodeNameKey.ValueSet(n.Name))
 	}
@@ -109,20 +139,19 @@ func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, 
 		// A worker in this process (the bench, a combined binary) takes the
 		// first task at once; elsewhere this is a no-op.
 		EnableEagerStart:      true,
-		StaticSummary:         workflows.Summary(req.Target, n.Ident(), req.Via),
+		StaticSummary:         summary,
 		TypedSearchAttributes: temporal.NewSearchAttributes(attrs...),
 	}
-	in := workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, RequestedVia: req.Via}
 	// As Ironic's node_locked_retry_attempts (3, 1 s apart): a change that
 	// is finishing (notifying Nova) releases the lock a moment later.
 	for attempt := 1; ; attempt++ {
-		run, err := c.ExecuteWorkflow(ctx, opts, workflows.PowerChangeWorkflow, in)
+		run, err := c.ExecuteWorkflow(ctx, opts, workflow, in)
 		var started *serviceerror.WorkflowExecutionAlreadyStarted
 		switch {
 		case err == nil:
 			return run, nil
 		case !errors.As(err, &started):
-			return nil, fmt.Errorf("start power change: %w", err)
+			return nil, fmt.Errorf("start %s: %w", workflow, err)
 		case attempt == lockRetryAttempts:
 			return nil, &nodelock.Error{NodeUUID: n.UUID, Holder: id}
 		}

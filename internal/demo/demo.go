@@ -35,9 +35,12 @@ import (
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
 
 // ReadyLine is printed once everything is up; scripts wait for it.
@@ -69,6 +72,14 @@ type Options struct {
 	SyncInterval, RecoveryInterval int
 	// ReadyTimeout bounds the start-up (default 2 minutes).
 	ReadyTimeout time.Duration
+	// Cluster runs the production topology instead (make cluster; see
+	// cluster.go).
+	Cluster bool
+	// Segment is the number of Redfish nodes of conductor group
+	// segment-b, behind a Redfish service of their own at SegmentAddr
+	// (cluster only; default 10 and 127.0.0.1:8001).
+	Segment     int
+	SegmentAddr string
 }
 
 func (o *Options) defaults() error {
@@ -115,8 +126,14 @@ func (o *Options) defaults() error {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 2 * time.Minute
 	}
-	if o.Redfish < 0 || o.Redfish > 999 || o.IPMI < 0 || o.IPMI > 99 || o.Redfish+o.IPMI == 0 {
-		return fmt.Errorf("fleet size: want 0-999 Redfish and 0-99 IPMI nodes, at least one in all")
+	if o.Cluster && o.Segment == 0 {
+		o.Segment = 10
+	}
+	if o.SegmentAddr == "" {
+		o.SegmentAddr = "127.0.0.1:8001"
+	}
+	if o.Redfish < 0 || o.Redfish > 999 || o.IPMI < 0 || o.IPMI > 99 || o.Redfish+o.IPMI == 0 || o.Segment < 0 || o.Segment > 999 {
+		return fmt.Errorf("fleet size: want 0-999 Redfish, 0-99 IPMI and 0-999 segment nodes, at least one in the default group")
 	}
 	for _, p := range []*string{&o.DataDir, &o.TemporalCLI, &o.Starter, &o.Worker} {
 		if *p, err = filepath.Abs(*p); err != nil {
@@ -137,13 +154,18 @@ func (o *Options) defaults() error {
 
 // demo is one run.
 type demo struct {
-	opts     Options
-	out      io.Writer
-	outMu    sync.Mutex
-	sims     *testbed.Fleet
-	children []*child
-	faults   []fault
-	fleet    []plannedNode
+	opts  Options
+	out   io.Writer
+	outMu sync.Mutex
+	sims  *testbed.Fleet
+	// segment is the Redfish service of conductor group segment-b, and
+	// temporal the real server (cluster only).
+	segment    *redfishsim.Sim
+	segmentURL string
+	temporal   *cluster.Cluster
+	children   []*child
+	faults     []fault
+	fleet      []plannedNode
 	// instanceNode maps Nova instance UUIDs to node names, for the event log.
 	instanceNode sync.Map
 }
@@ -161,7 +183,7 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 		return err
 	}
 	d := &demo{opts: opts, out: out}
-	d.fleet = plan(opts.Redfish, opts.IPMI)
+	d.fleet = plan(opts.Redfish, opts.IPMI, opts.Segment)
 	if err := os.MkdirAll(opts.DataDir, 0o755); err != nil {
 		return err
 	}
@@ -169,7 +191,11 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 		{"the Temporal frontend (-temporal-port)", hostPort(opts.TemporalPort)},
 		{"the Temporal Web UI (-ui-port)", hostPort(opts.UIPort)},
 		{"the API (-api-port)", hostPort(opts.APIPort)},
+		{"the second API (-api-port + 1)", hostPort(d.secondAPIPort())},
 	} {
+		if a.addr == "" {
+			continue
+		}
 		if err := portFree(a.addr); err != nil {
 			return fmt.Errorf("%s: %s is taken (is `make run` or another demo running?): %v", a.what, a.addr, err)
 		}
@@ -246,17 +272,22 @@ type plannedNode struct {
 	driver   string
 	index    int  // Redfish system ID, or IPMI BMC index (1-based)
 	instance bool // active with a Nova instance
+	group    string
 }
 
-// plan lays out the fleet: rf-01.., ipmi-1..; every fourth node hosts a
-// Nova instance (active), the others are available.
-func plan(redfish, ipmi int) []plannedNode {
+// plan lays out the fleet: rf-01.., ipmi-1.. and, in conductor group
+// segment-b, seg-01..; every fourth node hosts a Nova instance (active),
+// the others are available.
+func plan(redfish, ipmi, segment int) []plannedNode {
 	var out []plannedNode
 	for i := 1; i <= redfish; i++ {
 		out = append(out, plannedNode{name: fmt.Sprintf("rf-%02d", i), driver: node.DriverRedfish, index: i, instance: i%4 == 0})
 	}
 	for i := 1; i <= ipmi; i++ {
 		out = append(out, plannedNode{name: fmt.Sprintf("ipmi-%d", i), driver: node.DriverIPMI, index: i, instance: i%4 == 0})
+	}
+	for i := 1; i <= segment; i++ {
+		out = append(out, plannedNode{name: fmt.Sprintf("seg-%02d", i), driver: node.DriverRedfish, index: i, instance: i%4 == 0, group: segmentGroup})
 	}
 	return out
 }
@@ -267,6 +298,9 @@ func instanceUUID(name string) string {
 }
 
 func (d *demo) driverInfo(p plannedNode) map[string]any {
+	if p.group == segmentGroup {
+		return testbed.RedfishInfo(d.segment, d.segmentURL, strconv.Itoa(p.index))
+	}
 	if p.driver == node.DriverRedfish {
 		return d.sims.RedfishInfo(strconv.Itoa(p.index))
 	}
@@ -279,7 +313,10 @@ func (d *demo) startSimulators() error {
 		return fmt.Errorf("the Redfish simulator cannot listen on %s (-redfish-addr; is `starter sim redfish` running?): %w", d.opts.RedfishAddr, err)
 	}
 	d.sims, err = testbed.StartFleet(testbed.FleetOptions{Redfish: max(d.opts.Redfish, 1), IPMI: max(d.opts.IPMI, 1), RedfishListener: ln})
-	return err
+	if err != nil || d.opts.Segment == 0 {
+		return err
+	}
+	return d.startSegment()
 }
 
 // reconcileStore brings the nodes a previous run left in the store up to
@@ -347,7 +384,7 @@ func (d *demo) setHardware(p plannedNode, on bool) {
 		if on {
 			state = "On"
 		}
-		d.sims.Redfish.SetPowerState(strconv.Itoa(p.index), state)
+		d.redfish(p).SetPowerState(strconv.Itoa(p.index), state)
 		return
 	}
 	d.sims.IPMI.BMCs()[p.index-1].SetPowerOn(on)
@@ -355,13 +392,27 @@ func (d *demo) setHardware(p plannedNode, on bool) {
 
 func (d *demo) hardwareOn(p plannedNode) bool {
 	if p.driver == node.DriverRedfish {
-		return d.sims.Redfish.PowerState(strconv.Itoa(p.index)) == "On"
+		return d.redfish(p).PowerState(strconv.Itoa(p.index)) == "On"
 	}
 	return d.sims.IPMI.BMCs()[p.index-1].PowerOn()
 }
 
+// redfish is the simulated Redfish service of p.
+func (d *demo) redfish(p plannedNode) *redfishsim.Sim {
+	if p.group == segmentGroup {
+		return d.segment
+	}
+	return d.sims.Redfish
+}
+
 func (d *demo) dbPath() string { return filepath.Join(d.opts.DataDir, "metalpower.db") }
-func (d *demo) dbURL() string  { return "sqlite://" + d.dbPath() }
+
+func (d *demo) dbURL() string {
+	if d.opts.Cluster {
+		return clusterStoreURL
+	}
+	return "sqlite://" + d.dbPath()
+}
 
 // logNovaEvents appends every event the Nova simulator accepts to
 // <data>/nova-events.log (one JSON object a line) and prints it.
@@ -424,7 +475,6 @@ func (d *demo) childEnv() []string {
 	cfg := d.config()
 	return testbed.ChildEnv(append(testbed.Env(cfg),
 		"METALPOWER_API_HOST_IP=127.0.0.1",
-		"METALPOWER_API_PORT="+strconv.Itoa(d.opts.APIPort),
 		// Short periods, so the demo shows sync and recovery passes.
 		"METALPOWER_CONDUCTOR_SYNC_POWER_STATE_INTERVAL="+strconv.Itoa(d.opts.SyncInterval),
 		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL="+strconv.Itoa(d.opts.RecoveryInterval))...)
@@ -435,12 +485,20 @@ func (d *demo) start(name, logName, bin string, args ...string) (*child, error) 
 	if err != nil {
 		return nil, err
 	}
-	d.children = append(d.children, c)
-	d.printf("started %s (pid %d, log %s)\n", name, c.pid(), c.log)
+	d.adopt(c)
 	return c, nil
 }
 
+// adopt makes c one of the processes the demo watches and stops.
+func (d *demo) adopt(c *child) {
+	d.children = append(d.children, c)
+	d.printf("started %s (pid %d, log %s)\n", c.name, c.pid(), c.log)
+}
+
 func (d *demo) startTemporal(ctx context.Context) error {
+	if d.opts.Cluster {
+		return d.startCluster(ctx)
+	}
 	c, err := d.start("temporal dev server", "temporal.log", d.opts.TemporalCLI, devserver.Args(devserver.Options{
 		Port: d.opts.TemporalPort, UIPort: d.opts.UIPort, UI: true,
 		DBFile: filepath.Join(d.opts.DataDir, "temporal.db"), LogLevel: "warn",
@@ -459,6 +517,8 @@ func (d *demo) startTemporal(ctx context.Context) error {
 	})
 }
 
+// dial connects to the Temporal frontend, the dev server's or the
+// cluster's.
 func (d *demo) dial(ctx context.Context) (client.Client, error) {
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -467,56 +527,83 @@ func (d *demo) dial(ctx context.Context) (client.Client, error) {
 
 func (d *demo) startWorkerAndAPI(ctx context.Context) error {
 	started := time.Now()
-	w, err := d.start("worker", "worker.log", d.opts.Worker)
-	if err != nil {
-		return err
+	var workers, apis []*child
+	for i, g := range d.workerGroups() {
+		name, logName := "worker", "worker.log"
+		if len(d.workerGroups()) > 1 {
+			name, logName = fmt.Sprintf("worker %d (conductor group %q)", i+1, g), fmt.Sprintf("worker-%d.log", i+1)
+		}
+		w, err := startChild(name, filepath.Join(d.opts.DataDir, logName), d.opts.Worker, nil,
+			append(d.childEnv(), "METALPOWER_CONDUCTOR_CONDUCTOR_GROUP="+g))
+		if err != nil {
+			return err
+		}
+		d.adopt(w)
+		workers = append(workers, w)
 	}
-	a, err := d.start("API", "api.log", d.opts.Starter, "api")
-	if err != nil {
-		return err
+	for i, port := range d.apiPorts() {
+		name, logName := "API", "api.log"
+		if i > 0 {
+			name, logName = fmt.Sprintf("API %d", i+1), fmt.Sprintf("api-%d.log", i+1)
+		}
+		a, err := startChild(name, filepath.Join(d.opts.DataDir, logName), d.opts.Starter, []string{"api"},
+			append(d.childEnv(), "METALPOWER_API_PORT="+strconv.Itoa(port)))
+		if err != nil {
+			return err
+		}
+		d.adopt(a)
+		apis = append(apis, a)
 	}
 	tc, err := d.dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	// The worker is ready once it polls both task queue kinds (it creates
-	// the schedules before it starts polling).
-	if err := waitFor(ctx, w, "the worker", func(ctx context.Context) error {
-		for _, kind := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
-			resp, err := tc.DescribeTaskQueue(ctx, taskQueue, kind)
-			if err != nil {
-				return err
+	// A worker is ready once it polls both task queue kinds of its group
+	// (it creates the schedules before it starts polling).
+	for i, g := range d.workerGroups() {
+		queue := route.Queue(taskQueue, g)
+		if err := waitFor(ctx, workers[i], workers[i].name, func(ctx context.Context) error {
+			for _, kind := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
+				resp, err := tc.DescribeTaskQueue(ctx, queue, kind)
+				if err != nil {
+					return err
+				}
+				fresh := false
+				for _, p := range resp.GetPollers() {
+					fresh = fresh || !p.GetLastAccessTime().AsTime().Before(started.Add(-time.Second))
+				}
+				if !fresh {
+					return fmt.Errorf("no %s poller on task queue %s yet", kind, queue)
+				}
 			}
-			fresh := false
-			for _, p := range resp.GetPollers() {
-				fresh = fresh || !p.GetLastAccessTime().AsTime().Before(started.Add(-time.Second))
+			for _, id := range []string{"power-sync", "power-failure-recovery"} {
+				if _, err := tc.ScheduleClient().GetHandle(ctx, id).Describe(ctx); err != nil {
+					return fmt.Errorf("schedule %s: %w", id, err)
+				}
 			}
-			if !fresh {
-				return fmt.Errorf("no %s poller on task queue %s yet", kind, taskQueue)
-			}
+			return nil
+		}); err != nil {
+			return err
 		}
-		for _, id := range []string{"power-sync", "power-failure-recovery"} {
-			if _, err := tc.ScheduleClient().GetHandle(ctx, id).Describe(ctx); err != nil {
-				return fmt.Errorf("schedule %s: %w", id, err)
-			}
-		}
-		return nil
-	}); err != nil {
-		return err
 	}
 	// The demo is the operator: a rerun with other periods applies them
 	// (a worker never changes schedules that exist).
 	if err := control.ApplySchedules(ctx, tc, d.config()); err != nil {
 		return err
 	}
-	return waitFor(ctx, a, "the API", func(ctx context.Context) error {
-		status, _, err := d.api(ctx, http.MethodGet, "/v1", nil)
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("GET /v1: %d", status)
+	for i, port := range d.apiPorts() {
+		if err := waitFor(ctx, apis[i], apis[i].name, func(ctx context.Context) error {
+			status, _, err := d.apiAt(ctx, port, http.MethodGet, "/v1", nil)
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("GET /v1: %d", status)
+			}
+			return err
+		}); err != nil {
+			return err
 		}
-		return err
-	})
+	}
+	return nil
 }
 
 // waitFor polls check until it succeeds, c exits or ctx ends.
@@ -549,6 +636,15 @@ func (d *demo) stop() error {
 			errs = append(errs, err)
 		}
 		d.printf("stopped %s (pid %d)\n", c.name, c.pid())
+	}
+	if d.temporal != nil {
+		d.temporal.Stop()
+		d.printf("stopped the Temporal server\n")
+		d.temporal = nil
+	}
+	if d.segment != nil {
+		d.segment.Close()
+		d.segment = nil
 	}
 	if d.sims != nil {
 		d.sims.Close()

@@ -23,8 +23,13 @@ import (
 // apiVersion is sent with every request: names need 1.5, enroll 1.11.
 const apiVersion = "1.95"
 
-// api calls the REST API and returns the status and body.
+// api calls the (first) REST API and returns the status and body.
 func (d *demo) api(ctx context.Context, method, path string, body any) (int, []byte, error) {
+	return d.apiAt(ctx, d.opts.APIPort, method, path, body)
+}
+
+// apiAt calls the REST API on port.
+func (d *demo) apiAt(ctx context.Context, port int, method, path string, body any) (int, []byte, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -33,7 +38,7 @@ func (d *demo) api(ctx context.Context, method, path string, body any) (int, []b
 		}
 		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+hostPort(d.opts.APIPort)+path, r)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+hostPort(port)+path, r)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -85,6 +90,9 @@ func (d *demo) enroll(ctx context.Context, known map[string]bool) error {
 		}
 		if status == http.StatusNotFound {
 			req := map[string]any{"name": p.name, "driver": p.driver, "driver_info": d.driverInfo(p)}
+			if p.group != "" {
+				req["conductor_group"] = p.group
+			}
 			if p.instance {
 				id := instanceUUID(p.name)
 				req["instance_uuid"] = id
@@ -157,6 +165,10 @@ func (d *demo) injectFaults() []fault {
 	var drift, broken, brokenIPMI []string
 	for _, p := range d.fleet {
 		switch {
+		case p.group == segmentGroup && p.index == 3:
+			d.setHardware(p, !d.hardwareOn(p))
+			drift = append(drift, p.name)
+		case p.group != "":
 		case p.driver == node.DriverRedfish && (p.index == 8 || p.index == 21):
 			d.setHardware(p, !d.hardwareOn(p))
 			drift = append(drift, p.name)
@@ -212,7 +224,7 @@ func (d *demo) printBanner(known map[string]bool) {
 	}
 	// starter reads the embedded defaults: say so when the demo differs.
 	var env []string
-	if wd, _ := os.Getwd(); d.dbURL() != "sqlite://"+filepath.Join(wd, ".data", "metalpower.db") {
+	if wd, _ := os.Getwd(); o.Cluster || d.dbURL() != "sqlite://"+filepath.Join(wd, ".data", "metalpower.db") {
 		env = append(env, "METALPOWER_DATABASE_URL="+d.dbURL())
 	}
 	if o.TemporalPort != 7233 {
@@ -226,17 +238,28 @@ func (d *demo) printBanner(known map[string]bool) {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("")
-	w("metalpower demo: %d nodes (%d Redfish rf-01.., %d IPMI ipmi-1..; %d active with a Nova instance, the others available)", len(d.fleet), o.Redfish, o.IPMI, instances)
+	w("metalpower %s: %d nodes (%d Redfish rf-01.., %d IPMI ipmi-1..; %d active with a Nova instance, the others available)", map[bool]string{false: "demo", true: "cluster"}[o.Cluster], len(d.fleet), o.Redfish, o.IPMI, instances)
 	w("")
 	w("  Temporal Web UI    %s/namespaces/default/workflows", ui)
-	w("  Temporal frontend  %s (state in %s)", hostPort(o.TemporalPort), rel(filepath.Join(o.DataDir, "temporal.db")))
-	w("  REST API           %s/v1  (no auth)", apiURL)
+	if o.Cluster {
+		w("  Temporal frontend  %s (temporal-server on PostgreSQL, databases %s and %s_visibility)", hostPort(o.TemporalPort), temporalDB, temporalDB)
+		w("  REST API           %s/v1 and http://%s/v1  (two processes, no auth)", apiURL, hostPort(d.secondAPIPort()))
+		w("  Workers            %s (conductor groups: the default, %s, %s)", rel(o.DataDir)+"/worker-{1,2,3}.log", segmentGroup, segmentGroup)
+		w("  Segment %s   %s/redfish/v1: seg-01..seg-%02d, reached only by its two workers", segmentGroup, d.segmentURL, o.Segment)
+	} else {
+		w("  Temporal frontend  %s (state in %s)", hostPort(o.TemporalPort), rel(filepath.Join(o.DataDir, "temporal.db")))
+		w("  REST API           %s/v1  (no auth)", apiURL)
+	}
 	w("  Redfish fleet      %s/redfish/v1  (%s/%s)", d.sims.RedfishURL, testbed.BMCUser, testbed.RedfishPassword)
 	if o.IPMI > 0 {
 		w("  IPMI BMCs          127.0.0.1 UDP ports %s  (%s/%s)", strings.Join(ipmiPorts, ","), testbed.BMCUser, testbed.IPMIPassword)
 	}
 	w("  Nova/Keystone sim  %s  (events received: %s)", d.sims.AuthURL, rel(filepath.Join(o.DataDir, "nova-events.log")))
-	w("  Node store         %s", rel(d.dbPath()))
+	if o.Cluster {
+		w("  Node store         %s", d.dbURL())
+	} else {
+		w("  Node store         %s", rel(d.dbPath()))
+	}
 	w("  Logs               %s/{temporal,worker,api}.log", rel(o.DataDir))
 	w("  Schedules          power-sync every %d s, power-failure-recovery every %d s", o.SyncInterval, o.RecoveryInterval)
 	if len(d.faults) > 0 {
@@ -263,6 +286,12 @@ func (d *demo) printBanner(known map[string]bool) {
 	w(`  %s workflow list%s --query 'NodeName="rf-01"'`, temporal, addr)
 	w("  %s schedule list%s", temporal, addr)
 	w("")
-	w("Ctrl-C stops every process the demo started; running it again reuses %s.", rel(o.DataDir))
+	if o.Cluster {
+		w("  # the same with tctl v1.18.0")
+		w(`  tools/bin/tctl --address %s workflow list --open`, hostPort(o.TemporalPort))
+		w("Ctrl-C stops every process it started; running it again reuses its databases and %s.", rel(o.DataDir))
+	} else {
+		w("Ctrl-C stops every process the demo started; running it again reuses %s.", rel(o.DataDir))
+	}
 	d.printf("%s", b.String())
 }

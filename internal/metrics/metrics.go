@@ -58,6 +58,9 @@ const (
 	SyncSkippedLocked      = "skipped_locked"
 	SyncEnteredMaintenance = "entered_maintenance"
 	SyncForceFailed        = "force_failed"
+	// SyncNoWorker: nodes left unchecked, no live worker serving their
+	// conductor group.
+	SyncNoWorker = "no_worker"
 )
 
 // Nova outcomes (label outcome of metalpower_nova_notifications_total).

@@ -179,6 +179,32 @@ func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
 	return nodes, nil
 }
 
+func (s *sqlStore) Groups(ctx context.Context, f Filter) (map[string]int, error) {
+	where, args := filterSQL(f)
+	query := `SELECT conductor_group, COUNT(*) FROM nodes`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(query+` GROUP BY conductor_group`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("count nodes by conductor group: %w", err)
+	}
+	defer rows.Close()
+	groups := map[string]int{}
+	for rows.Next() {
+		var g string
+		var n int
+		if err := rows.Scan(&g, &n); err != nil {
+			return nil, fmt.Errorf("count nodes by conductor group: %w", err)
+		}
+		groups[g] = n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("count nodes by conductor group: %w", err)
+	}
+	return groups, nil
+}
+
 func filterSQL(f Filter) (where []string, args []any) {
 	if f.Maintenance != nil {
 		where, args = append(where, `maintenance = ?`), append(args, *f.Maintenance)

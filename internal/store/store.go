@@ -54,6 +54,8 @@ type Store interface {
 	// last_error cleared, for each node still at the version read. It
 	// returns how many were written.
 	ResetSyncFailures(ctx context.Context, nodes []Versioned) (int, error)
+	// Groups counts the nodes matching f by conductor group.
+	Groups(ctx context.Context, f Filter) (map[string]int, error)
 	// AddEvent records an entry in a node's history.
 	AddEvent(ctx context.Context, e Event) error
 	// History returns a node's newest events first, of one type when

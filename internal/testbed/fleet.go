@@ -100,7 +100,13 @@ func (f *Fleet) Close() {
 
 // RedfishInfo is the driver_info of Redfish system id.
 func (f *Fleet) RedfishInfo(id string) node.DriverInfo {
-	return node.DriverInfo{"redfish_address": f.RedfishURL, "redfish_system_id": f.Redfish.SystemPath(id),
+	return RedfishInfo(f.Redfish, f.RedfishURL, id)
+}
+
+// RedfishInfo is the driver_info of system id of sim, served at url with
+// the test bed's credentials.
+func RedfishInfo(sim *redfishsim.Sim, url, id string) node.DriverInfo {
+	return node.DriverInfo{"redfish_address": url, "redfish_system_id": sim.SystemPath(id),
 		"redfish_username": BMCUser, "redfish_password": RedfishPassword}
 }
 

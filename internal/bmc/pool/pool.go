@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,8 +28,14 @@ func FromConfig(cfg config.Config) Options {
 			MaxConcurrentRequests:   max(4, cfg.Conductor.SyncPowerStateWorkers),
 			PowerOnConflictRetries:  cfg.Redfish.PowerOnConflictRetryAttempts,
 			PowerOnConflictInterval: time.Duration(cfg.Redfish.PowerOnConflictRetryInterval) * time.Second,
+			UserAgent:               UserAgent(cfg.Conductor.ConductorGroup),
 		},
 	}
+}
+
+// UserAgent is what a worker of group tells Redfish BMCs it is.
+func UserAgent(group string) string {
+	return fmt.Sprintf("metalpower (conductor_group=%q)", strings.ToLower(group))
 }
 
 // Options configures the drivers the pool creates.

@@ -42,6 +42,9 @@ type Options struct {
 	// so for up to a minute after a power-off.
 	PowerOnConflictRetries  int
 	PowerOnConflictInterval time.Duration
+	// UserAgent, when set, is sent instead of gofish's: it names the
+	// worker's conductor group in the BMC's logs.
+	UserAgent string
 }
 
 // Conn is a connection to one Redfish service (an endpoint and its
@@ -328,7 +331,7 @@ func (c *Conn) expire(api *gofish.APIClient) {
 
 func (c *Conn) httpClient() (*http.Client, error) {
 	if c.opts.Transport != nil {
-		return &http.Client{Transport: retryStale{c.opts.Transport}}, nil
+		return &http.Client{Transport: retryStale{next: c.opts.Transport, agent: c.opts.UserAgent}}, nil
 	}
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: !c.info.VerifyCA} //nolint:gosec // operator's choice, as Ironic's redfish_verify_ca=False
 	if c.info.CAFile != "" {
@@ -342,7 +345,7 @@ func (c *Conn) httpClient() (*http.Client, error) {
 		}
 		tlsConf.RootCAs = pool
 	}
-	return &http.Client{Transport: retryStale{&http.Transport{
+	return &http.Client{Transport: retryStale{agent: c.opts.UserAgent, next: &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     tlsConf,

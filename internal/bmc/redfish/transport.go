@@ -20,9 +20,18 @@ const IdleConnTimeout = 4 * time.Second
 // had not started writing; this covers the rest, the reset POSTs. The body
 // must be rewindable (gofish sends byte readers). A failure on a new
 // connection, or with the context done, is returned as it is.
-type retryStale struct{ next http.RoundTripper }
+type retryStale struct {
+	next http.RoundTripper
+	// agent, when set, replaces gofish's User-Agent, so a BMC's log says
+	// which worker called (Options.UserAgent).
+	agent string
+}
 
 func (t retryStale) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.agent != "" {
+		req = req.Clone(req.Context())
+		req.Header.Set("User-Agent", t.agent)
+	}
 	var reused bool
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }}
 	resp, err := t.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))

@@ -18,6 +18,7 @@ import (
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
@@ -98,14 +99,29 @@ func NewStack(t testing.TB, srv *Server, opts StackOptions) *Stack {
 // StartWorker starts an in-process worker on the stack's task queue.
 func (s *Stack) StartWorker(t testing.TB) *conductor.Worker {
 	t.Helper()
-	log := zerolog.New(s.Log).Level(zerolog.DebugLevel)
+	s.Worker = s.StartGroupWorker(t, s.Config.Conductor.ConductorGroup)
+	return s.Worker
+}
+
+// StartGroupWorker starts an in-process worker of conductor group group,
+// with a BMC pool of its own.
+func (s *Stack) StartGroupWorker(t testing.TB, group string) *conductor.Worker {
+	t.Helper()
+	log := zerolog.New(s.Log).Level(zerolog.DebugLevel).With().Str("conductor_group", group).Logger()
+	cfg := s.Config
+	cfg.Conductor.ConductorGroup = group
 	// Schedules are namespace-wide: the test that checks them makes its own.
-	w, err := testbed.StartWorker(context.Background(), s.Config, log, conductor.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true})
+	w, err := testbed.StartWorker(context.Background(), cfg, log, conductor.WorkerOptions{Client: s.Client, Store: s.Store, NoSchedules: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Stop(); w.Pool.Close() })
-	s.Worker = w
+	// Changes are refused until a worker of the node's group polls.
+	queue := route.Queue(cfg.Temporal.TaskQueue, group)
+	WaitFor(t, 30*time.Second, "the worker to poll "+queue, func() bool {
+		live, err := route.Live(context.Background(), s.Client, queue)
+		return err == nil && live
+	})
 	return w
 }
 

@@ -58,6 +58,9 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	seg := strings.Split(rest, "/")
 
+	if len(seg) >= 2 && seg[0] == "Systems" {
+		s.called(seg[1], r.UserAgent())
+	}
 	if len(seg) >= 2 && (seg[0] == "Systems" || seg[0] == "Chassis" || seg[0] == "Managers") {
 		if s.injectFault(w, r, seg[1]) {
 			return

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -87,6 +88,7 @@ type system struct {
 	flapReads uint32   // reads so far, for FaultFlap
 	allowed   []string // nil means defaultResetTypes
 	resets    []string
+	callers   []string // distinct User-Agents of requests on the system
 
 	bootEnabled, bootTarget, bootMode string
 }
@@ -324,6 +326,24 @@ func (s *Sim) lookup(id string) *system {
 		return nil
 	}
 	return &s.systems[n-1]
+}
+
+// called records the User-Agent of a request on system id.
+func (s *Sim) called(id, agent string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sys := s.lookup(id); sys != nil && !slices.Contains(sys.callers, agent) {
+		sys.callers = append(sys.callers, agent)
+	}
+}
+
+// Callers returns the distinct User-Agents that called system id (its
+// resource and its actions), so a test can tell which workers talked to
+// it.
+func (s *Sim) Callers(id string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.mustLookup(id).callers)
 }
 
 // mustLookup is lookup for the test-facing API, where an unknown ID is a

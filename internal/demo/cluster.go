@@ -1,0 +1,122 @@
+//go:build unix
+
+package demo
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // the store's PostgreSQL driver
+
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/cluster"
+	"github.com/metalpower/metalpower/internal/testbed/devserver"
+	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
+)
+
+// The production topology `make cluster` runs (Options.Cluster), from the
+// files under deploy/ the compose deployment uses too: the real Temporal
+// server on this machine's PostgreSQL (deploy/temporal), its Web UI
+// (deploy/temporal-ui), the node store on PostgreSQL, one worker of the
+// default group and two of conductor group segment-b (whose BMCs, a
+// Redfish service of their own, only they call), two API processes and
+// the Nova simulator. The databases outlive the run: a second run reuses
+// them.
+const (
+	segmentGroup    = "segment-b"
+	temporalDB      = "metalpower_temporal"
+	storeDB         = "metalpower"
+	postgresAdmin   = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+	clusterStoreURL = "postgres://postgres@127.0.0.1:5432/" + storeDB + "?sslmode=disable"
+)
+
+// workerGroups are the conductor groups of the workers to start, one
+// process each.
+func (d *demo) workerGroups() []string {
+	if d.opts.Cluster {
+		return []string{"", segmentGroup, segmentGroup}
+	}
+	return []string{""}
+}
+
+// apiPorts are the ports of the API processes to start.
+func (d *demo) apiPorts() []int {
+	if p := d.secondAPIPort(); p != 0 {
+		return []int{d.opts.APIPort, p}
+	}
+	return []int{d.opts.APIPort}
+}
+
+// secondAPIPort is the cluster's second API process (0 for the demo).
+func (d *demo) secondAPIPort() int {
+	if !d.opts.Cluster {
+		return 0
+	}
+	return d.opts.APIPort + 1
+}
+
+// startSegment serves segment-b's BMCs, a Redfish service of their own.
+func (d *demo) startSegment() error {
+	ln, err := net.Listen("tcp", d.opts.SegmentAddr)
+	if err != nil {
+		return fmt.Errorf("the segment's Redfish simulator cannot listen on %s: %w", d.opts.SegmentAddr, err)
+	}
+	d.segment = redfishsim.New(redfishsim.Options{Systems: d.opts.Segment, Username: testbed.BMCUser, Password: testbed.RedfishPassword})
+	d.segmentURL, err = d.segment.StartOn(ln)
+	return err
+}
+
+// startCluster sets up (or upgrades) the server's schema, runs the server
+// and its Web UI, and creates the node store's database when missing.
+func (d *demo) startCluster(ctx context.Context) error {
+	if err := ensureDatabase(ctx, storeDB); err != nil {
+		return err
+	}
+	d.printf("starting the Temporal server on PostgreSQL (databases %s, %s_visibility)...\n", temporalDB, temporalDB)
+	c, err := cluster.Start(ctx, cluster.Options{DB: temporalDB, FrontendPort: d.opts.TemporalPort})
+	if err != nil {
+		return err
+	}
+	d.temporal = c
+	d.printf("started the Temporal server (frontend %s)\n", c.Address)
+	root, err := devserver.RepoRoot()
+	if err != nil {
+		return err
+	}
+	ui := filepath.Join(root, "tools", "bin", "temporal-ui-server")
+	env := append(d.childEnv(), "TEMPORAL_ADDRESS="+c.Address, "TEMPORAL_UI_HOST=127.0.0.1",
+		"TEMPORAL_UI_PORT="+strconv.Itoa(d.opts.UIPort), "TEMPORAL_CORS_ORIGINS=http://"+hostPort(d.opts.UIPort))
+	w, err := startChild("Temporal Web UI", filepath.Join(d.opts.DataDir, "temporal-ui.log"), ui,
+		[]string{"--root", root, "--config", "deploy/temporal-ui", "--env", "metalpower", "start"}, env)
+	if err != nil {
+		return err
+	}
+	d.children = append(d.children, w)
+	d.printf("started Temporal Web UI (pid %d, log %s)\n", w.pid(), w.log)
+	return c.EnsureSearchAttributes(ctx)
+}
+
+// ensureDatabase creates database name on the machine's PostgreSQL
+// unless it exists.
+func ensureDatabase(ctx context.Context, name string) error {
+	db, err := sql.Open("pgx", postgresAdmin)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var exists bool
+	if err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return fmt.Errorf("PostgreSQL on 127.0.0.1:5432 (run `make deps` to start it): %w", err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	return nil
+}

@@ -1,0 +1,37 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/metalpower/metalpower/activities"
+)
+
+// NodeProvisionWorkflow is the registered name of NodeProvision.
+const NodeProvisionWorkflow = "NodeProvision"
+
+// ProvisionInput is a provision move that reads the BMC.
+type ProvisionInput = activities.ProvisionInput
+
+// ProvisionResult is where the move left the node.
+type ProvisionResult = activities.ProvisionResult
+
+// NodeProvision runs a provision move that reads the node's BMC (manage,
+// adopt) under the node's lock (workflow ID node-power/<uuid>) on a worker
+// of the node's conductor group, the only ones that reach its BMC.
+func NodeProvision(ctx workflow.Context, in ProvisionInput) (ProvisionResult, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary: fmt.Sprintf("%s: read the power state", in.Action),
+		// The read itself is bounded (15 s) but may wait for the IPMI
+		// spacing first.
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3,
+			NonRetryableErrorTypes: activities.NonRetryable},
+	})
+	var res ProvisionResult
+	err := workflow.ExecuteActivity(actx, acts.ProvisionNode, in).Get(ctx, &res)
+	return res, err
+}
