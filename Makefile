@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run demo cluster test deps cluster-tools vet workflowcheck replay-refresh unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean
+.PHONY: all build run demo cluster test deps cluster-tools vet workflowcheck replay-refresh replay-record-real unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean
 
 all: build
 
@@ -106,6 +106,12 @@ workflowcheck:
 # TestReplayCorpus replays in every test run) from real runs on a dev server.
 replay-refresh: tools/bin/temporal
 	METALPOWER_REFRESH_REPLAY=1 $(GO) test -count=1 -run '^TestGenerateCorpus$$' -v ./internal/testbed/replay
+
+# replay-record-real records testdata/histories/real-server on the real
+# Temporal server on the local PostgreSQL (workers of two conductor
+# groups); TestReplayCorpus replays those too.
+replay-record-real: deps
+	METALPOWER_REFRESH_REPLAY=1 $(GO) test -count=1 -run '^TestRecordRealServerCorpus$$' -v ./internal/testbed/cluster
 
 # A short run of every fuzz target (longer: FUZZTIME=10m make fuzz): API
 # request decoding and JSON Patch, Redfish power-state parsing, driver_info,

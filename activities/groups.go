@@ -29,6 +29,8 @@ type Groups struct {
 	// in Ironic, nobody checks them until one of the group's workers is
 	// back.
 	Unserved map[string]int `json:"unserved,omitempty"`
+	// UnservedNodes is their sum.
+	UnservedNodes int `json:"unserved_nodes,omitempty"`
 }
 
 // syncFilter is Ironic's _sync_power_states query: not in maintenance, not
@@ -74,6 +76,7 @@ func (a *Activities) ServedGroups(ctx context.Context, in GroupsInput) (Groups, 
 			res.Unserved = map[string]int{}
 		}
 		res.Unserved[g] = counts[g]
+		res.UnservedNodes += counts[g]
 		activity.GetLogger(ctx).Warn("no live worker serves this conductor group: its nodes are not checked",
 			"conductor_group", g, "nodes", counts[g], "task_queue", route.Queue(in.Base, g))
 	}

@@ -24,7 +24,7 @@ func TestPowerSyncReadsEachGroupOnItsWorkers(t *testing.T) {
 	env := newSyncEnv(t, "power-sync")
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(0, nil).Once()
-	served(env, false, activities.Groups{Served: []string{"", "rack-b"}, Unserved: map[string]int{"rack-c": 3}})
+	served(env, false, activities.Groups{Served: []string{"", "rack-b"}, Unserved: map[string]int{"rack-c": 3}, UnservedNodes: 3})
 	after := &activities.SyncPosition{Failures: 2, ID: 7}
 	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true, Group: group("")}).
 		Return(activities.SyncPage{PassStart: start, Done: true, Checked: 2, InSync: 1, Window: 8, Candidates: candidates("mismatch", uuidN(0))}, nil).Once()
@@ -83,7 +83,7 @@ func TestPowerSyncSkipsAGroupNoWorkerPicksUp(t *testing.T) {
 // recoveries; the nodes of a group nobody serves count as skipped.
 func TestPowerFailureRecoveryRunsEachGroupOnItsWorkers(t *testing.T) {
 	env := newSyncEnv(t, "power-failure-recovery")
-	served(env, true, activities.Groups{Served: []string{"", "rack-b"}, Unserved: map[string]int{"rack-c": 2}})
+	served(env, true, activities.Groups{Served: []string{"", "rack-b"}, Unserved: map[string]int{"rack-c": 2}, UnservedNodes: 2})
 	env.OnActivity(acts.RecoverGroup, mock.Anything, "").Return(activities.RecoveryResult{Checked: 2, Recovered: 1, StillFailing: 1}, nil).Once()
 	env.OnActivity(acts.RecoverGroup, mock.Anything, "rack-b").Return(activities.RecoveryResult{Checked: 3, Recovered: 3}, nil).Once()
 	var mu sync.Mutex

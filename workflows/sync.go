@@ -179,9 +179,7 @@ func servedGroups(ctx workflow.Context, recovery bool, noWorker *int) ([]string,
 	var g activities.Groups
 	err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.ServedGroups,
 		activities.GroupsInput{Base: workflow.GetInfo(ctx).TaskQueueName, Recovery: recovery}).Get(ctx, &g)
-	for _, n := range g.Unserved {
-		*noWorker += n
-	}
+	*noWorker += g.UnservedNodes
 	return g.Served, err
 }
 

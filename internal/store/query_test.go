@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -88,6 +89,30 @@ func TestListFilters(t *testing.T) {
 			}
 			if !slices.Equal(names(got), tt.want) {
 				t.Errorf("%s: got %v, want %v", tt.name, names(got), tt.want)
+			}
+		}
+	})
+}
+
+func TestGroupsCountsByConductorGroup(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		fleet(t, s)
+		for _, tt := range []struct {
+			name string
+			f    Filter
+			want map[string]int
+		}{
+			{"all", Filter{}, map[string]int{"": 6, "rack-a": 1}},
+			{"sync eligible", Filter{Maintenance: Bool(false), TargetPowerStateSet: Bool(false), ExcludeProvisionStates: node.SyncExcludedStates},
+				map[string]int{"": 1, "rack-a": 1}},
+			{"none", Filter{Fault: "no such fault"}, map[string]int{}},
+		} {
+			got, err := s.Groups(ctx, tt.f)
+			if err != nil {
+				t.Fatalf("%s: %v", tt.name, err)
+			}
+			if !maps.Equal(got, tt.want) {
+				t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
 			}
 		}
 	})

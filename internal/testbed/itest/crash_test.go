@@ -36,6 +36,7 @@ func startWorkerProcess(t *testing.T, bin string, s *itest.Stack) *workerProcess
 			p.cmd.Wait()
 		}
 	})
+	s.WaitForWorker(t, "")
 	return p
 }
 

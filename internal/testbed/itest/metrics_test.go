@@ -51,6 +51,7 @@ func TestWorkerServesMetrics(t *testing.T) {
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
+	s.WaitForWorker(t, "")
 
 	inst := uuid.NewString()
 	n := s.AddRedfishNode(t, "metrics-change", s.Redfish.SystemIDs()[0], inst)

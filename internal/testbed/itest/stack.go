@@ -116,13 +116,20 @@ func (s *Stack) StartGroupWorker(t testing.TB, group string) *conductor.Worker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Stop(); w.Pool.Close() })
-	// Changes are refused until a worker of the node's group polls.
-	queue := route.Queue(cfg.Temporal.TaskQueue, group)
-	WaitFor(t, 30*time.Second, "the worker to poll "+queue, func() bool {
+	s.WaitForWorker(t, group)
+	return w
+}
+
+// WaitForWorker waits until a worker of conductor group group polls the
+// stack's queue for it: until then, changes of the group's nodes are
+// refused (route.NoWorkerError).
+func (s *Stack) WaitForWorker(t testing.TB, group string) {
+	t.Helper()
+	queue := route.Queue(s.Config.Temporal.TaskQueue, group)
+	WaitFor(t, 30*time.Second, "a worker to poll "+queue, func() bool {
 		live, err := route.Live(context.Background(), s.Client, queue)
 		return err == nil && live
 	})
-	return w
 }
 
 // Env is the stack's configuration as METALPOWER_* variables, for a worker

@@ -1,28 +1,19 @@
 package replay_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	historypb "go.temporal.io/api/history/v1"
-	workflowpb "go.temporal.io/api/workflow/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/testbed/replay"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
@@ -61,7 +52,7 @@ func TestGenerateCorpus(t *testing.T) {
 			t.Parallel()
 			s := itest.NewStack(t, srv, opts)
 			run(t, s)
-			export(t, s, dir, name)
+			replay.Export(t, s.Client, s.Config.Temporal.TaskQueue, dir, name)
 		})
 	}
 
@@ -200,92 +191,6 @@ func TestGenerateCorpus(t *testing.T) {
 			t.Fatalf("pass = %+v", res)
 		}
 	})
-}
-
-// export writes the history of every run on the stack's task queue, once
-// all of them have closed.
-func export(t *testing.T, s *itest.Stack, dir, scenario string) {
-	t.Helper()
-	ctx := context.Background()
-	query := fmt.Sprintf("TaskQueue = '%s'", s.Config.Temporal.TaskQueue)
-	var execs []*workflowservice.ListWorkflowExecutionsResponse
-	// Visibility lags: wait until the same runs, all closed, are listed
-	// three times in a row, half a second apart.
-	stable, last := 0, -1
-	itest.WaitFor(t, 2*time.Minute, "every workflow of "+scenario+" to close", func() bool {
-		time.Sleep(500 * time.Millisecond)
-		execs = execs[:0]
-		resp, err := s.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 1000})
-		if err != nil || len(resp.GetExecutions()) == 0 {
-			return false
-		}
-		for _, e := range resp.GetExecutions() {
-			if e.GetCloseTime() == nil {
-				return false
-			}
-		}
-		execs = append(execs, resp)
-		if n := len(resp.GetExecutions()); n != last {
-			stable, last = 0, n
-			return false
-		}
-		stable++
-		return stable >= 2
-	})
-	list := execs[0].GetExecutions()
-	slices.SortStableFunc(list, func(a, b *workflowpb.WorkflowExecutionInfo) int {
-		return a.GetStartTime().AsTime().Compare(b.GetStartTime().AsTime())
-	})
-	seen := map[string]int{}
-	for _, e := range list {
-		typ := e.GetType().GetName()
-		seen[typ]++
-		name := typ + "-" + scenario
-		if seen[typ] > 1 {
-			name += "-" + strconv.Itoa(seen[typ])
-		}
-		var events []*historypb.HistoryEvent
-		it := s.Client.GetWorkflowHistory(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), false, 0)
-		for it.HasNext() {
-			ev, err := it.Next()
-			if err != nil {
-				t.Fatal(err)
-			}
-			events = append(events, ev)
-		}
-		b, err := protojson.MarshalOptions{Indent: "  "}.Marshal(&historypb.History{Events: events})
-		if err != nil {
-			t.Fatal(err)
-		}
-		// protojson's spacing is randomised: settle it so refreshes diff.
-		var out bytes.Buffer
-		if err := json.Indent(&out, compact(t, b), "", "  "); err != nil {
-			t.Fatal(err)
-		}
-		out.WriteByte('\n')
-		for _, secret := range []string{testbed.IPMIPassword, testbed.RedfishPassword, testbed.KeystonePassword, "wrong-password"} {
-			if bytes.Contains(out.Bytes(), []byte(secret)) {
-				t.Fatalf("a secret appears in the history of %s", name)
-			}
-		}
-		f := filepath.Join(dir, name+".json")
-		if err := os.WriteFile(f, out.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		// It reads back and replays.
-		if err := replay.ReplayFile(replay.NewReplayer(), f); err != nil {
-			t.Fatalf("%s does not replay: %v", f, err)
-		}
-		t.Logf("%s: %d events, %d bytes", f, len(events), out.Len())
-	}
-}
-
-func compact(t *testing.T, b []byte) []byte {
-	var c bytes.Buffer
-	if err := json.Compact(&c, b); err != nil {
-		t.Fatal(err)
-	}
-	return c.Bytes()
 }
 
 // startServer runs a dev server of its own with a low

@@ -20,8 +20,14 @@ import (
 	"github.com/metalpower/metalpower/workflows"
 )
 
-// Dir is the corpus, relative to the repository root.
-const Dir = "testdata/histories"
+// Dir is the corpus, relative to the repository root: histories recorded
+// on the dev server (make replay-refresh), and in RealServer those
+// recorded on the real Temporal server on PostgreSQL (make
+// replay-record-real), kept apart so that refreshing one leaves the other.
+const (
+	Dir        = "testdata/histories"
+	RealServer = "real-server"
+)
 
 // RepoRoot walks up from the working directory to the directory holding
 // go.mod.

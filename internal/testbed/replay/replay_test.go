@@ -18,10 +18,17 @@ func TestReplayCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The dev server's recordings, and the real server's (real-server/,
+	// make replay-record-real).
 	files, err := filepath.Glob(filepath.Join(root, replay.Dir, "*.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	real, err := filepath.Glob(filepath.Join(root, replay.Dir, replay.RealServer, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, real...)
 	seen := map[string]int{}
 	for _, f := range files {
 		typ, err := replay.WorkflowType(f)
@@ -29,17 +36,21 @@ func TestReplayCorpus(t *testing.T) {
 			t.Fatal(err)
 		}
 		seen[typ]++
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".json"), func(t *testing.T) {
+		name, _ := filepath.Rel(filepath.Join(root, replay.Dir), f)
+		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			if err := replay.ReplayFile(replay.NewReplayer(), f); err != nil {
 				t.Fatalf("%s (%s) no longer replays: %v", filepath.Base(f), typ, err)
 			}
 		})
 	}
 	for _, typ := range []string{workflows.PowerChangeWorkflow, activities.NovaNotifyWorkflow, workflows.PowerSyncWorkflow,
-		workflows.NodePowerSyncWorkflow, workflows.PowerFailureRecoveryWorkflow} {
+		workflows.NodePowerSyncWorkflow, workflows.PowerFailureRecoveryWorkflow, workflows.NodeProvisionWorkflow} {
 		if seen[typ] == 0 {
-			t.Errorf("no history of %s in %s: refresh the corpus (make replay-refresh)", typ, replay.Dir)
+			t.Errorf("no history of %s in %s: record one (make replay-record-real)", typ, replay.Dir)
 		}
 	}
-	t.Logf("replayed %d histories: %v", len(files), seen)
+	if len(real) == 0 {
+		t.Errorf("no history recorded on the real server in %s/%s (make replay-record-real)", replay.Dir, replay.RealServer)
+	}
+	t.Logf("replayed %d histories (%d from the real server): %v", len(files), len(real), seen)
 }
