@@ -26,6 +26,7 @@ func runStack(ctx context.Context, env *Env, name string, args []string) error {
 	if o.Cluster {
 		fs.IntVar(&o.Segment, "segment", 10, "simulated Redfish nodes of conductor group segment-b (seg-01..), on a Redfish service of their own")
 		fs.StringVar(&o.SegmentAddr, "segment-addr", "127.0.0.1:8001", "where segment-b's Redfish service listens")
+		fs.StringVar(&o.Databases, "databases", "metalpower", "PostgreSQL databases: NAME (the node store), NAME_temporal and NAME_temporal_visibility (the server's)")
 	}
 	fs.StringVar(&o.DataDir, "data", ".data", "directory for the Temporal database, the node store, logs and nova-events.log (reused by the next run)")
 	fs.StringVar(&o.TemporalCLI, "temporal-cli", "tools/bin/temporal", "the temporal CLI (make tools/bin/temporal)")

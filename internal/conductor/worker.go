@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
@@ -153,7 +154,7 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	w.worker = worker.New(w.Client, queue, wopts)
 	workflows.Register(w.worker, opts.Workflows, acts)
 	if !opts.NoSchedules {
-		drift, err := control.EnsureSchedules(ctx, w.Client, cfg)
+		drift, err := ensureSchedules(ctx, w.Client, cfg, log)
 		if err != nil {
 			w.Close()
 			return nil, err
@@ -173,6 +174,33 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		}
 	}
 	return w, nil
+}
+
+// ensureSchedules is control.EnsureSchedules, retried for up to a minute
+// while the server is still coming up (a fresh cluster's frontend can
+// time out while its history shards are being acquired), so that workers
+// started together with the server do not exit.
+func ensureSchedules(ctx context.Context, c client.Client, cfg config.Config, log zerolog.Logger) ([]string, error) {
+	deadline := time.Now().Add(time.Minute)
+	for wait := time.Second; ; wait = min(2*wait, 10*time.Second) {
+		drift, err := control.EnsureSchedules(ctx, c, cfg)
+		if err == nil || !transient(err) || time.Now().After(deadline) {
+			return drift, err
+		}
+		log.Warn().Err(err).Dur("retry_in", wait).Msg("the schedules cannot be checked yet; retrying")
+		select {
+		case <-ctx.Done():
+			return drift, err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// transient reports whether err is the server not answering (yet).
+func transient(err error) bool {
+	var unavailable *serviceerror.Unavailable
+	var deadline *serviceerror.DeadlineExceeded
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &unavailable) || errors.As(err, &deadline)
 }
 
 // withSDKMetrics gives the worker a client of its own on the same

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strconv"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the store's PostgreSQL driver
@@ -27,12 +28,17 @@ import (
 // the Nova simulator. The databases outlive the run: a second run reuses
 // them.
 const (
-	segmentGroup    = "segment-b"
-	temporalDB      = "metalpower_temporal"
-	storeDB         = "metalpower"
-	postgresAdmin   = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-	clusterStoreURL = "postgres://postgres@127.0.0.1:5432/" + storeDB + "?sslmode=disable"
+	segmentGroup  = "segment-b"
+	postgresAdmin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 )
+
+// The cluster's databases: Options.Databases for the node store, with
+// _temporal and _temporal_visibility for the server.
+func (d *demo) storeDB() string    { return d.opts.Databases }
+func (d *demo) temporalDB() string { return d.opts.Databases + "_temporal" }
+
+// databaseNameRE keeps a database name safe to put in CREATE DATABASE.
+var databaseNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
 
 // workerGroups are the conductor groups of the workers to start, one
 // process each.
@@ -71,13 +77,10 @@ func (d *demo) startSegment() error {
 }
 
 // startCluster sets up (or upgrades) the server's schema, runs the server
-// and its Web UI, and creates the node store's database when missing.
+// and its Web UI.
 func (d *demo) startCluster(ctx context.Context) error {
-	if err := ensureDatabase(ctx, storeDB); err != nil {
-		return err
-	}
-	d.printf("starting the Temporal server on PostgreSQL (databases %s, %s_visibility)...\n", temporalDB, temporalDB)
-	c, err := cluster.Start(ctx, cluster.Options{DB: temporalDB, FrontendPort: d.opts.TemporalPort})
+	d.printf("starting the Temporal server on PostgreSQL (databases %s, %s_visibility)...\n", d.temporalDB(), d.temporalDB())
+	c, err := cluster.Start(ctx, cluster.Options{DB: d.temporalDB(), FrontendPort: d.opts.TemporalPort})
 	if err != nil {
 		return err
 	}

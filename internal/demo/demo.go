@@ -80,6 +80,10 @@ type Options struct {
 	// (cluster only; default 10 and 127.0.0.1:8001).
 	Segment     int
 	SegmentAddr string
+	// Databases names the cluster's PostgreSQL databases (default
+	// metalpower: the node store; metalpower_temporal and
+	// metalpower_temporal_visibility: the server's).
+	Databases string
 }
 
 func (o *Options) defaults() error {
@@ -131,6 +135,12 @@ func (o *Options) defaults() error {
 	}
 	if o.SegmentAddr == "" {
 		o.SegmentAddr = "127.0.0.1:8001"
+	}
+	if o.Databases == "" {
+		o.Databases = "metalpower"
+	}
+	if !databaseNameRE.MatchString(o.Databases) {
+		return fmt.Errorf("databases %q: use lower-case letters, digits and _, starting with a letter", o.Databases)
 	}
 	if o.Redfish < 0 || o.Redfish > 999 || o.IPMI < 0 || o.IPMI > 99 || o.Redfish+o.IPMI == 0 || o.Segment < 0 || o.Segment > 999 {
 		return fmt.Errorf("fleet size: want 0-999 Redfish, 0-99 IPMI and 0-999 segment nodes, at least one in the default group")
@@ -326,6 +336,11 @@ func (d *demo) startSimulators() error {
 // real servers keep theirs across a restart of the control plane), and
 // Nova learns the instances again. It returns the names already enrolled.
 func (d *demo) reconcileStore(ctx context.Context) (map[string]bool, error) {
+	if d.opts.Cluster {
+		if err := ensureDatabase(ctx, d.storeDB()); err != nil {
+			return nil, err
+		}
+	}
 	st, err := store.Open(ctx, d.dbURL())
 	if err != nil {
 		return nil, fmt.Errorf("node store %s: %w", d.dbURL(), err)
@@ -409,7 +424,7 @@ func (d *demo) dbPath() string { return filepath.Join(d.opts.DataDir, "metalpowe
 
 func (d *demo) dbURL() string {
 	if d.opts.Cluster {
-		return clusterStoreURL
+		return "postgres://postgres@127.0.0.1:5432/" + d.storeDB() + "?sslmode=disable"
 	}
 	return "sqlite://" + d.dbPath()
 }

@@ -5,6 +5,8 @@ package demo_test
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,7 +24,10 @@ import (
 	"testing"
 	"time"
 
+	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/metalpower/metalpower/internal/demo"
+
+	"github.com/metalpower/metalpower/internal/testbed/cluster"
 )
 
 // TestDemo does what CI does with `make demo`: runs `starter demo` in the
@@ -103,11 +108,85 @@ func TestDemo(t *testing.T) {
 	d.interrupt()
 }
 
+// TestCluster runs `starter cluster` (make cluster) on databases of its
+// own: the real Temporal server on PostgreSQL, its Web UI, three workers
+// in two conductor groups and two API processes come up; a node of
+// segment-b is powered off through the second API and seen off through
+// the first; SIGINT stops every process; a second run reuses the
+// databases.
+func TestCluster(t *testing.T) {
+	root := repoRoot(t)
+	tmp := t.TempDir()
+	bin := filepath.Join(tmp, "bin")
+	build := exec.Command("go", "build", "-o", bin+"/", "./worker", "./starter")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	dbs := fmt.Sprintf("mp_cluster_%d", os.Getpid())
+	t.Cleanup(func() {
+		cluster.DropDatabases(context.Background(), cluster.Options{DB: dbs + "_temporal"})
+		if db, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"); err == nil {
+			db.Exec("DROP DATABASE IF EXISTS " + dbs + " WITH (FORCE)")
+			db.Close()
+		}
+	})
+	data := filepath.Join(tmp, "data")
+	api := pairedPort(t) // the second API listens on the next port
+	ports := freePorts(t, 4)
+	d := &demoRun{
+		t: t, data: data, temporalCLI: filepath.Join(root, "tools", "bin", "temporal"), children: 6,
+		apiURL: fmt.Sprintf("http://127.0.0.1:%d", api), temporalAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
+	}
+	args := []string{"cluster", "-data", data, "-databases", dbs, "-temporal-cli", d.temporalCLI, "-redfish", "8", "-ipmi", "2", "-segment", "4",
+		"-api-port", strconv.Itoa(api), "-temporal-port", strconv.Itoa(ports[0]), "-ui-port", strconv.Itoa(ports[1]),
+		"-redfish-addr", fmt.Sprintf("127.0.0.1:%d", ports[2]), "-segment-addr", fmt.Sprintf("127.0.0.1:%d", ports[3])}
+
+	d.start(filepath.Join(bin, "starter"), args)
+	d.waitReady()
+	if !strings.Contains(d.output(), "enrolled 14 new nodes") {
+		t.Fatalf("first run did not enroll the fleet:\n%s", d.output())
+	}
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/namespaces/default/workflows", ports[1])); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the Web UI: %v %v", resp, err)
+	}
+	second := &demoRun{t: t, apiURL: fmt.Sprintf("http://127.0.0.1:%d", api+1)}
+	second.apiPowerOff("seg-02")
+	d.waitPower("seg-02", "power off")
+	d.interrupt()
+
+	d.start(filepath.Join(bin, "starter"), args)
+	d.waitReady()
+	if !strings.Contains(d.output(), "enrolled 0 new nodes through the API; 14 reused") {
+		t.Fatalf("second run did not reuse the nodes:\n%s", d.output())
+	}
+	if got := d.power("seg-02"); got != "power off" {
+		t.Fatalf("seg-02 is %q after the restart, want power off", got)
+	}
+	d.interrupt()
+}
+
+// pairedPort returns a free port whose successor is free too.
+func pairedPort(t *testing.T) int {
+	t.Helper()
+	for range 100 {
+		p := freePorts(t, 1)[0]
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
+			ln.Close()
+			return p
+		}
+	}
+	t.Fatal("no two consecutive free ports")
+	return 0
+}
+
 // demoRun drives one `starter demo` process at a time.
 type demoRun struct {
 	t                    *testing.T
 	data, temporalCLI    string
 	apiURL, temporalAddr string
+	// children is how many processes the run starts (3 for the demo).
+	children int
 
 	cmd   *exec.Cmd
 	mu    sync.Mutex
@@ -184,8 +263,8 @@ func (d *demoRun) interrupt() {
 		pid, _ := strconv.Atoi(m[1])
 		pids = append(pids, pid)
 	}
-	if len(pids) != 3 {
-		d.t.Fatalf("want 3 child processes (dev server, worker, API), found %v in:\n%s", pids, d.output())
+	if want := max(d.children, 3); len(pids) != want {
+		d.t.Fatalf("want %d child processes, found %v in:\n%s", want, pids, d.output())
 	}
 	d.cmd.Process.Signal(os.Interrupt)
 	select {

@@ -238,14 +238,19 @@ func (d *demo) printBanner(known map[string]bool) {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	w("")
-	w("metalpower %s: %d nodes (%d Redfish rf-01.., %d IPMI ipmi-1..; %d active with a Nova instance, the others available)", map[bool]string{false: "demo", true: "cluster"}[o.Cluster], len(d.fleet), o.Redfish, o.IPMI, instances)
+	segment := ""
+	if o.Segment > 0 {
+		segment = fmt.Sprintf(", %d Redfish seg-01.. in conductor group %s", o.Segment, segmentGroup)
+	}
+	w("metalpower %s: %d nodes (%d Redfish rf-01.., %d IPMI ipmi-1..%s; %d active with a Nova instance, the others available)",
+		map[bool]string{false: "demo", true: "cluster"}[o.Cluster], len(d.fleet), o.Redfish, o.IPMI, segment, instances)
 	w("")
 	w("  Temporal Web UI    %s/namespaces/default/workflows", ui)
 	if o.Cluster {
-		w("  Temporal frontend  %s (temporal-server on PostgreSQL, databases %s and %s_visibility)", hostPort(o.TemporalPort), temporalDB, temporalDB)
+		w("  Temporal frontend  %s (temporal-server on PostgreSQL, databases %s and %s_visibility)", hostPort(o.TemporalPort), d.temporalDB(), d.temporalDB())
 		w("  REST API           %s/v1 and http://%s/v1  (two processes, no auth)", apiURL, hostPort(d.secondAPIPort()))
-		w("  Workers            %s (conductor groups: the default, %s, %s)", rel(o.DataDir)+"/worker-{1,2,3}.log", segmentGroup, segmentGroup)
-		w("  Segment %s   %s/redfish/v1: seg-01..seg-%02d, reached only by its two workers", segmentGroup, d.segmentURL, o.Segment)
+		w("  Workers            3 processes: one of the default conductor group, two of %s", segmentGroup)
+		w("  Segment BMCs       %s/redfish/v1: seg-01..seg-%02d, reached only by %s's workers", d.segmentURL, o.Segment, segmentGroup)
 	} else {
 		w("  Temporal frontend  %s (state in %s)", hostPort(o.TemporalPort), rel(filepath.Join(o.DataDir, "temporal.db")))
 		w("  REST API           %s/v1  (no auth)", apiURL)
@@ -260,7 +265,11 @@ func (d *demo) printBanner(known map[string]bool) {
 	} else {
 		w("  Node store         %s", rel(d.dbPath()))
 	}
-	w("  Logs               %s/{temporal,worker,api}.log", rel(o.DataDir))
+	if o.Cluster {
+		w("  Logs               %s/{temporal-ui,worker-1,worker-2,worker-3,api,api-2}.log", rel(o.DataDir))
+	} else {
+		w("  Logs               %s/{temporal,worker,api}.log", rel(o.DataDir))
+	}
 	w("  Schedules          power-sync every %d s, power-failure-recovery every %d s", o.SyncInterval, o.RecoveryInterval)
 	if len(d.faults) > 0 {
 		w("")
