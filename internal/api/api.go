@@ -43,6 +43,9 @@ type Server struct {
 	Log       zerolog.Logger
 	// Auth checks a request's credentials; nil means noauth.
 	Auth func(r *http.Request) bool
+	// Pprof serves /debug/pprof/ behind the API's authentication
+	// ([debug] pprof).
+	Pprof bool
 	// Metrics records request metrics and serves /metrics; nil gives the
 	// handler metrics of its own.
 	Metrics *metrics.Metrics
@@ -61,7 +64,11 @@ func (s *Server) Handler() http.Handler {
 	top.Handle("GET /metrics", m.Handler())
 	top.Handle("GET /healthz", metrics.Healthz())
 	top.Handle("GET /readyz", metrics.Readyz(s.readyChecks()...))
-	top.Handle("/", s.middleware(s.routes(), m))
+	routes := s.routes()
+	if s.Pprof {
+		routes.Handle("/debug/pprof/", metrics.Pprof())
+	}
+	top.Handle("/", s.middleware(routes, m))
 	return top
 }
 

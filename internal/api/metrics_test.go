@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,8 +19,7 @@ import (
 
 // TestMetricsAndHealthNeedNoAuth: /metrics, /healthz and /readyz answer
 // without credentials (and without a microversion), every other route
-// still needs them; requests are counted by route pattern, and a manage
-// action's BMC read shows in the BMC latency metric.
+// still needs them; requests are counted by route pattern.
 func TestMetricsAndHealthNeedNoAuth(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{})
@@ -85,5 +85,39 @@ func TestMetricsAndHealthNeedNoAuth(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("/metrics:\n%s", body)
+	}
+}
+
+// TestPprofIsOffByDefaultAndBehindAuth: /debug/pprof/ does not exist
+// unless [debug] pprof is on; then it needs the API's credentials.
+func TestPprofIsOffByDefaultAndBehindAuth(t *testing.T) {
+	t.Parallel()
+	auth := func(r *http.Request) bool { u, pw, ok := r.BasicAuth(); return ok && u == "admin" && pw == "pw" }
+	for _, on := range []bool{false, true} {
+		ts := httptest.NewServer((&api.Server{Log: zerolog.Nop(), Auth: auth, Pprof: on}).Handler())
+		get := func(path string, creds bool) (int, string) {
+			req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+			if creds {
+				req.SetBasicAuth("admin", "pw")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		if code, _ := get("/debug/pprof/", false); code != http.StatusUnauthorized {
+			t.Errorf("pprof %v, no credentials: %d, want 401", on, code)
+		}
+		code, body := get("/debug/pprof/goroutine?debug=1", true)
+		switch {
+		case !on && code != http.StatusNotFound:
+			t.Errorf("pprof off: %d, want 404", code)
+		case on && (code != http.StatusOK || !strings.Contains(body, "goroutine profile")):
+			t.Errorf("pprof on: %d %.200s", code, body)
+		}
+		ts.Close()
 	}
 }

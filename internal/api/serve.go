@@ -32,7 +32,7 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready cha
 		return fmt.Errorf("metrics: %w", err)
 	}
 	defer m.Shutdown(context.Background())
-	s := &Server{TaskQueue: cfg.Temporal.TaskQueue, Log: log, Metrics: m}
+	s := &Server{TaskQueue: cfg.Temporal.TaskQueue, Log: log, Metrics: m, Pprof: cfg.Debug.Pprof}
 	if cfg.API.AuthStrategy == "http_basic" {
 		users, err := LoadHtpasswd(cfg.API.HTTPBasicAuthUserFile)
 		if err != nil {

@@ -165,7 +165,7 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		}
 	}
 	if opts.MetricsAddr != "" {
-		if err := w.serveMetrics(opts.MetricsAddr); err != nil {
+		if err := w.serveMetrics(opts.MetricsAddr, cfg.Debug.Pprof); err != nil {
 			if !opts.MetricsBestEffort {
 				w.Close()
 				return nil, err
@@ -226,10 +226,11 @@ func (w *Worker) withSDKMetrics(cfg config.Config, log zerolog.Logger) {
 	w.base, w.Client, w.derived = w.Client, c, true
 }
 
-// serveMetrics listens on addr for /metrics, /healthz and /readyz. Ready
-// means: polling (Start was called), Temporal answering its health check
-// and the node store answering a query.
-func (w *Worker) serveMetrics(addr string) error {
+// serveMetrics listens on addr for /metrics, /healthz and /readyz, and
+// /debug/pprof/ with pprof. Ready means: polling (Start was called),
+// Temporal answering its health check and the node store answering a
+// query.
+func (w *Worker) serveMetrics(addr string, pprof bool) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics address %s: %w", addr, err)
@@ -251,13 +252,16 @@ func (w *Worker) serveMetrics(addr string) error {
 			return err
 		}},
 	)
+	if pprof {
+		mux.Handle("/debug/pprof/", metrics.Pprof())
+	}
 	w.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := w.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			w.log.Error().Err(err).Msg("metrics listener stopped")
 		}
 	}()
-	w.log.Info().Str("address", w.addr).Msg("serving /metrics, /healthz and /readyz")
+	w.log.Info().Str("address", w.addr).Bool("pprof", pprof).Msg("serving /metrics, /healthz and /readyz")
 	return nil
 }
 

@@ -35,6 +35,7 @@ type Config struct {
 	Temporal  Temporal  `toml:"temporal"`
 	API       API       `toml:"api"`
 	Log       Log       `toml:"log"`
+	Debug     Debug     `toml:"debug"`
 }
 
 // Conductor holds the power-management options of Ironic's [conductor].
@@ -110,6 +111,11 @@ type API struct {
 	Port                  int    `toml:"port" help:"TCP port the API listens on."`
 	AuthStrategy          string `toml:"auth_strategy" help:"API authentication: noauth or http_basic."`
 	HTTPBasicAuthUserFile string `toml:"http_basic_auth_user_file" help:"Apache htpasswd file used when auth_strategy is http_basic."`
+}
+
+// Debug holds the options for looking inside a running process.
+type Debug struct {
+	Pprof bool `toml:"pprof" help:"Serve Go's net/http/pprof profiles (CPU, heap, goroutines, mutex and block) under /debug/pprof/: on the worker's metrics listener (-metrics-addr), and on the API's listener behind its authentication. Off by default: profiles show internals and cost CPU while taken."`
 }
 
 // Log holds the logging options.

@@ -84,6 +84,7 @@ func TestDefaults(t *testing.T) {
 		"[api] http_basic_auth_user_file":             "/etc/metalpower/htpasswd",
 		"[log] level":                                 "info",
 		"[log] format":                                "auto",
+		"[debug] pprof":                               "false",
 	}
 	opts := Options()
 	if len(opts) != len(want) {

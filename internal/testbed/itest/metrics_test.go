@@ -75,6 +75,10 @@ func TestWorkerServesMetrics(t *testing.T) {
 			t.Fatalf("%s = %d %s", path, code, body)
 		}
 	}
+	// [debug] pprof is off by default.
+	if code, _ := httpGet(t, base+"/debug/pprof/"); code != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ without [debug] pprof = %d, want 404", code)
+	}
 	want := []string{
 		// The Temporal SDK's metrics, through the OpenTelemetry handler.
 		"temporal_request_total{",
@@ -118,5 +122,31 @@ func TestWorkerServesMetrics(t *testing.T) {
 			t.Fatalf("/metrics has no %q:\n%s", missing, body)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestWorkerServesPprofWhenAsked: with [debug] pprof the worker's metrics
+// listener serves Go's profiles.
+func TestWorkerServesPprofWhenAsked(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{NoWorker: true, RedfishSystems: 1, IPMIBMCs: 1})
+	cfg := s.Config
+	cfg.Debug.Pprof = true
+	w, err := conductor.NewWorker(context.Background(), cfg, zerolog.Nop(), conductor.WorkerOptions{
+		Client: s.Client, NoSchedules: true, MetricsAddr: "127.0.0.1:0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	base := "http://" + w.MetricsAddr()
+	for path, want := range map[string]string{
+		"/debug/pprof/":                  "Types of profiles available",
+		"/debug/pprof/heap?debug=1":      "heap profile",
+		"/debug/pprof/goroutine?debug=1": "goroutine profile",
+	} {
+		if code, body := httpGet(t, base+path); code != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("%s = %d %.200s", path, code, body)
+		}
 	}
 }
