@@ -42,12 +42,7 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("the temporal CLI is missing at %s: run `make deps` (it builds it from tools/)", temporalCLI)
 	}
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "./worker", "./starter")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(t, root, tmp)
 	data := filepath.Join(tmp, "data")
 	ports := freePorts(t, 4)
 	d := &demoRun{
@@ -117,12 +112,7 @@ func TestDemo(t *testing.T) {
 func TestCluster(t *testing.T) {
 	root := repoRoot(t)
 	tmp := t.TempDir()
-	bin := filepath.Join(tmp, "bin")
-	build := exec.Command("go", "build", "-o", bin+"/", "./worker", "./starter")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBinaries(t, root, tmp)
 	dbs := fmt.Sprintf("mp_cluster_%d", os.Getpid())
 	t.Cleanup(func() {
 		cluster.DropDatabases(context.Background(), cluster.Options{DB: dbs + "_temporal"})
@@ -164,6 +154,18 @@ func TestCluster(t *testing.T) {
 		t.Fatalf("seg-02 is %q after the restart, want power off", got)
 	}
 	d.interrupt()
+}
+
+// buildBinaries builds the worker and starter into dir/bin and returns it.
+func buildBinaries(t *testing.T, root, dir string) string {
+	t.Helper()
+	bin := filepath.Join(dir, "bin")
+	build := exec.Command("go", "build", "-o", bin+"/", "./worker", "./starter")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // pairedPort returns a free port whose successor is free too.

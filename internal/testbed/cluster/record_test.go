@@ -3,8 +3,6 @@ package cluster_test
 import (
 	"context"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,21 +25,7 @@ import (
 // replays them with every later build. Only with
 // METALPOWER_REFRESH_REPLAY=1 (make replay-record-real).
 func TestRecordRealServerCorpus(t *testing.T) {
-	if os.Getenv("METALPOWER_REFRESH_REPLAY") != "1" {
-		t.Skip("set METALPOWER_REFRESH_REPLAY=1 to record " + replay.Dir + "/" + replay.RealServer)
-	}
-	root, err := replay.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, replay.Dir, replay.RealServer)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	for _, f := range old {
-		os.Remove(f)
-	}
+	dir := replay.Recording(t, replay.RealServer)
 	ctx := context.Background()
 	opts := cluster.Options{DB: "mp_rec_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")}
 	c, err := cluster.Start(ctx, opts)

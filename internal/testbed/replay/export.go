@@ -21,6 +21,30 @@ import (
 	"github.com/metalpower/metalpower/internal/testbed"
 )
 
+// Recording returns the corpus directory sub (of Dir; "" for Dir itself),
+// created and emptied of histories, for a generator to export into. A
+// generator runs only with METALPOWER_REFRESH_REPLAY=1: otherwise the
+// test is skipped.
+func Recording(t testing.TB, sub string) string {
+	t.Helper()
+	if os.Getenv("METALPOWER_REFRESH_REPLAY") != "1" {
+		t.Skip("set METALPOWER_REFRESH_REPLAY=1 to record " + filepath.Join(Dir, sub))
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(root, Dir, sub)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	for _, f := range old {
+		os.Remove(f)
+	}
+	return dir
+}
+
 // Export writes the history of every run on task queue queue, once all
 // of them have closed, as dir/<workflow type>-<scenario>[-n].json (the
 // format of `temporal workflow show --output json`), checking that no

@@ -3,8 +3,6 @@ package replay_test
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,21 +27,7 @@ import (
 // `temporal workflow show --output json`. Only with
 // METALPOWER_REFRESH_REPLAY=1 (make replay-refresh).
 func TestGenerateCorpus(t *testing.T) {
-	if os.Getenv("METALPOWER_REFRESH_REPLAY") != "1" {
-		t.Skip("set METALPOWER_REFRESH_REPLAY=1 to refresh " + replay.Dir)
-	}
-	root, err := replay.RepoRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(root, replay.Dir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	for _, f := range old {
-		os.Remove(f)
-	}
+	dir := replay.Recording(t, "")
 	srv := startServer(t)
 	ctx := context.Background()
 
