@@ -17,7 +17,8 @@ import (
 // the User-Agent of every call: a sync pass, power changes and manage
 // through the API each reach a BMC only from a worker of its node's
 // group; a node of a group no worker serves is refused with Ironic's
-// NoValidHost and left as it was, and the sync counts it as unserved.
+// NoValidHost and left as it was, and the sync counts it as unserved;
+// moved to a served group, its next change runs there.
 func TestConductorGroupsRouteEveryBMCCall(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 6})
@@ -90,6 +91,20 @@ func TestConductorGroupsRouteEveryBMCCall(t *testing.T) {
 	if got := s.Redfish.PowerState("5"); got != "On" {
 		t.Fatalf("system 5 is %s: a refused change reached it", got)
 	}
+
+	// Moved to rack-b (groups are case-insensitive), its next change runs
+	// on rack-b's worker.
+	if code, _, body := do(t, http.MethodPatch, base+"rf-5", "1.46", `[{"op":"replace","path":"/conductor_group","value":"RACK-B"}]`); code != http.StatusOK {
+		t.Fatalf("move rf-5 to rack-b: %d %s", code, body)
+	}
+	if code, _, body := do(t, http.MethodPut, base+"rf-5/states/power", "1.46", `{"target":"power off"}`); code != http.StatusAccepted {
+		t.Fatalf("power off rf-5 in rack-b: %d %s", code, body)
+	}
+	itest.WaitFor(t, time.Minute, "rf-5 to be off", func() bool {
+		n := s.Node(t, "rf-5")
+		return n.PowerState == node.PowerOff && n.TargetPowerState == ""
+	})
+	groups["5"] = "rack-b"
 
 	// Who called each system.
 	for id, g := range groups {
