@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run demo cluster test deps cluster-tools vet workflowcheck replay-refresh replay-record-real unit fuzz bench bench-power bench-sync bench-ipmi race chaos soak clean
+.PHONY: all build run demo cluster test deps cluster-tools vet workflowcheck replay-refresh replay-record-real unit fuzz bench bench-power bench-api bench-sync bench-ipmi race chaos soak clean
 
 all: build
 
@@ -149,6 +149,12 @@ bench: deps
 # The power-change benchmark against a running Temporal ([temporal] address).
 bench-power: build
 	./bin/starter bench power
+
+# The REST API at fleet size, as Nova calls it (issue 15's figures), on
+# both stores, against a running Temporal.
+bench-api: build deps
+	./bin/starter bench api --nodes 10000 --database sqlite
+	./bin/starter bench api --nodes 10000 --database postgres
 
 # The sync benchmark's headline runs against a running Temporal.
 bench-sync: build

@@ -14,6 +14,26 @@ import (
 func init() {
 	register("bench sync", "bench sync [--driver redfish|ipmi] [--nodes N] [--bmc-latency D] [--drift F] [--ipmi-sim] [--passes K --gap D]   sync passes over a simulated fleet", benchSync)
 	register("bench power", "bench power [-parallel 1,10,100] [-changes 20] [-bmc-latency D]   measure power changes against [temporal] address", benchPower)
+	register("bench api", "bench api [--nodes N] [--clients C] [--database sqlite|postgres] [--duration D] [--puts P]   the REST API at fleet size, as Nova calls it", benchAPI)
+}
+
+func benchAPI(ctx context.Context, env *Env, args []string) error {
+	fs := flags("bench api", env)
+	var o bench.APIOptions
+	fs.IntVar(&o.Nodes, "nodes", 10000, "nodes to enroll")
+	fs.IntVar(&o.Clients, "clients", 20, "concurrent clients")
+	fs.StringVar(&o.Database, "database", "sqlite", "node store: sqlite (a file of its own) or postgres (a database of its own on 127.0.0.1:5432)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long each read call is measured")
+	fs.IntVar(&o.Puts, "puts", 200, "power changes requested (each on a node of its own)")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the calls to this file (go tool pprof FILE)")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return errUsage
+	}
+	cfg, err := env.Config()
+	if err != nil {
+		return err
+	}
+	return bench.API(ctx, cfg, o, env.Stdout)
 }
 
 func benchPower(ctx context.Context, env *Env, args []string) error {
