@@ -1,5 +1,7 @@
 // Command worker runs metalpower's Temporal worker: every workflow and
-// activity on [temporal] task_queue. SIGINT or SIGTERM stops it gracefully.
+// activity of its conductor group, on [temporal] task_queue (the default
+// group) or task_queue.<[conductor] conductor_group>. SIGINT or SIGTERM
+// stops it gracefully.
 package main
 
 import (
