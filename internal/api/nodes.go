@@ -52,7 +52,9 @@ func fieldAvailable(name string, v Version) bool {
 // fields of the version), plus links.
 func view(r *http.Request, n *node.Node, fields []string) map[string]any {
 	v := versionOf(r)
-	var all map[string]any
+	// Values stay encoded: decoding them (properties, driver_info) only to
+	// encode them again was most of a listing's time.
+	var all map[string]json.RawMessage
 	b, _ := json.Marshal(n) // node.MarshalJSON masks secrets
 	json.Unmarshal(b, &all)
 	out := map[string]any{}

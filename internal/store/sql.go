@@ -25,8 +25,9 @@ type dialect interface {
 }
 
 type sqlStore struct {
-	db *sql.DB
-	d  dialect
+	db    *sql.DB
+	d     dialect
+	stmts statements
 }
 
 const columns = `id, uuid, name, driver, driver_info, power_state, target_power_state,
@@ -36,7 +37,10 @@ const columns = `id, uuid, name, driver, driver_info, power_state, target_power_
 // insertColumns is columns without the generated id.
 var insertColumns = strings.TrimPrefix(columns, "id, ")
 
-func (s *sqlStore) Close() error { return s.db.Close() }
+func (s *sqlStore) Close() error {
+	s.stmts.close()
+	return s.db.Close()
+}
 
 func (s *sqlStore) Create(ctx context.Context, n *node.Node) error {
 	if err := n.Validate(); err != nil {
@@ -66,7 +70,7 @@ func (s *sqlStore) Get(ctx context.Context, ident string) (*node.Node, error) {
 	if node.ValidUUID(ident) {
 		col = "uuid"
 	}
-	row := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT `+columns+` FROM nodes WHERE `+col+` = ?`), ident)
+	row := s.queryRow(ctx, s.d.rebind(`SELECT `+columns+` FROM nodes WHERE `+col+` = ?`), ident)
 	n, err := scanNode(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, ident)
@@ -160,7 +164,7 @@ func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
 		query += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	query += fmt.Sprintf(` ORDER BY %s %s, id %s LIMIT %d`, q.SortKey, dir, dir, q.Limit)
-	rows, err := s.db.QueryContext(ctx, s.d.rebind(query), args...)
+	rows, err := s.query(ctx, s.d.rebind(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
