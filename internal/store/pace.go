@@ -23,6 +23,7 @@ func (s *sqlStore) AcquirePace(ctx context.Context, bmc string, interval, lease 
 			WHERE bmc = ? AND busy_until < ? AND last_end <= ?`),
 			token, now.Add(lease).UnixNano(), bmc, now.UnixNano(), now.Add(-interval).UnixNano())
 		if err != nil {
+			s.abandonPace(ctx, bmc, token)
 			return "", fmt.Errorf("take the pace of BMC %s: %w", bmc, err)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
@@ -31,6 +32,7 @@ func (s *sqlStore) AcquirePace(ctx context.Context, bmc string, interval, lease 
 		res, err = s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO bmc_pace (bmc, holder, busy_until, last_end)
 			VALUES (?, ?, ?, 0) ON CONFLICT (bmc) DO NOTHING`), bmc, token, now.Add(lease).UnixNano())
 		if err != nil {
+			s.abandonPace(ctx, bmc, token)
 			return "", fmt.Errorf("take the pace of BMC %s: %w", bmc, err)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
@@ -50,6 +52,16 @@ func (s *sqlStore) AcquirePace(ctx context.Context, bmc string, interval, lease 
 		case <-time.After(wait):
 		}
 	}
+}
+
+// abandonPace gives back a hold a failed AcquirePace may have taken all
+// the same: a statement can commit while its context is being cancelled,
+// and its caller, told it failed, never releases it; the BMC would wait
+// out the lease. The last command's end is left as it was: none was sent.
+func (s *sqlStore) abandonPace(ctx context.Context, bmc, token string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	s.db.ExecContext(ctx, s.d.rebind(`UPDATE bmc_pace SET busy_until = 0 WHERE bmc = ? AND holder = ?`), bmc, token)
 }
 
 // ReleasePace records the end of the command that holds bmc under token.

@@ -111,3 +111,30 @@ func (s *sqlStore) searchPath(t *testing.T) string {
 	}
 	return base + sep + "search_path=" + schema
 }
+
+// TestAbandonedPaceFreesTheBMCAtOnce: a hold whose taker was told it
+// failed (its statement committed while its context was cancelled) is
+// given back, so the next command does not wait out the lease, and the
+// last command's end stays as it was.
+func TestAbandonedPaceFreesTheBMCAtOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		ss := s.(*sqlStore)
+		const bmc, interval, lease = "10.0.0.9:623", 10 * time.Millisecond, time.Hour
+		token, err := ss.AcquirePace(ctx, bmc, interval, lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cancelled, cancel := context.WithCancel(ctx)
+		cancel()
+		ss.abandonPace(cancelled, bmc, token)
+		wctx, done := context.WithTimeout(ctx, 5*time.Second)
+		defer done()
+		if _, err := ss.AcquirePace(wctx, bmc, interval, lease); err != nil {
+			t.Fatalf("the BMC is still held after the hold was abandoned: %v", err)
+		}
+		var lastEnd int64
+		if err := ss.db.QueryRowContext(ctx, ss.d.rebind(`SELECT last_end FROM bmc_pace WHERE bmc = ?`), bmc).Scan(&lastEnd); err != nil || lastEnd != 0 {
+			t.Fatalf("last_end = %d, %v; want 0: no command was sent", lastEnd, err)
+		}
+	})
+}
