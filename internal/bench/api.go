@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -147,17 +146,11 @@ func API(ctx context.Context, cfg config.Config, opts APIOptions, w io.Writer) e
 			return getJSON(hc, srv.URL+"/v1/nodes/"+uuids[i], &struct{}{})
 		}},
 	}
-	if opts.CPUProfile != "" {
-		f, err := os.Create(opts.CPUProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stop, err := cpuProfile(opts.CPUProfile)
+	if err != nil {
+		return err
 	}
+	defer stop()
 	for _, p := range phases {
 		lat, elapsed, err := hammer(opts.Clients, opts.Duration, 0, p.call)
 		if err != nil {

@@ -51,6 +51,9 @@ type SyncOptions struct {
 	Passes int
 	Gap    time.Duration
 	Warm   time.Duration
+	// CPUProfile, when set, receives a CPU profile of the passes (the
+	// worker runs in this process).
+	CPUProfile string
 }
 
 // Sync runs one full power sync pass over a simulated fleet and prints its
@@ -122,7 +125,12 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	defer wk.Close()
 	defer wk.Stop()
 
+	stopProfile, err := cpuProfile(opts.CPUProfile)
+	if err != nil {
+		return err
+	}
 	id, res, wall, err := runPasses(ctx, wk.Client, cfg.Temporal.TaskQueue, opts, simCPU, w)
+	stopProfile()
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,7 @@ func benchSync(ctx context.Context, env *Env, args []string) error {
 	passes := fs.Int("passes", 1, "passes to run")
 	gap := fs.Duration("gap", 2*time.Minute, "time between the starts of two passes (with --passes > 1)")
 	warm := fs.Duration("warm", 6*time.Second, "after the passes, one more started this long after the last, on warm sessions (0: none; with --passes > 1)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the passes (worker included) to this file (go tool pprof FILE)")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return errUsage
 	}
@@ -86,5 +87,5 @@ func benchSync(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	return bench.Sync(ctx, cfg, bench.SyncOptions{Driver: *driver, Nodes: *nodes, BMCLatency: *latency, Drift: *drift, Starter: self,
-		IPMISim: *ipmiSim, IPMISimProcesses: *processes, Passes: *passes, Gap: *gap, Warm: *warm}, env.Stdout)
+		IPMISim: *ipmiSim, IPMISimProcesses: *processes, Passes: *passes, Gap: *gap, Warm: *warm, CPUProfile: *cpuprofile}, env.Stdout)
 }
