@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +24,7 @@ import (
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/cluster"
 )
 
 // NovaFields is what Nova's ironic driver (Zed) asks for when it lists
@@ -267,20 +267,12 @@ func benchDatabase(ctx context.Context, kind string) (url string, drop func(), e
 		}
 		return "sqlite://" + filepath.Join(dir, "nodes.db"), func() { os.RemoveAll(dir) }, nil
 	case "postgres":
-		const admin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 		name := fmt.Sprintf("mp_bench_api_%d", os.Getpid())
-		db, err := sql.Open("pgx", admin)
+		url, err := cluster.EnsureDatabase(ctx, name)
 		if err != nil {
 			return "", nil, err
 		}
-		if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-			db.Close()
-			return "", nil, fmt.Errorf("PostgreSQL on 127.0.0.1:5432 (make deps starts it): %w", err)
-		}
-		return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable", func() {
-			db.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)")
-			db.Close()
-		}, nil
+		return url, func() { cluster.DropDatabase(context.Background(), name) }, nil
 	}
 	return "", nil, fmt.Errorf("database %q: use sqlite or postgres", kind)
 }

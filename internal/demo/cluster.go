@@ -4,11 +4,9 @@ package demo
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"net"
 	"path/filepath"
-	"regexp"
 	"strconv"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the store's PostgreSQL driver
@@ -27,18 +25,12 @@ import (
 // Redfish service of their own, only they call), two API processes and
 // the Nova simulator. The databases outlive the run: a second run reuses
 // them.
-const (
-	segmentGroup  = "segment-b"
-	postgresAdmin = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-)
+const segmentGroup = "segment-b"
 
 // The cluster's databases: Options.Databases for the node store, with
 // _temporal and _temporal_visibility for the server.
 func (d *demo) storeDB() string    { return d.opts.Databases }
 func (d *demo) temporalDB() string { return d.opts.Databases + "_temporal" }
-
-// databaseNameRE keeps a database name safe to put in CREATE DATABASE.
-var databaseNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,40}$`)
 
 // workerGroups are the conductor groups of the workers to start, one
 // process each.
@@ -101,25 +93,4 @@ func (d *demo) startCluster(ctx context.Context) error {
 	d.children = append(d.children, w)
 	d.printf("started Temporal Web UI (pid %d, log %s)\n", w.pid(), w.log)
 	return c.EnsureSearchAttributes(ctx)
-}
-
-// ensureDatabase creates database name on the machine's PostgreSQL
-// unless it exists.
-func ensureDatabase(ctx context.Context, name string) error {
-	db, err := sql.Open("pgx", postgresAdmin)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	var exists bool
-	if err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
-		return fmt.Errorf("PostgreSQL on 127.0.0.1:5432 (run `make deps` to start it): %w", err)
-	}
-	if exists {
-		return nil
-	}
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		return fmt.Errorf("create database %s: %w", name, err)
-	}
-	return nil
 }

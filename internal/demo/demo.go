@@ -133,9 +133,6 @@ func (o *Options) defaults() error {
 	if o.Databases == "" {
 		o.Databases = "metalpower"
 	}
-	if !databaseNameRE.MatchString(o.Databases) {
-		return fmt.Errorf("databases %q: use lower-case letters, digits and _, starting with a letter", o.Databases)
-	}
 	if o.Redfish < 0 || o.Redfish > 999 || o.IPMI < 0 || o.IPMI > 99 || o.Redfish+o.IPMI == 0 || o.Segment < 0 || o.Segment > 999 {
 		return fmt.Errorf("fleet size: want 0-999 Redfish, 0-99 IPMI and 0-999 segment nodes, at least one in the default group")
 	}
@@ -331,7 +328,7 @@ func (d *demo) startSimulators() error {
 // Nova learns the instances again. It returns the names already enrolled.
 func (d *demo) reconcileStore(ctx context.Context) (map[string]bool, error) {
 	if d.opts.Cluster {
-		if err := ensureDatabase(ctx, d.storeDB()); err != nil {
+		if _, err := cluster.EnsureDatabase(ctx, d.storeDB()); err != nil {
 			return nil, err
 		}
 	}
@@ -418,7 +415,7 @@ func (d *demo) dbPath() string { return filepath.Join(d.opts.DataDir, "metalpowe
 
 func (d *demo) dbURL() string {
 	if d.opts.Cluster {
-		return "postgres://postgres@127.0.0.1:5432/" + d.storeDB() + "?sslmode=disable"
+		return cluster.StoreURL(d.storeDB())
 	}
 	return "sqlite://" + d.dbPath()
 }

@@ -6,7 +6,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -116,10 +115,7 @@ func TestCluster(t *testing.T) {
 	dbs := fmt.Sprintf("mp_cluster_%d", os.Getpid())
 	t.Cleanup(func() {
 		cluster.DropDatabases(context.Background(), cluster.Options{DB: dbs + "_temporal"})
-		if db, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"); err == nil {
-			db.Exec("DROP DATABASE IF EXISTS " + dbs + " WITH (FORCE)")
-			db.Close()
-		}
+		cluster.DropDatabase(context.Background(), dbs)
 	})
 	data := filepath.Join(tmp, "data")
 	api := pairedPort(t) // the second API listens on the next port

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/workflowservice/v1"
@@ -29,17 +28,7 @@ import (
 // of a change loses nothing; a rolling upgrade between two builds.
 func TestRealServerOnPostgreSQL(t *testing.T) {
 	ctx := context.Background()
-	opts := cluster.Options{DB: "mp_test_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")}
-	c, err := cluster.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if err := cluster.DropDatabases(context.Background(), opts); err != nil {
-			t.Error(err)
-		}
-	})
+	c := startCluster(t, "mp_test_")
 	s := itest.NewStack(t, itest.Attach(c.Address), itest.StackOptions{RedfishSystems: 2, TransitionDelay: time.Second})
 	const instance = "7d7d7d7d-1111-4222-8333-444455556666"
 	n := s.AddRedfishNode(t, "cluster-1", "1", instance)

@@ -2,7 +2,6 @@ package cluster_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"io"
 	"net/http"
@@ -43,17 +42,7 @@ import (
 func TestSeveralWorkersAndAPIs(t *testing.T) {
 	ctx := context.Background()
 	suffix := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	opts := cluster.Options{DB: "mp_test_" + suffix}
-	c, err := cluster.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		c.Stop()
-		if err := cluster.DropDatabases(context.Background(), opts); err != nil {
-			t.Error(err)
-		}
-	})
+	c := startCluster(t, "mp_test_")
 	if err := c.EnsureSearchAttributes(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -168,24 +157,33 @@ func TestSeveralWorkersAndAPIs(t *testing.T) {
 }
 
 // createDatabase creates a PostgreSQL database of the test's own on the
-// machine's server and returns its URL.
+// machine's server, dropped when the test ends, and returns its URL.
 func createDatabase(t *testing.T, name string) string {
 	t.Helper()
-	admin, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
+	url, err := cluster.EnsureDatabase(context.Background(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close()
-	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
-		t.Fatalf("PostgreSQL on 127.0.0.1:5432 is required (`make test` starts it): %v", err)
+	t.Cleanup(func() { cluster.DropDatabase(context.Background(), name) })
+	return url
+}
+
+// startCluster runs a real server on databases of the test's own
+// (prefix_<random>), stopped and dropped when the test ends.
+func startCluster(t *testing.T, prefix string) *cluster.Cluster {
+	t.Helper()
+	opts := cluster.Options{DB: prefix + strings.ReplaceAll(uuid.NewString()[:8], "-", "")}
+	c, err := cluster.Start(context.Background(), opts)
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if db, err := sql.Open("pgx", "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"); err == nil {
-			db.Exec("DROP DATABASE " + name + " WITH (FORCE)")
-			db.Close()
+		c.Stop()
+		if err := cluster.DropDatabases(context.Background(), opts); err != nil {
+			t.Error(err)
 		}
 	})
-	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
+	return c
 }
 
 // start runs a process until the test ends; its output goes to the test

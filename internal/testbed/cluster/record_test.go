@@ -7,12 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/route"
-	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/testbed/replay"
 	"github.com/metalpower/metalpower/workflows"
@@ -27,12 +25,7 @@ import (
 func TestRecordRealServerCorpus(t *testing.T) {
 	dir := replay.Recording(t, replay.RealServer)
 	ctx := context.Background()
-	opts := cluster.Options{DB: "mp_rec_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")}
-	c, err := cluster.Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Stop(); cluster.DropDatabases(context.Background(), opts) })
+	c := startCluster(t, "mp_rec_")
 	s := itest.NewStack(t, itest.Attach(c.Address), itest.StackOptions{RedfishSystems: 4})
 	s.StartGroupWorker(t, "rack-b")
 	api := s.StartAPI(t, nil)
