@@ -49,6 +49,8 @@ type Server struct {
 	// Metrics records request metrics and serves /metrics; nil gives the
 	// handler metrics of its own.
 	Metrics *metrics.Metrics
+
+	views viewCache
 }
 
 // Handler returns the API's routes with request IDs, logging, body limit,

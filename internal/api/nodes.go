@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,7 +107,14 @@ func (s *Server) showNode(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, view(r, n, fields))
+	b, err := s.views.encodedView(r, n, fields)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(append(b, '\n'))
 }
 
 func parseFields(w http.ResponseWriter, r *http.Request) ([]string, bool) {
@@ -186,7 +194,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 	if !s.filters(w, q, &query.Filter) {
 		return
 	}
-	nodes, err := s.Store.List(r.Context(), query)
+	refs, err := s.Store.ListVersions(r.Context(), query)
 	if errors.Is(err, store.ErrInvalidQuery) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -195,28 +203,48 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		s.internalError(w, r, err)
 		return
 	}
-	out := map[string]any{}
-	views := make([]any, len(nodes))
-	for i, n := range nodes {
-		views[i] = view(r, n, fields)
+	views, err := s.views.encodedViews(r.Context(), s.Store, r, fields, refs)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
 	}
-	out["nodes"] = views
-	if len(nodes) == query.Limit {
+	// The page is put together from encoded views, the way
+	// json.Encoder would have written it.
+	var b bytes.Buffer
+	if len(views) > 0 {
+		b.Grow(len(views) * (len(views[0]) + 1))
+	}
+	b.WriteString(`{"nodes":[`)
+	for i, v := range views {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(v)
+	}
+	b.WriteByte(']')
+	if len(refs) == query.Limit {
 		next := url.Values{}
 		for k, vs := range q {
 			next[k] = vs
 		}
-		next.Set("marker", nodes[len(nodes)-1].UUID)
+		next.Set("marker", refs[len(refs)-1].UUID)
 		next.Set("limit", strconv.Itoa(query.Limit))
 		path := "/v1/nodes"
 		if strings.HasSuffix(r.URL.Path, "/detail") {
 			path += "/detail"
 		}
 		// Ironic's "next"; gophercloud follows the nodes_links form.
-		out["next"] = baseURL(r) + path + "?" + next.Encode()
-		out["nodes_links"] = []any{link(out["next"].(string), "next")}
+		href := baseURL(r) + path + "?" + next.Encode()
+		enc, _ := json.Marshal(map[string]any{"next": href, "nodes_links": []any{link(href, "next")}})
+		b.WriteByte(',')
+		b.Write(enc[1:])
+	} else {
+		b.WriteByte('}')
 	}
-	writeJSON(w, http.StatusOK, out)
+	b.WriteByte('\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b.Bytes())
 }
 
 func (s *Server) filters(w http.ResponseWriter, q url.Values, f *store.Filter) bool {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -53,16 +54,37 @@ type Describer interface {
 }
 
 // Live reports whether a worker polled queue for workflow tasks within
-// LiveWindow.
+// LiveWindow. A queue found live stays live until LiveWindow after the
+// poll seen, so that answer is kept until then and the power changes an
+// API starts cost one Temporal round trip less; a queue not found live is
+// asked again every time, so a worker just started counts at once.
 func Live(ctx context.Context, c Describer, queue string) (bool, error) {
+	key := liveKey{c, queue}
+	if until, ok := liveUntil.Load(key); ok && time.Now().Before(until.(time.Time)) {
+		return true, nil
+	}
 	resp, err := c.DescribeTaskQueue(ctx, queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
 	if err != nil {
 		return false, fmt.Errorf("describe task queue %s: %w", queue, err)
 	}
+	var last time.Time
 	for _, p := range resp.GetPollers() {
-		if t := p.GetLastAccessTime(); t != nil && time.Since(t.AsTime()) < LiveWindow {
-			return true, nil
+		if t := p.GetLastAccessTime(); t != nil && t.AsTime().After(last) {
+			last = t.AsTime()
 		}
+	}
+	if until := last.Add(LiveWindow); time.Now().Before(until) {
+		liveUntil.Store(key, until)
+		return true, nil
 	}
 	return false, nil
 }
+
+type liveKey struct {
+	c     Describer
+	queue string
+}
+
+// liveUntil holds, per client and queue, when a queue found live stops
+// being live unless it is polled again.
+var liveUntil sync.Map

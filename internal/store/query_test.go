@@ -285,3 +285,57 @@ func TestAfterPositionSurvivesChangedSortValues(t *testing.T) {
 }
 
 func ptr(s string) *string { return &s }
+
+// TestListVersionsMatchesList: ListVersions names the nodes List returns,
+// in the same order, with their current versions, page by page; GetMany
+// reads the named nodes that exist.
+func TestListVersionsMatchesList(t *testing.T) {
+	eachBackend(t, func(t *testing.T, s Store) {
+		byName := fleet(t, s)
+		if _, err := Modify(ctx, s, byName["plain"].UUID, func(n *node.Node) error { n.Extra = map[string]any{"a": 1}; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []Query{
+			{},
+			{Limit: 3},
+			{Limit: 3, Marker: byName["active"].UUID},
+			{SortKey: "provision_state", SortDir: "desc"},
+			{Filter: Filter{Maintenance: Bool(false)}},
+		} {
+			nodes, err := s.List(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs, err := s.ListVersions(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var want []Versioned
+			for _, n := range nodes {
+				want = append(want, Versioned{UUID: n.UUID, Version: n.Version})
+			}
+			if !slices.Equal(refs, want) {
+				t.Errorf("%+v: ListVersions %v, List %v", q, refs, want)
+			}
+		}
+		if refs, _ := s.ListVersions(ctx, Query{Limit: 7}); len(refs) != 7 {
+			t.Fatalf("ListVersions found %d nodes, want 7", len(refs))
+		} else if v := refs[0]; v.UUID != byName["plain"].UUID || v.Version != 2 {
+			t.Errorf("the modified node: %+v, want version 2", v)
+		}
+		if _, err := s.ListVersions(ctx, Query{Marker: uuid.NewString()}); !errors.Is(err, ErrInvalidQuery) {
+			t.Errorf("unknown marker: %v", err)
+		}
+
+		got, err := s.GetMany(ctx, []string{byName["maint"].UUID, uuid.NewString(), byName["busy"].UUID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names := names(got); !slices.Equal(names, []string{"busy", "maint"}) {
+			t.Errorf("GetMany: %v", names)
+		}
+		if got, err := s.GetMany(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("GetMany of nothing: %v, %v", got, err)
+		}
+	})
+}

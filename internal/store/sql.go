@@ -133,6 +133,51 @@ func (s *sqlStore) Delete(ctx context.Context, uuid string) error {
 }
 
 func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
+	rows, err := s.list(ctx, q, columns)
+	if err != nil {
+		return nil, err
+	}
+	return scanNodes(rows, min(q.Limit, 256))
+}
+
+func (s *sqlStore) ListVersions(ctx context.Context, q Query) ([]Versioned, error) {
+	rows, err := s.list(ctx, q, `uuid, version`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := make([]Versioned, 0, min(q.Limit, 256))
+	for rows.Next() {
+		var v Versioned
+		if err := rows.Scan(&v.UUID, &v.Version); err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return out, nil
+}
+
+func (s *sqlStore) GetMany(ctx context.Context, uuids []string) ([]*node.Node, error) {
+	if len(uuids) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(uuids))
+	for i, u := range uuids {
+		args[i] = u
+	}
+	// Not prepared: the number of placeholders varies with every call.
+	rows, err := s.db.QueryContext(ctx, s.d.rebind(`SELECT `+columns+` FROM nodes WHERE uuid IN (`+placeholders(len(uuids))+`)`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("get nodes: %w", err)
+	}
+	return scanNodes(rows, len(uuids))
+}
+
+// list runs a listing's query, selecting cols.
+func (s *sqlStore) list(ctx context.Context, q Query, cols string) (*sql.Rows, error) {
 	q, err := q.normalized()
 	if err != nil {
 		return nil, err
@@ -146,7 +191,7 @@ func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
 		// The marker's own row gives the position; a row-value comparison
 		// turns it into one index range scan.
 		var exists bool
-		if err := s.db.QueryRowContext(ctx, s.d.rebind(`SELECT EXISTS (SELECT 1 FROM nodes WHERE uuid = ?)`), q.Marker).Scan(&exists); err != nil {
+		if err := s.queryRow(ctx, s.d.rebind(`SELECT EXISTS (SELECT 1 FROM nodes WHERE uuid = ?)`), q.Marker).Scan(&exists); err != nil {
 			return nil, fmt.Errorf("list nodes: %w", err)
 		}
 		if !exists {
@@ -159,7 +204,7 @@ func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
 		where = append(where, fmt.Sprintf(`(%s, id) %s (?, ?)`, q.SortKey, cmp))
 		args = append(args, q.After.Value, q.After.ID)
 	}
-	query := `SELECT ` + columns + ` FROM nodes`
+	query := `SELECT ` + cols + ` FROM nodes`
 	if len(where) > 0 {
 		query += ` WHERE ` + strings.Join(where, ` AND `)
 	}
@@ -168,8 +213,13 @@ func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list nodes: %w", err)
 	}
+	return rows, nil
+}
+
+// scanNodes reads and closes rows of full node columns.
+func scanNodes(rows *sql.Rows, capacity int) ([]*node.Node, error) {
 	defer rows.Close()
-	nodes := make([]*node.Node, 0, min(q.Limit, 256))
+	nodes := make([]*node.Node, 0, capacity)
 	for rows.Next() {
 		n, err := scanNode(rows)
 		if err != nil {

@@ -48,6 +48,12 @@ type Store interface {
 	Delete(ctx context.Context, uuid string) error
 	// List returns one page of nodes matching q, in q's order.
 	List(ctx context.Context, q Query) ([]*node.Node, error)
+	// ListVersions is List naming each node and its version only: a
+	// reader that keeps what it rendered of a node reads again only the
+	// nodes written since.
+	ListVersions(ctx context.Context, q Query) ([]Versioned, error)
+	// GetMany reads the named nodes that exist, in no particular order.
+	GetMany(ctx context.Context, uuids []string) ([]*node.Node, error)
 	// SetPowerStates records many nodes' power states in one transaction.
 	SetPowerStates(ctx context.Context, updates []PowerStateUpdate) error
 	// ResetSyncFailures marks nodes found in sync: failure counter 0 and

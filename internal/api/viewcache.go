@@ -1,0 +1,133 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// viewCacheBytes bounds the encoded views kept: Nova's field set for
+// 100,000 nodes is about 45 MiB.
+const viewCacheBytes = 128 << 20
+
+// viewCache keeps each node's encoded view by rendering (API version,
+// fields, base URL) for as long as the node keeps its version. Every
+// write to a node raises its version, in any process, so a view is reused
+// only while it is still what the node would render. Nova's resource
+// tracker lists every node every period on every compute service, and
+// between two listings few nodes change.
+type viewCache struct {
+	mu      sync.Mutex
+	renders map[string]map[string]cachedView
+	bytes   int
+}
+
+type cachedView struct {
+	version int64
+	json    []byte
+}
+
+// renderKey names what a view depends on besides the node.
+func renderKey(r *http.Request, fields []string) string {
+	return versionOf(r).String() + " " + baseURL(r) + " " + strings.Join(fields, ",")
+}
+
+// encodedViews returns the views of the listed nodes, in order, reading
+// from the store only the nodes written since their view was kept.
+func (c *viewCache) encodedViews(ctx context.Context, st store.Store, r *http.Request, fields []string, refs []store.Versioned) ([][]byte, error) {
+	key := renderKey(r, fields)
+	out := make([][]byte, len(refs))
+	var missing []string
+	c.mu.Lock()
+	kept := c.renders[key]
+	for i, ref := range refs {
+		if v, ok := kept[ref.UUID]; ok && v.version == ref.Version {
+			out[i] = v.json
+		} else {
+			missing = append(missing, ref.UUID)
+		}
+	}
+	c.mu.Unlock()
+	if len(missing) == 0 {
+		return out, nil
+	}
+	nodes, err := st.GetMany(ctx, missing)
+	if err != nil {
+		return nil, err
+	}
+	byUUID := make(map[string][]byte, len(nodes))
+	fresh := make([]cachedView, len(nodes))
+	for i, n := range nodes {
+		b, err := json.Marshal(view(r, n, fields))
+		if err != nil {
+			return nil, err
+		}
+		byUUID[n.UUID], fresh[i] = b, cachedView{version: n.Version, json: b}
+	}
+	for i, ref := range refs {
+		if out[i] == nil {
+			// A node deleted between the two reads is left out, as a
+			// listing a moment later would.
+			out[i] = byUUID[ref.UUID]
+		}
+	}
+	c.keep(key, nodes, fresh)
+	return compact(out), nil
+}
+
+// encodedView is encodedViews for one node already read.
+func (c *viewCache) encodedView(r *http.Request, n *node.Node, fields []string) ([]byte, error) {
+	key := renderKey(r, fields)
+	c.mu.Lock()
+	v, ok := c.renders[key][n.UUID]
+	c.mu.Unlock()
+	if ok && v.version == n.Version {
+		return v.json, nil
+	}
+	b, err := json.Marshal(view(r, n, fields))
+	if err != nil {
+		return nil, err
+	}
+	c.keep(key, []*node.Node{n}, []cachedView{{version: n.Version, json: b}})
+	return b, nil
+}
+
+func (c *viewCache) keep(key string, nodes []*node.Node, views []cachedView) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.renders == nil || c.bytes > viewCacheBytes {
+		// Starting over is simpler than tracking use, and a full cache
+		// means renderings nobody repeats (odd field sets, host names).
+		c.renders, c.bytes = map[string]map[string]cachedView{}, 0
+	}
+	kept := c.renders[key]
+	if kept == nil {
+		kept = map[string]cachedView{}
+		c.renders[key] = kept
+	}
+	for i, n := range nodes {
+		if old, ok := kept[n.UUID]; ok {
+			if old.version > views[i].version {
+				continue
+			}
+			c.bytes -= len(old.json)
+		}
+		kept[n.UUID] = views[i]
+		c.bytes += len(views[i].json)
+	}
+}
+
+func compact(views [][]byte) [][]byte {
+	out := views[:0]
+	for _, v := range views {
+		if v != nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}

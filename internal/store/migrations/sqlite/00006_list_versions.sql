@@ -1,0 +1,7 @@
+-- +goose Up
+-- A listing reads each node's UUID and version first (ListVersions):
+-- a covering index serves it without reading the rows' JSON columns.
+CREATE INDEX nodes_list_versions ON nodes (id, uuid, version);
+
+-- +goose Down
+DROP INDEX nodes_list_versions;
