@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -88,9 +89,23 @@ type SyncPage struct {
 	ClearedTargets int `json:"cleared_targets,omitempty"`
 }
 
-// SyncPageSize bounds one page: its candidates must fit in one payload
-// (2 MB) even when every node drifted.
+// SyncPageSize bounds the candidates one page returns: they must fit in
+// one payload (2 MB) even when every node drifted.
 const SyncPageSize = 5000
+
+// SyncPageNodes bounds the nodes one page reads. A page reads them from
+// the store syncChunk at a time, feeding one pool of readers, so the
+// reads of a chunk overlap those of the one before instead of waiting for
+// its slowest BMC; a fleet in sync is read in few pages, each one
+// activity and a few history events.
+const SyncPageNodes = 20000
+
+// The store chunk a page reads at a time, and the candidates it may
+// return; variables for the tests.
+var (
+	syncChunk      = 1000
+	pageCandidates = SyncPageSize
+)
 
 // ReadPowerStates reads one page of sync-eligible nodes (Ironic's
 // _sync_power_states query and _sync_power_state_nodes_task's checks: not
@@ -98,7 +113,8 @@ const SyncPageSize = 5000
 // progress), most failures first, with sync_power_state_workers
 // reads in flight. Nodes that match their record need no further work:
 // their counters and last_error are reset here in one batch. The rest are
-// returned as candidates for a per-node sync under the node's lock.
+// returned as candidates for a per-node sync under the node's lock; a
+// page ends early rather than return more than SyncPageSize of them.
 func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (SyncPage, error) {
 	cleared := 0
 	if in.After == nil && in.PassStart.IsZero() && !in.StaleTargetsCleared {
@@ -114,8 +130,8 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	if first {
 		in.PassStart = time.Now()
 	}
-	if in.Limit <= 0 || in.Limit > SyncPageSize {
-		in.Limit = SyncPageSize
+	if in.Limit <= 0 || in.Limit > SyncPageNodes {
+		in.Limit = SyncPageNodes
 	}
 	page := SyncPage{PassStart: in.PassStart, Window: syncWindow(a.Conductor.SyncPowerStateWorkers), ClearedTargets: cleared}
 	var after *store.Position
@@ -124,23 +140,57 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	}
 	f := syncFilter()
 	f.UpdatedBefore, f.ConductorGroup = in.PassStart, in.Group
-	nodes, err := a.Store.List(ctx, store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: in.Limit})
-	if err != nil {
-		return page, storeError(err)
-	}
-	page.Done = len(nodes) < in.Limit
-	if len(nodes) > 0 {
-		last := nodes[len(nodes)-1]
-		page.After = &SyncPosition{Failures: last.SyncFailures, ID: last.ID}
+	nextChunk := func(limit int) ([]*node.Node, error) {
+		nodes, err := a.Store.List(ctx, store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: limit})
+		if err != nil {
+			return nil, storeError(err)
+		}
+		if len(nodes) > 0 {
+			last := nodes[len(nodes)-1]
+			after = &store.Position{Value: last.SyncFailures, ID: last.ID}
+			page.After = &SyncPosition{Failures: last.SyncFailures, ID: last.ID}
+		}
+		return nodes, nil
 	}
 
 	type outcome struct {
 		candidate *SyncCandidate
 		reset     bool
 	}
-	results := make([]outcome, len(nodes))
-	a.forEach(ctx, len(nodes), func(i int) {
-		n := nodes[i]
+	var (
+		nodes    []*node.Node
+		results  = make([]outcome, in.Limit)
+		found    atomic.Int64 // candidates so far
+		finished atomic.Int64 // nodes read so far
+	)
+	err := a.pool(ctx, in.Limit, func(feed func(i int, n *node.Node) bool) error {
+		for len(nodes) < in.Limit {
+			n := min(syncChunk, in.Limit-len(nodes))
+			// Every node not read yet may still be a candidate.
+			if int(found.Load())+len(nodes)-int(finished.Load())+n > pageCandidates {
+				return nil
+			}
+			chunk, err := nextChunk(n)
+			if err != nil {
+				return err
+			}
+			for _, nd := range chunk {
+				nodes = append(nodes, nd)
+				if !feed(len(nodes)-1, nd) {
+					return ctx.Err()
+				}
+			}
+			if len(chunk) < n {
+				page.Done = true
+				return nil
+			}
+		}
+		// A full page: one node more says whether another page follows,
+		// which saves the pass a page read that finds nothing.
+		more, err := a.Store.ListVersions(ctx, store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: 1})
+		page.Done = err == nil && len(more) == 0
+		return storeError(err)
+	}, func(i int, n *node.Node) {
 		r := a.read(ctx, n)
 		inSync, reason := powersync.Triage(n, r)
 		switch {
@@ -149,12 +199,17 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 			if r.Err != nil {
 				results[i].candidate.ReadError, results[i].candidate.DriverError = r.Err.Error(), r.DriverError
 			}
+			found.Add(1)
 		case inSync:
 			results[i].reset = n.SyncFailures > 0 || n.LastError != ""
 		}
+		finished.Add(1)
 	})
+	if err != nil {
+		return page, err
+	}
 	var resets []store.Versioned
-	for i, r := range results {
+	for i, r := range results[:len(nodes)] {
 		page.Checked++
 		switch {
 		case r.candidate != nil:
@@ -216,6 +271,41 @@ func (a *Activities) forEach(ctx context.Context, n int, fn func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// pool runs read for every node produce feeds it (at most most), with
+// sync_power_state_workers goroutines, heartbeating progress. feed
+// reports false once ctx is done; produce's error is pool's.
+func (a *Activities) pool(ctx context.Context, most int, produce func(feed func(i int, n *node.Node) bool) error, read func(i int, n *node.Node)) error {
+	type item struct {
+		i int
+		n *node.Node
+	}
+	next := make(chan item)
+	var wg sync.WaitGroup
+	for range max(1, min(a.Conductor.SyncPowerStateWorkers, most)) {
+		wg.Go(func() {
+			for it := range next {
+				read(it.i, it.n)
+			}
+		})
+	}
+	fed := 0
+	err := produce(func(i int, n *node.Node) bool {
+		if fed%256 == 0 && activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, fed)
+		}
+		fed++
+		select {
+		case next <- item{i, n}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	})
+	close(next)
+	wg.Wait()
+	return err
 }
 
 // readPower reads a node's hardware state; a driver answering "error"

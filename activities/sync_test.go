@@ -625,3 +625,51 @@ func TestSyncRecordsNothingUntilNovaIsQueued(t *testing.T) {
 		t.Fatalf("node power state = %q, want power off", got.PowerState)
 	}
 }
+
+// TestPageReadsChunksAndBoundsCandidates: a page reads the store a chunk
+// at a time into one pool of readers; a fleet in sync is read in one page
+// (which knows it is the last), while a drifted one ends pages early so
+// that no page returns more candidates than its bound, and the pass still
+// reads every node once.
+func TestPageReadsChunksAndBoundsCandidates(t *testing.T) {
+	defer activities.SetPageBounds(4, 10)()
+	c := force(conductor())
+	// Nodes being read count as possible candidates: two readers keep the
+	// page's stopping points the same on every run.
+	c.SyncPowerStateWorkers = 2
+
+	inSync := newFixture(t, c)
+	for i := 0; i < 20; i++ {
+		inSync.addNode(nil)
+	}
+	page := inSync.readPage(activities.SyncPageInput{Limit: 20})
+	if page.Checked != 20 || page.InSync != 20 || !page.Done {
+		t.Fatalf("a fleet in sync: checked %d, in sync %d, done %v; want 20, 20, true in one page", page.Checked, page.InSync, page.Done)
+	}
+
+	f := newFixture(t, c)
+	var drifted []string
+	for i := 0; i < 20; i++ {
+		n := f.addNode(nil)
+		f.bmcs.on(n.UUID, off(), on())
+		drifted = append(drifted, n.UUID)
+	}
+	pages, last := f.pass(40)
+	seen := map[string]int{}
+	for i, p := range pages {
+		if len(p) > 10 {
+			t.Errorf("page %d read %d drifted nodes, more than its 10 candidates", i, len(p))
+		}
+		for _, u := range p {
+			seen[u]++
+		}
+	}
+	for _, u := range drifted {
+		if seen[u] != 1 {
+			t.Errorf("drifted node %s read %d times by page reads, want once", u, seen[u])
+		}
+	}
+	if len(pages) < 3 || !last.Done {
+		t.Fatalf("%d pages for 20 drifted nodes with at most 10 candidates a page; last %+v", len(pages), last)
+	}
+}

@@ -1,15 +1,13 @@
 package openipmi
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/metalpower/metalpower/internal/testbed/proc"
 )
 
 func procAttr() *syscall.SysProcAttr {
@@ -57,26 +55,11 @@ func (f *Fleet) CPUTime() (time.Duration, error) {
 		if cmd == nil {
 			continue
 		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+		cpu, err := proc.CPU(cmd.Process.Pid)
 		if err != nil {
 			return 0, fmt.Errorf("openipmi: %w", err)
 		}
-		// Fields after the command name, which is in parentheses and may
-		// hold blanks: utime, stime, cutime, cstime are fields 14 to 17.
-		rest := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
-		if len(rest) < 15 {
-			return 0, fmt.Errorf("openipmi: /proc/%d/stat: short", cmd.Process.Pid)
-		}
-		for _, s := range rest[11:15] {
-			ticks, err := strconv.ParseInt(s, 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("openipmi: /proc/%d/stat: %w", cmd.Process.Pid, err)
-			}
-			total += time.Duration(ticks) * time.Second / clockTicks
-		}
+		total += cpu
 	}
 	return total, nil
 }
-
-// clockTicks is USER_HZ, 100 on every Linux architecture Go supports.
-const clockTicks = 100
