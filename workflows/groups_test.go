@@ -21,7 +21,7 @@ import (
 // conductor group's pages on that group's task queue, runs its per-node
 // syncs there, and counts the nodes of a group nobody serves.
 func TestPowerSyncReadsEachGroupOnItsWorkers(t *testing.T) {
-	env := newSyncEnv(t, "power-sync")
+	env := newChildrenSyncEnv(t, "power-sync")
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(0, nil).Once()
 	served(env, false, activities.Groups{Served: []string{"", "rack-b"}, Unserved: map[string]int{"rack-c": 3}, UnservedNodes: 3})
@@ -66,7 +66,7 @@ func TestPowerSyncReadsEachGroupOnItsWorkers(t *testing.T) {
 // TestPowerSyncSkipsAGroupNoWorkerPicksUp: the group's workers vanished
 // since the pass began; its page is never taken, and the pass goes on.
 func TestPowerSyncSkipsAGroupNoWorkerPicksUp(t *testing.T) {
-	env := newSyncEnv(t, "power-sync")
+	env := newChildrenSyncEnv(t, "power-sync")
 	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(0, nil).Once()
 	served(env, false, activities.Groups{Served: []string{"rack-b", "rack-d"}})
 	env.OnActivity(acts.ReadPowerStates, mock.Anything, mock.MatchedBy(func(in activities.SyncPageInput) bool { return *in.Group == "rack-b" })).
@@ -82,7 +82,7 @@ func TestPowerSyncSkipsAGroupNoWorkerPicksUp(t *testing.T) {
 // TestPowerFailureRecoveryRunsEachGroupOnItsWorkers adds up the groups'
 // recoveries; the nodes of a group nobody serves count as skipped.
 func TestPowerFailureRecoveryRunsEachGroupOnItsWorkers(t *testing.T) {
-	env := newSyncEnv(t, "power-failure-recovery")
+	env := newChildrenSyncEnv(t, "power-failure-recovery")
 	served(env, true, activities.Groups{Served: []string{"", "rack-b"}, Unserved: map[string]int{"rack-c": 2}, UnservedNodes: 2})
 	env.OnActivity(acts.RecoverGroup, mock.Anything, "").Return(activities.RecoveryResult{Checked: 2, Recovered: 1, StillFailing: 1}, nil).Once()
 	env.OnActivity(acts.RecoverGroup, mock.Anything, "rack-b").Return(activities.RecoveryResult{Checked: 3, Recovered: 3}, nil).Once()
@@ -103,5 +103,47 @@ func TestPowerFailureRecoveryRunsEachGroupOnItsWorkers(t *testing.T) {
 	}
 	if want := []string{"default-test-taskqueue", "default-test-taskqueue.rack-b"}; !slices.Equal(queues, want) {
 		t.Fatalf("recoveries ran on %q, want %q", queues, want)
+	}
+}
+
+// TestPowerSyncRunsEachPagesNodeSyncsInOneActivity: a pass of this build
+// hands each page's candidates to one RunNodeSyncs activity on a worker
+// of the page's group, naming that group's queue for the per-node syncs,
+// and adds up what it counted; it starts no child itself.
+func TestPowerSyncRunsEachPagesNodeSyncsInOneActivity(t *testing.T) {
+	env := newSyncEnv(t, "power-sync")
+	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(0, nil).Once()
+	served(env, false, activities.Groups{Served: []string{"", "rack-b"}})
+	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true, Group: group("")}).
+		Return(activities.SyncPage{PassStart: start, Done: true, Checked: 4, InSync: 1, Window: 8,
+			Candidates: candidates("mismatch", uuidN(0), uuidN(1), uuidN(2))}, nil).Once()
+	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{PassStart: start, StaleTargetsCleared: true, Group: group("rack-b")}).
+		Return(activities.SyncPage{PassStart: start, Done: true, Checked: 1, Window: 4, Candidates: candidates("unknown", uuidN(3))}, nil).Once()
+
+	var mu sync.Mutex
+	var queues []string
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		if info.ActivityType.Name == "RunNodeSyncs" {
+			mu.Lock()
+			defer mu.Unlock()
+			queues = append(queues, info.TaskQueue)
+		}
+	})
+	env.OnActivity(acts.RunNodeSyncs, mock.Anything, activities.NodeSyncsInput{
+		Candidates: candidates("mismatch", uuidN(0), uuidN(1), uuidN(2)), Window: 8, TaskQueue: "default-test-taskqueue", Pass: "power-sync",
+	}).Return(activities.SyncCounts{Corrected: 1, SkippedLocked: 1, ForceFailed: 1}, nil).Once()
+	env.OnActivity(acts.RunNodeSyncs, mock.Anything, activities.NodeSyncsInput{
+		Candidates: candidates("unknown", uuidN(3)), Window: 4, TaskQueue: "default-test-taskqueue.rack-b", Pass: "power-sync",
+	}).Return(activities.SyncCounts{Corrected: 1}, nil).Once()
+	env.OnWorkflow(NodePowerSyncWorkflow, mock.Anything, mock.Anything).Return(NodeSyncResult{}, nil).Never()
+
+	env.ExecuteWorkflow(PowerSync, PowerSyncInput{})
+	res := syncResult(t, env)
+	if want := (SyncCounts{Checked: 5, InSync: 1, Corrected: 2, SkippedLocked: 1, ForceFailed: 1}); res.SyncCounts != want {
+		t.Fatalf("counts %+v, want %+v", res.SyncCounts, want)
+	}
+	if want := []string{"default-test-taskqueue", "default-test-taskqueue.rack-b"}; !slices.Equal(queues, want) {
+		t.Errorf("RunNodeSyncs ran on %q, want %q", queues, want)
 	}
 }

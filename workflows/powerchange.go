@@ -25,9 +25,9 @@ const PowerChangeWorkflow = "PowerChange"
 
 // Search attributes metalpower sets, for filtering in the Web UI.
 var (
-	NodeUUIDKey    = temporal.NewSearchAttributeKeyKeyword("NodeUUID")
-	NodeNameKey    = temporal.NewSearchAttributeKeyKeyword("NodeName")
-	PowerTargetKey = temporal.NewSearchAttributeKeyKeyword("PowerTarget")
+	NodeUUIDKey    = nodelock.NodeUUIDKey
+	NodeNameKey    = nodelock.NodeNameKey
+	PowerTargetKey = nodelock.PowerTargetKey
 )
 
 // SearchAttributes names them, for creating them at worker start.
@@ -287,11 +287,7 @@ func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Pla
 }
 
 func searchAttributes(p activities.Plan) temporal.SearchAttributes {
-	updates := []temporal.SearchAttributeUpdate{NodeUUIDKey.ValueSet(p.NodeUUID), PowerTargetKey.ValueSet(p.Target)}
-	if p.NodeName != "" {
-		updates = append(updates, NodeNameKey.ValueSet(p.NodeName))
-	}
-	return temporal.NewSearchAttributes(updates...)
+	return temporal.NewSearchAttributes(nodelock.Attributes(p.NodeUUID, p.NodeName, p.Target)...)
 }
 
 // upsertSearchAttributes sets the attributes a starter could not (tctl
@@ -301,10 +297,7 @@ func upsertSearchAttributes(ctx workflow.Context, p activities.Plan) {
 	if v, ok := current.GetKeyword(NodeUUIDKey); ok && v == p.NodeUUID {
 		return
 	}
-	updates := []temporal.SearchAttributeUpdate{NodeUUIDKey.ValueSet(p.NodeUUID), PowerTargetKey.ValueSet(p.Target)}
-	if p.NodeName != "" {
-		updates = append(updates, NodeNameKey.ValueSet(p.NodeName))
-	}
+	updates := nodelock.Attributes(p.NodeUUID, p.NodeName, p.Target)
 	// Best effort: a namespace without the attributes must not stop a
 	// power change.
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {

@@ -17,25 +17,13 @@ import (
 // Registered type names of the sync workflows.
 const (
 	PowerSyncWorkflow            = "PowerSync"
-	NodePowerSyncWorkflow        = "NodePowerSync"
+	NodePowerSyncWorkflow        = activities.NodePowerSyncWorkflow
 	PowerFailureRecoveryWorkflow = "PowerFailureRecovery"
 )
 
 // SyncCounts is what a pass did, as the Web UI and `starter sync status`
 // show it.
-type SyncCounts struct {
-	Checked            int `json:"checked"`
-	InSync             int `json:"in_sync"`
-	Corrected          int `json:"corrected"`
-	SkippedLocked      int `json:"skipped_locked"`
-	Skipped            int `json:"skipped"`
-	Unreadable         int `json:"unreadable"`
-	EnteredMaintenance int `json:"entered_maintenance"`
-	ForceFailed        int `json:"force_failed"`
-	// NoWorker counts the nodes left unchecked because no live worker
-	// serves their conductor group.
-	NoWorker int `json:"no_worker,omitempty"`
-}
+type SyncCounts = activities.SyncCounts
 
 // PowerSyncInput carries a pass across continue-as-new.
 type PowerSyncInput struct {
@@ -135,7 +123,9 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 			passStart = page.PassStart
 			counts.Checked += page.Checked
 			counts.InSync += page.InSync
-			syncNodes(ctx, page.Candidates, page.Window, &counts, &inFlight, queue)
+			if err := runNodeSyncs(ctx, page, &counts, &inFlight, queue); err != nil {
+				return PowerSyncResult{}, err
+			}
 		}
 		after = page.After
 		if page.Done {
@@ -183,6 +173,52 @@ func servedGroups(ctx workflow.Context, recovery bool, noWorker *int) ([]string,
 	return g.Served, err
 }
 
+// nodeSyncsStep versions how a pass runs its per-node syncs: passes
+// started before it run them as children, about 4 events each in the
+// pass's history.
+const nodeSyncsStep = "node-syncs-activity"
+
+// runNodeSyncs runs a page's per-node syncs: in one activity (on a worker
+// of the nodes' group) that starts them under their locks and waits for
+// them, or as children in passes started before that.
+func runNodeSyncs(ctx workflow.Context, page activities.SyncPage, counts *SyncCounts, inFlight *int, queue string) error {
+	if len(page.Candidates) == 0 {
+		return nil
+	}
+	if workflow.GetVersion(ctx, nodeSyncsStep, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		syncNodes(ctx, page.Candidates, page.Window, counts, inFlight, queue)
+		return nil
+	}
+	opts := workflow.ActivityOptions{
+		Summary: fmt.Sprintf("sync %d nodes under their locks", len(page.Candidates)),
+		// Each per-node sync is bounded by its own timeouts; the
+		// heartbeat tells a lost worker, whose retry resumes.
+		StartToCloseTimeout: 6 * time.Hour, HeartbeatTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	}
+	nodesQueue := workflow.GetInfo(ctx).TaskQueueName
+	if queue != "" {
+		opts.TaskQueue, opts.ScheduleToStartTimeout, nodesQueue = queue, groupPickup, queue
+	}
+	*inFlight = len(page.Candidates)
+	var part SyncCounts
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.RunNodeSyncs, activities.NodeSyncsInput{
+		Candidates: page.Candidates, Window: page.Window, TaskQueue: nodesQueue, Pass: workflow.GetInfo(ctx).WorkflowExecution.ID,
+	}).Get(ctx, &part)
+	*inFlight = 0
+	if noPickup(err) {
+		// The group's workers went away since its page was read.
+		workflow.GetLogger(ctx).Warn("no worker of the conductor group took its node syncs: they are skipped this pass", "task_queue", queue)
+		counts.Skipped += len(page.Candidates)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	counts.Merge(part)
+	return nil
+}
+
 // syncNodes runs a NodePowerSync child for each candidate, at most window
 // at a time, and adds up their outcomes.
 func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, window int, counts *SyncCounts, inFlight *int, queue string) {
@@ -199,12 +235,12 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 		switch {
 		case errors.As(err, &started):
-			counts.SkippedLocked++
+			counts.Add(activities.SyncLocked)
 		case err != nil:
 			workflow.GetLogger(ctx).Error("node sync failed", "error", err)
-			counts.Unreadable++
+			counts.Add(activities.SyncFailed)
 		default:
-			counts.add(res.Action)
+			counts.Add(res.Action)
 		}
 	}
 	for _, c := range candidates {
@@ -234,44 +270,11 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 	}
 }
 
-func (c *SyncCounts) add(action string) {
-	switch action {
-	case activities.SyncInSync:
-		c.InSync++
-	case activities.SyncRecorded, activities.SyncForce:
-		c.Corrected++
-	case activities.SyncMaintenance:
-		c.EnteredMaintenance++
-	case activities.SyncUnreadable:
-		c.Unreadable++
-	case activities.SyncForceFailed:
-		c.ForceFailed++
-	default:
-		c.Skipped++
-	}
-}
-
 // NodeSyncInput names the node a per-node sync works on.
-type NodeSyncInput struct {
-	NodeUUID string `json:"node_uuid"`
-	NodeName string `json:"node_name,omitempty"`
-	// ReadError is the pass's failed read of the node's BMC, counted
-	// without reading again.
-	ReadError   string `json:"read_error,omitempty"`
-	DriverError bool   `json:"driver_error,omitempty"`
-	// Paced: reading and setting the BMC may wait for the IPMI spacing, so
-	// they run as activities, never inside a workflow task.
-	Paced bool `json:"paced,omitempty"`
-}
+type NodeSyncInput = activities.NodeSyncInput
 
 // NodeSyncResult is what the per-node sync did.
-type NodeSyncResult struct {
-	Action     string `json:"action"`
-	Count      int    `json:"count"`
-	PowerState string `json:"power_state,omitempty"`
-	Nova       string `json:"nova,omitempty"`
-	Error      string `json:"error,omitempty"`
-}
+type NodeSyncResult = activities.NodeSyncResult
 
 // NodePowerSync is Ironic's do_sync_power_state for one node, run under
 // the node's lock (workflow ID node-power/<uuid>). The decision is one

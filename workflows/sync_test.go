@@ -44,6 +44,15 @@ func newSyncEnv(t *testing.T, workflowID string) *testsuite.TestWorkflowEnvironm
 	return env
 }
 
+// newChildrenSyncEnv is newSyncEnv for passes that run their per-node
+// syncs as children, as passes started before nodeSyncsStep do (and
+// replay so).
+func newChildrenSyncEnv(t *testing.T, workflowID string) *testsuite.TestWorkflowEnvironment {
+	env := newSyncEnv(t, workflowID)
+	env.OnGetVersion(nodeSyncsStep, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion).Maybe()
+	return env
+}
+
 func candidates(reason string, uuids ...string) []activities.SyncCandidate {
 	var cs []activities.SyncCandidate
 	for _, u := range uuids {
@@ -120,7 +129,7 @@ func syncResult(t *testing.T, env *testsuite.TestWorkflowEnvironment) PowerSyncR
 }
 
 func TestPowerSyncPagesAndAggregatesChildOutcomes(t *testing.T) {
-	env := newSyncEnv(t, "power-sync")
+	env := newChildrenSyncEnv(t, "power-sync")
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	after := &activities.SyncPosition{Failures: 1, ID: 5}
 	u := func(i int) string { return uuidN(i) }
@@ -161,7 +170,7 @@ func TestPowerSyncPagesAndAggregatesChildOutcomes(t *testing.T) {
 }
 
 func TestPowerSyncLockedNodeCountsAsSkippedLocked(t *testing.T) {
-	env := newSyncEnv(t, "power-sync")
+	env := newChildrenSyncEnv(t, "power-sync")
 	onePage(env, activities.SyncPage{Window: 8, Checked: 2, Candidates: candidates("mismatch", uuidN(0), uuidN(1))})
 	// The test environment cannot start a child on a running ID the way
 	// the server refuses it; the child's result carries the same error.
@@ -175,7 +184,7 @@ func TestPowerSyncLockedNodeCountsAsSkippedLocked(t *testing.T) {
 }
 
 func TestPowerSyncFailedChildCountsAsUnreadable(t *testing.T) {
-	env := newSyncEnv(t, "power-sync")
+	env := newChildrenSyncEnv(t, "power-sync")
 	onePage(env, activities.SyncPage{Window: 8, Candidates: candidates("mismatch", uuidN(0), uuidN(1))})
 	var c children
 	c.mock(env, 0, map[string]any{
@@ -190,7 +199,7 @@ func TestPowerSyncFailedChildCountsAsUnreadable(t *testing.T) {
 
 func TestPowerSyncWindowBoundsChildrenInFlight(t *testing.T) {
 	for _, tt := range []struct{ window, candidates, want int }{{3, 20, 3}, {8, 5, 5}, {0, 20, 8}} {
-		env := newSyncEnv(t, "power-sync")
+		env := newChildrenSyncEnv(t, "power-sync")
 		var uuids []string
 		for i := 0; i < tt.candidates; i++ {
 			uuids = append(uuids, uuidN(i))
@@ -207,7 +216,7 @@ func TestPowerSyncWindowBoundsChildrenInFlight(t *testing.T) {
 }
 
 func TestPowerSyncProgressQuery(t *testing.T) {
-	env := newSyncEnv(t, "power-sync")
+	env := newChildrenSyncEnv(t, "power-sync")
 	onePage(env, activities.SyncPage{Window: 2, Checked: 6, InSync: 3, Candidates: candidates("mismatch", uuidN(0), uuidN(1), uuidN(2))})
 	var c children
 	c.mock(env, time.Minute, map[string]any{uuidN(0): activities.SyncForce})
@@ -242,7 +251,7 @@ func TestPowerSyncProgressQuery(t *testing.T) {
 
 // The children are the real NodePowerSync, deciding with a mocked SyncNode.
 func TestPowerSyncRunsNodePowerSyncChildren(t *testing.T) {
-	env := newSyncEnv(t, "power-sync")
+	env := newChildrenSyncEnv(t, "power-sync")
 	onePage(env, activities.SyncPage{Window: 8, Checked: 2, Candidates: candidates("mismatch", uuidN(0), uuidN(1))})
 	env.OnActivity(acts.SyncNode, mock.Anything, uuidN(0)).Return(activities.NodeSyncDecision{Action: activities.SyncRecorded, Count: 1}, nil).Once()
 	env.OnActivity(acts.SyncNode, mock.Anything, uuidN(1)).Return(activities.NodeSyncDecision{Action: activities.SyncUnreadable, Count: 2}, nil).Once()
@@ -269,7 +278,7 @@ func nodeSync(t *testing.T, env *testsuite.TestWorkflowEnvironment) NodeSyncResu
 }
 
 func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
-	env := newSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
 		Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 2, PowerState: node.PowerOff, Plan: &p}, nil).Once()
@@ -291,7 +300,7 @@ func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
 }
 
 func TestNodePowerSyncForceFindsHardwareAlreadyThere(t *testing.T) {
-	env := newSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOn}, nil).Once()
@@ -304,7 +313,7 @@ func TestNodePowerSyncForceFindsHardwareAlreadyThere(t *testing.T) {
 }
 
 func TestNodePowerSyncFailedForceDoesNotFailTheWorkflow(t *testing.T) {
-	env := newSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).
@@ -326,7 +335,7 @@ func TestNodePowerSyncNonForceDecisionsReturnAtOnce(t *testing.T) {
 		{Action: activities.SyncMaintenance, Count: 4, Error: "connection refused"},
 		{Action: activities.SyncSkipped, Count: 1},
 	} {
-		env := newSyncEnv(t, nodelock.ID(testUUID))
+		env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
 		env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(d, nil).Once()
 		var ran []string
 		env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) { ran = append(ran, info.ActivityType.Name) })
@@ -342,7 +351,7 @@ func TestNodePowerSyncNonForceDecisionsReturnAtOnce(t *testing.T) {
 }
 
 func TestNodePowerSyncDecisionErrorFailsTheWorkflow(t *testing.T) {
-	env := newSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
 		Return(activities.NodeSyncDecision{}, temporal.NewNonRetryableApplicationError("Node could not be found.", activities.ErrNodeNotFound, nil)).Once()
 	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID})
@@ -353,7 +362,7 @@ func TestNodePowerSyncDecisionErrorFailsTheWorkflow(t *testing.T) {
 }
 
 func TestPowerFailureRecoveryReturnsActivityCounts(t *testing.T) {
-	env := newSyncEnv(t, "power-failure-recovery")
+	env := newChildrenSyncEnv(t, "power-failure-recovery")
 	want := activities.RecoveryResult{Checked: 5, Recovered: 2, StillFailing: 2, Skipped: 1}
 	served(env, true, activities.Groups{Served: []string{""}})
 	env.OnActivity(acts.RecoverGroup, mock.Anything, "").Return(want, nil).Once()
@@ -370,7 +379,7 @@ func TestPowerFailureRecoveryReturnsActivityCounts(t *testing.T) {
 // TestNodePowerSyncCountsThePageReadFailure: a candidate the page could
 // not read is decided on that failure (SyncFailedRead), never read again.
 func TestNodePowerSyncCountsThePageReadFailure(t *testing.T) {
-	env := newSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
 	env.OnActivity(acts.SyncFailedRead, mock.Anything, activities.FailedRead{NodeUUID: testUUID, Error: "BMC unreachable", DriverError: true}).
 		Return(activities.NodeSyncDecision{Action: activities.SyncUnreadable, Count: 1, Error: "BMC unreachable"}, nil).Once()
 	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID, ReadError: "BMC unreachable", DriverError: true})

@@ -177,9 +177,13 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	}
 	fmt.Fprintf(w, "  history events       %d for the pass workflow (%d pages)\n", passEvents, res.Pages)
 	if res.Corrected > 0 || children > 0 {
-		fmt.Fprintf(w, "  correction phase     %v; %d per-node syncs, %d events; %d Nova notifiers, %d events; %.1f events per corrected node\n",
-			(wall - reading).Round(time.Millisecond), children, childEvents, notifiers, notifyEvents,
-			float64(childEvents+notifyEvents+3*children)/float64(max(res.Corrected, 1)))
+		// Every event of the pass is charged to the corrections: an
+		// upper bound of their share.
+		per := func(events int) float64 { return float64(events) / float64(max(res.Corrected, 1)) }
+		fmt.Fprintf(w, "  correction phase     %v; %d per-node syncs, %d events; %d Nova notifiers, %d events\n",
+			(wall - reading).Round(time.Millisecond), children, childEvents, notifiers, notifyEvents)
+		fmt.Fprintf(w, "  per corrected node   %.1f history events in all: its per-node sync %.1f, Nova notifiers %.1f, the pass's %d events %.1f\n",
+			per(childEvents+notifyEvents+passEvents), per(childEvents), per(notifyEvents), passEvents, per(passEvents))
 	}
 	delivered := 0
 	for _, e := range nova.Events() {

@@ -142,9 +142,11 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	wopts := worker.Options{
 		DeploymentOptions: dopts,
 		WorkerStopTimeout: StopTimeout,
-		// A sync pass runs up to 100 per-node syncs and their Nova
-		// notifiers at once: two pollers (the default) would queue them.
-		MaxConcurrentWorkflowTaskPollers: 8,
+		// A sync pass starts up to 100 per-node syncs at once. A task
+		// queue has 4 partitions; with 8 pollers, tasks landing on a
+		// partition with no poller waiting were picked up 2 and 4 s late
+		// (10,000 nodes, 1% drift: passes of 3.2-6.8 s; with 32, 2.7-2.8 s).
+		MaxConcurrentWorkflowTaskPollers: 32,
 		MaxConcurrentActivityTaskPollers: 4,
 	}
 	if w.Metrics != nil {

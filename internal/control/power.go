@@ -126,10 +126,7 @@ func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, 
 // node's search attributes (target in PowerTarget).
 func startLocked(ctx context.Context, c client.Client, taskQueue string, n *node.Node, target, summary, workflow string, in any) (client.WorkflowRun, error) {
 	id := nodelock.ID(n.UUID)
-	attrs := []temporal.SearchAttributeUpdate{workflows.NodeUUIDKey.ValueSet(n.UUID), workflows.PowerTargetKey.ValueSet(target)}
-	if n.Name != "" {
-		attrs = append(attrs, workflows.NodeNameKey.ValueSet(n.Name))
-	}
+	attrs := nodelock.Attributes(n.UUID, n.Name, target)
 	opts := client.StartWorkflowOptions{
 		ID:                                       id,
 		TaskQueue:                                taskQueue,

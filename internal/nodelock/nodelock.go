@@ -22,6 +22,24 @@ const Prefix = "node-power/"
 // ID is the workflow ID that holds a node's lock.
 func ID(nodeUUID string) string { return Prefix + nodeUUID }
 
+// Search attributes set on every workflow under a node's lock, for
+// filtering in the Web UI.
+var (
+	NodeUUIDKey    = temporal.NewSearchAttributeKeyKeyword("NodeUUID")
+	NodeNameKey    = temporal.NewSearchAttributeKeyKeyword("NodeName")
+	PowerTargetKey = temporal.NewSearchAttributeKeyKeyword("PowerTarget")
+)
+
+// Attributes are the search attributes of a workflow acting on a node
+// (target: a power target, or "sync").
+func Attributes(nodeUUID, nodeName, target string) []temporal.SearchAttributeUpdate {
+	updates := []temporal.SearchAttributeUpdate{NodeUUIDKey.ValueSet(nodeUUID), PowerTargetKey.ValueSet(target)}
+	if nodeName != "" {
+		updates = append(updates, NodeNameKey.ValueSet(nodeName))
+	}
+	return updates
+}
+
 // ErrType is the Temporal application error type of a refusal because the
 // lock is held; it is not retryable.
 const ErrType = "NodeLocked"

@@ -11,7 +11,9 @@ import (
 
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
 
+	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
@@ -335,5 +337,65 @@ func TestPacedBMCsWaitOutsideWorkflowTasks(t *testing.T) {
 	}
 	if !slices.Contains(scheduled, "SyncNode") || !slices.Contains(scheduled, "SetPowerState") {
 		t.Fatalf("activities scheduled = %v, want SyncNode and SetPowerState as activities", scheduled)
+	}
+}
+
+// TestRetriedNodeSyncsWaitOnTheirOwnRuns: RunNodeSyncs starts each
+// per-node sync under the node's lock. An attempt retried after its
+// worker died finds the syncs its first attempt started still running
+// and waits for their outcome instead of counting them as locked or
+// starting them twice; a per-node sync another pass started is a held
+// lock.
+func TestRetriedNodeSyncsWaitOnTheirOwnRuns(t *testing.T) {
+	t.Parallel()
+	s := itest.NewStack(t, srv, itest.StackOptions{TransitionDelay: 2 * time.Second})
+	n := s.AddRedfishNode(t, "drifted", "1", "")
+	s.Redfish.SetPowerState("1", "Off")
+	ctx := context.Background()
+	queue := s.Config.Temporal.TaskQueue
+	in := activities.NodeSyncsInput{Candidates: []activities.SyncCandidate{{UUID: n.UUID, Name: n.Name, Reason: "mismatch"}},
+		Window: 4, TaskQueue: queue, Pass: "pass-1"}
+	acts := &activities.Activities{Temporal: s.Client}
+	run := func(in activities.NodeSyncsInput) activities.SyncCounts {
+		t.Helper()
+		var env testsuite.WorkflowTestSuite
+		aenv := env.NewTestActivityEnvironment()
+		aenv.RegisterActivity(acts)
+		v, err := aenv.ExecuteActivity(acts.RunNodeSyncs, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var counts activities.SyncCounts
+		if err := v.Get(&counts); err != nil {
+			t.Fatal(err)
+		}
+		return counts
+	}
+
+	// The first attempt started the node's sync, then died; the forced
+	// change takes the simulator's 2 s.
+	first, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: nodelock.ID(n.UUID), TaskQueue: queue,
+		Memo: map[string]any{"pass": "pass-1"}}, workflows.NodePowerSyncWorkflow, workflows.NodeSyncInput{NodeUUID: n.UUID, NodeName: n.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another pass's attempt meets it as a held lock.
+	other := in
+	other.Pass = "pass-0"
+	if got := run(other); got != (activities.SyncCounts{SkippedLocked: 1}) {
+		t.Fatalf("another pass: %+v, want one skipped locked", got)
+	}
+	if got := run(in); got != (activities.SyncCounts{Corrected: 1}) {
+		t.Fatalf("the retried attempt: %+v, want one corrected", got)
+	}
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, first.GetID(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := desc.GetWorkflowExecutionInfo().GetExecution().GetRunId(); got != first.GetRunID() {
+		t.Fatalf("the node's sync ran again (run %s, first %s)", got, first.GetRunID())
+	}
+	if s.Redfish.PowerState("1") != "On" {
+		t.Fatal("the recorded state was not forced")
 	}
 }

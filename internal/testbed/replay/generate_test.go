@@ -10,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
@@ -167,11 +168,11 @@ func TestGenerateCorpus(t *testing.T) {
 	// suggest-continue-as-new threshold startServer lowers) suggests
 	// continuing as new after the first page.
 	scenario("continue-as-new", itest.StackOptions{RedfishSystems: 1, IPMIBMCs: 1, Configure: func(c *config.Config) { c.Conductor.SyncPowerStateWorkers = 64 }}, func(t *testing.T, s *itest.Stack) {
-		for i := 0; i <= 5000; i++ {
-			s.AddRedfishNode(t, fmt.Sprintf("bulk-%04d", i), "1", "")
+		for i := 0; i <= activities.SyncPageNodes; i++ {
+			s.AddRedfishNode(t, fmt.Sprintf("bulk-%05d", i), "1", "")
 		}
 		res := s.SyncPass(t)
-		if res.Pages != 2 || res.Checked != 5001 {
+		if res.Pages != 2 || res.Checked != activities.SyncPageNodes+1 {
 			t.Fatalf("pass = %+v", res)
 		}
 	})
