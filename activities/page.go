@@ -1,0 +1,292 @@
+// The sync pass's page reads: which nodes a pass reads, how many at once,
+// and what it hands on to the per-node syncs.
+
+package activities
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/powersync"
+	"github.com/metalpower/metalpower/internal/store"
+)
+
+// SyncPageInput asks for the next page of a sync pass.
+type SyncPageInput struct {
+	// After is where the previous page ended.
+	After *SyncPosition `json:"after,omitempty"`
+	// PassStart is set by the first page: nodes written after it are left
+	// for the next pass (they were just changed, or already synced here).
+	PassStart time.Time `json:"pass_start,omitempty"`
+	Limit     int       `json:"limit,omitempty"`
+	// StaleTargetsCleared: the pass ran ClearStaleTargets as a step of its
+	// own. Passes started by older builds leave it to the first page.
+	StaleTargetsCleared bool `json:"stale_targets_cleared,omitempty"`
+	// Group keeps the nodes of one conductor group, read on that group's
+	// worker; nil (passes of builds before groups) reads every node.
+	Group *string `json:"group,omitempty"`
+}
+
+// SyncPosition is a node's place in a pass's order (most failures first);
+// typed so it survives a JSON round trip through the history.
+type SyncPosition struct {
+	Failures int   `json:"failures"`
+	ID       int64 `json:"id"`
+}
+
+// SyncCandidate is a node whose hardware did not match its record, could
+// not be read, or whose state is unknown: it gets a NodePowerSync.
+type SyncCandidate struct {
+	UUID   string `json:"uuid"`
+	Name   string `json:"name,omitempty"`
+	Reason string `json:"reason"`
+	// ReadError is why the page could not read the BMC: that read is the
+	// pass's one read of the node, counted as its failure.
+	ReadError   string `json:"read_error,omitempty"`
+	DriverError bool   `json:"driver_error,omitempty"`
+	// Paced: the node's BMC is an IPMI one with [ipmi]
+	// min_command_interval, so reading or setting it may wait seconds for
+	// its pace: the per-node sync does that in activities of its own, not
+	// inside a workflow task.
+	Paced bool `json:"paced,omitempty"`
+}
+
+// SyncPage is what one page of a pass found.
+type SyncPage struct {
+	PassStart  time.Time       `json:"pass_start"`
+	After      *SyncPosition   `json:"after,omitempty"`
+	Done       bool            `json:"done"`
+	Checked    int             `json:"checked"`
+	InSync     int             `json:"in_sync"`
+	Reset      int             `json:"reset"`
+	Candidates []SyncCandidate `json:"candidates,omitempty"`
+	// Window is how many NodePowerSync children may run at once.
+	Window int `json:"window"`
+	// ClearedTargets counts stale target_power_states cleared before the
+	// first page was read.
+	ClearedTargets int `json:"cleared_targets,omitempty"`
+}
+
+// SyncPageSize bounds the candidates one page returns: they must fit in
+// one payload (2 MB) even when every node drifted.
+const SyncPageSize = 5000
+
+// SyncPageNodes bounds the nodes one page reads. A page reads them from
+// the store syncChunk at a time, feeding one pool of readers, so the
+// reads of a chunk overlap those of the one before instead of waiting for
+// its slowest BMC; a fleet in sync is read in few pages, each one
+// activity and a few history events.
+const SyncPageNodes = 20000
+
+// The store chunk a page reads at a time, and the candidates it may
+// return; variables for the tests.
+var (
+	syncChunk      = 1000
+	pageCandidates = SyncPageSize
+)
+
+// ReadPowerStates reads one page of sync-eligible nodes (Ironic's
+// _sync_power_states query and _sync_power_state_nodes_task's checks: not
+// in maintenance, not in an excluded provision state, no power change in
+// progress), most failures first, with sync_power_state_workers
+// reads in flight. Nodes that match their record need no further work:
+// their counters and last_error are reset here in one batch. The rest are
+// returned as candidates for a per-node sync under the node's lock; a
+// page ends early rather than return more than SyncPageSize of them.
+func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (SyncPage, error) {
+	cleared := 0
+	if in.After == nil && in.PassStart.IsZero() && !in.StaleTargetsCleared {
+		// First page of a pass from an older build: targets left by
+		// changes that no longer run are cleared first, so this pass syncs
+		// those nodes.
+		var err error
+		if cleared, err = a.clearStaleTargets(ctx); err != nil {
+			return SyncPage{}, err
+		}
+	}
+	first := in.PassStart.IsZero()
+	if first {
+		in.PassStart = time.Now()
+	}
+	if in.Limit <= 0 || in.Limit > SyncPageNodes {
+		in.Limit = SyncPageNodes
+	}
+	page := SyncPage{PassStart: in.PassStart, Window: syncWindow(a.Conductor.SyncPowerStateWorkers), ClearedTargets: cleared}
+	var after *store.Position
+	if in.After != nil {
+		after = &store.Position{Value: in.After.Failures, ID: in.After.ID}
+	}
+	f := syncFilter()
+	f.UpdatedBefore, f.ConductorGroup = in.PassStart, in.Group
+	nextChunk := func(limit int) ([]*node.Node, error) {
+		nodes, err := a.Store.List(ctx, store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: limit})
+		if err != nil {
+			return nil, storeError(err)
+		}
+		if len(nodes) > 0 {
+			last := nodes[len(nodes)-1]
+			after = &store.Position{Value: last.SyncFailures, ID: last.ID}
+			page.After = &SyncPosition{Failures: last.SyncFailures, ID: last.ID}
+		}
+		return nodes, nil
+	}
+
+	type outcome struct {
+		candidate *SyncCandidate
+		reset     bool
+	}
+	var (
+		nodes    []*node.Node
+		results  = make([]outcome, in.Limit)
+		found    atomic.Int64 // candidates so far
+		finished atomic.Int64 // nodes read so far
+	)
+	err := a.pool(ctx, in.Limit, func(feed func(i int, n *node.Node) bool) error {
+		for len(nodes) < in.Limit {
+			n := min(syncChunk, in.Limit-len(nodes))
+			// Every node not read yet may still be a candidate.
+			if int(found.Load())+len(nodes)-int(finished.Load())+n > pageCandidates {
+				return nil
+			}
+			chunk, err := nextChunk(n)
+			if err != nil {
+				return err
+			}
+			for _, nd := range chunk {
+				nodes = append(nodes, nd)
+				if !feed(len(nodes)-1, nd) {
+					return ctx.Err()
+				}
+			}
+			if len(chunk) < n {
+				page.Done = true
+				return nil
+			}
+		}
+		// A full page: one node more says whether another page follows,
+		// which saves the pass a page read that finds nothing.
+		more, err := a.Store.ListVersions(ctx, store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: 1})
+		page.Done = err == nil && len(more) == 0
+		return storeError(err)
+	}, func(i int, n *node.Node) {
+		r := a.read(ctx, n)
+		inSync, reason := powersync.Triage(n, r)
+		switch {
+		case reason != "":
+			results[i].candidate = &SyncCandidate{UUID: n.UUID, Name: n.Name, Reason: reason, Paced: a.paced(n)}
+			if r.Err != nil {
+				results[i].candidate.ReadError, results[i].candidate.DriverError = r.Err.Error(), r.DriverError
+			}
+			found.Add(1)
+		case inSync:
+			results[i].reset = n.SyncFailures > 0 || n.LastError != ""
+		}
+		finished.Add(1)
+	})
+	if err != nil {
+		return page, err
+	}
+	var resets []store.Versioned
+	for i, r := range results[:len(nodes)] {
+		page.Checked++
+		switch {
+		case r.candidate != nil:
+			page.Candidates = append(page.Candidates, *r.candidate)
+		default:
+			page.InSync++
+			if r.reset {
+				resets = append(resets, store.Versioned{UUID: nodes[i].UUID, Version: nodes[i].Version})
+			}
+		}
+	}
+	if page.Reset, err = a.Store.ResetSyncFailures(ctx, resets); err != nil {
+		return page, storeError(err)
+	}
+	// The first page of a pass starts the count; later ones add to it.
+	if first {
+		a.Metrics.NodesOutOfSync(len(page.Candidates))
+	} else {
+		a.Metrics.AddNodesOutOfSync(len(page.Candidates))
+	}
+	return page, nil
+}
+
+// paced reports whether a call to n's BMC may wait for the IPMI spacing.
+func (a *Activities) paced(n *node.Node) bool {
+	return n.Driver == node.DriverIPMI && a.IPMI.MinCommandInterval > 0
+}
+
+// syncWindow is how many per-node syncs run at once: enough to keep BMCs
+// busy, few enough to stay far from Temporal's 2,000 pending children.
+func syncWindow(workers int) int { return min(max(workers/4, 8), 100) }
+
+// forEach runs fn for 0..n-1 with sync_power_state_workers goroutines,
+// heartbeating progress.
+func (a *Activities) forEach(ctx context.Context, n int, fn func(i int)) {
+	workers := max(1, min(a.Conductor.SyncPowerStateWorkers, n))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				fn(i)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if i%256 == 0 && activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, i)
+		}
+		select {
+		case next <- i:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(next)
+	wg.Wait()
+}
+
+// pool runs read for every node produce feeds it (at most most), with
+// sync_power_state_workers goroutines, heartbeating progress. feed
+// reports false once ctx is done; produce's error is pool's.
+func (a *Activities) pool(ctx context.Context, most int, produce func(feed func(i int, n *node.Node) bool) error, read func(i int, n *node.Node)) error {
+	type item struct {
+		i int
+		n *node.Node
+	}
+	next := make(chan item)
+	var wg sync.WaitGroup
+	for range max(1, min(a.Conductor.SyncPowerStateWorkers, most)) {
+		wg.Go(func() {
+			for it := range next {
+				read(it.i, it.n)
+			}
+		})
+	}
+	fed := 0
+	err := produce(func(i int, n *node.Node) bool {
+		if fed%256 == 0 && activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, fed)
+		}
+		fed++
+		select {
+		case next <- item{i, n}:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	})
+	close(next)
+	wg.Wait()
+	return err
+}
