@@ -59,9 +59,10 @@ type SyncProgress struct {
 // _sync_power_states): it reads every eligible node's hardware page by
 // page, most failures first, with bounded concurrency in one activity per
 // page. Matching nodes cost nothing more; each other node gets a
-// NodePowerSync child under its lock ID, a sliding window of them at a
-// time; a node whose lock is held (a power change is running) is skipped
-// this pass. Long passes continue as new between pages.
+// NodePowerSync under its lock ID, a sliding window of them at a time,
+// started by one activity per page (runNodeSyncs); a node whose lock is
+// held (a power change is running) is skipped this pass. Long passes
+// continue as new between pages.
 func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error) {
 	if in.StartedAt.IsZero() {
 		in.StartedAt = workflow.Now(ctx)
