@@ -178,9 +178,23 @@ func (s *sqlStore) GetMany(ctx context.Context, uuids []string) ([]*node.Node, e
 
 // list runs a listing's query, selecting cols.
 func (s *sqlStore) list(ctx context.Context, q Query, cols string) (*sql.Rows, error) {
-	q, err := q.normalized()
+	query, args, err := s.pageSQL(ctx, q, cols)
 	if err != nil {
 		return nil, err
+	}
+	rows, err := s.query(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list nodes: %w", err)
+	}
+	return rows, nil
+}
+
+// pageSQL is the query selecting cols for q's page, in the database's
+// placeholders.
+func (s *sqlStore) pageSQL(ctx context.Context, q Query, cols string) (string, []any, error) {
+	q, err := q.normalized()
+	if err != nil {
+		return "", nil, err
 	}
 	where, args := filterSQL(q.Filter)
 	cmp, dir := ">", "ASC"
@@ -192,10 +206,10 @@ func (s *sqlStore) list(ctx context.Context, q Query, cols string) (*sql.Rows, e
 		// turns it into one index range scan.
 		var exists bool
 		if err := s.queryRow(ctx, s.d.rebind(`SELECT EXISTS (SELECT 1 FROM nodes WHERE uuid = ?)`), q.Marker).Scan(&exists); err != nil {
-			return nil, fmt.Errorf("list nodes: %w", err)
+			return "", nil, fmt.Errorf("list nodes: %w", err)
 		}
 		if !exists {
-			return nil, fmt.Errorf("%w: marker %s: %w", ErrInvalidQuery, q.Marker, ErrNotFound)
+			return "", nil, fmt.Errorf("%w: marker %s: %w", ErrInvalidQuery, q.Marker, ErrNotFound)
 		}
 		where = append(where, fmt.Sprintf(`(%[1]s, id) %[2]s (SELECT %[1]s, id FROM nodes WHERE uuid = ?)`, q.SortKey, cmp))
 		args = append(args, q.Marker)
@@ -209,11 +223,7 @@ func (s *sqlStore) list(ctx context.Context, q Query, cols string) (*sql.Rows, e
 		query += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	query += fmt.Sprintf(` ORDER BY %s %s, id %s LIMIT %d`, q.SortKey, dir, dir, q.Limit)
-	rows, err := s.query(ctx, s.d.rebind(query), args...)
-	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
-	}
-	return rows, nil
+	return s.d.rebind(query), args, nil
 }
 
 // scanNodes reads and closes rows of full node columns.
