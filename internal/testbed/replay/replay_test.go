@@ -1,6 +1,7 @@
 package replay_test
 
 import (
+	"io/fs"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,17 +19,24 @@ func TestReplayCorpus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The dev server's recordings, and the real server's (real-server/,
-	// make replay-record-real).
-	files, err := filepath.Glob(filepath.Join(root, replay.Dir, "*.json"))
+	// Every history under the corpus: the dev server's recordings, the
+	// real server's (real-server/, make replay-record-real), and those
+	// earlier builds recorded (kept in subdirectories of their own).
+	dir := filepath.Join(root, replay.Dir)
+	var files, real []string
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || filepath.Ext(path) != ".json" {
+			return err
+		}
+		files = append(files, path)
+		if filepath.Base(filepath.Dir(path)) == replay.RealServer {
+			real = append(real, path)
+		}
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	real, err := filepath.Glob(filepath.Join(root, replay.Dir, replay.RealServer, "*.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files = append(files, real...)
 	seen := map[string]int{}
 	for _, f := range files {
 		typ, err := replay.WorkflowType(f)
