@@ -85,39 +85,85 @@ func (s *Sim) serveSystem(w http.ResponseWriter, r *http.Request, id string) {
 		}
 		sys.flapReads++
 	}
-	boot := object{
-		"BootSourceOverrideEnabled":                        sys.bootEnabled,
-		"BootSourceOverrideTarget":                         sys.bootTarget,
-		"BootSourceOverrideMode":                           sys.bootMode,
-		"BootSourceOverrideTarget@Redfish.AllowableValues": bootTargets,
-	}
+	boot := systemBoot{BootSourceOverrideEnabled: sys.bootEnabled, BootSourceOverrideTarget: sys.bootTarget,
+		BootSourceOverrideMode: sys.bootMode, AllowableTargets: bootTargets}
 	resetTypes := append([]string{}, sys.allowedResetTypes()...)
 	s.mu.Unlock()
 
 	n, _ := strconv.Atoi(id)
 	path := s.SystemPath(id)
-	cs := resource(path, "ComputerSystem", "v1_10_0", id, "Simulated System "+id)
-	cs["SystemType"] = "Physical"
-	cs["UUID"] = stableUUID("system", n)
-	cs["Manufacturer"] = "Metalpower"
-	cs["Model"] = "SimServer 1000"
-	cs["SerialNumber"] = fmt.Sprintf("SIM%08d", n)
-	cs["AssetTag"] = ""
-	cs["BiosVersion"] = "1.0.0"
-	cs["PowerState"] = power
-	cs["Status"] = statusOK()
-	cs["Boot"] = boot
-	cs["ProcessorSummary"] = object{"Count": 2, "Model": "Simulated CPU", "Status": statusOK()}
-	cs["MemorySummary"] = object{"TotalSystemMemoryGiB": 256, "Status": statusOK()}
-	cs["Links"] = object{
-		"Chassis":   []object{link(chassisPath + "/" + id)},
-		"ManagedBy": []object{link(managersPath + "/" + id)},
-	}
-	cs["Actions"] = object{"#ComputerSystem.Reset": object{
-		"target":                            path + "/Actions/ComputerSystem.Reset",
-		"ResetType@Redfish.AllowableValues": resetTypes,
-	}}
-	writeJSON(w, http.StatusOK, cs)
+	writeJSON(w, http.StatusOK, computerSystem{
+		Context: "/redfish/v1/$metadata#ComputerSystem.ComputerSystem", ODataID: path,
+		Type: "#ComputerSystem.v1_10_0.ComputerSystem", ID: id, Name: "Simulated System " + id,
+		SystemType: "Physical", UUID: stableUUID("system", n), Manufacturer: "Metalpower", Model: "SimServer 1000",
+		SerialNumber: fmt.Sprintf("SIM%08d", n), BiosVersion: "1.0.0", PowerState: power, Status: okStatus, Boot: boot,
+		ProcessorSummary: processorSummary{Count: 2, Model: "Simulated CPU", Status: okStatus},
+		MemorySummary:    memorySummary{TotalSystemMemoryGiB: 256, Status: okStatus},
+		Links:            systemLinks{Chassis: []odataLink{{chassisPath + "/" + id}}, ManagedBy: []odataLink{{managersPath + "/" + id}}},
+		Actions:          systemActions{Reset: resetAction{Target: path + "/Actions/ComputerSystem.Reset", AllowableValues: resetTypes}},
+	})
+}
+
+// computerSystem is the ComputerSystem resource. A struct rather than a
+// map: every sync pass reads every system, and the simulator shares the
+// machine's cores with the worker it serves.
+type computerSystem struct {
+	Context          string           `json:"@odata.context"`
+	ODataID          string           `json:"@odata.id"`
+	Type             string           `json:"@odata.type"`
+	ID               string           `json:"Id"`
+	Name             string           `json:"Name"`
+	SystemType       string           `json:"SystemType"`
+	UUID             string           `json:"UUID"`
+	Manufacturer     string           `json:"Manufacturer"`
+	Model            string           `json:"Model"`
+	SerialNumber     string           `json:"SerialNumber"`
+	AssetTag         string           `json:"AssetTag"`
+	BiosVersion      string           `json:"BiosVersion"`
+	PowerState       string           `json:"PowerState"`
+	Status           status           `json:"Status"`
+	Boot             systemBoot       `json:"Boot"`
+	ProcessorSummary processorSummary `json:"ProcessorSummary"`
+	MemorySummary    memorySummary    `json:"MemorySummary"`
+	Links            systemLinks      `json:"Links"`
+	Actions          systemActions    `json:"Actions"`
+}
+
+type status struct{ State, Health, HealthRollup string }
+
+var okStatus = status{State: "Enabled", Health: "OK", HealthRollup: "OK"}
+
+type systemBoot struct {
+	BootSourceOverrideEnabled string   `json:"BootSourceOverrideEnabled"`
+	BootSourceOverrideTarget  string   `json:"BootSourceOverrideTarget"`
+	BootSourceOverrideMode    string   `json:"BootSourceOverrideMode"`
+	AllowableTargets          []string `json:"BootSourceOverrideTarget@Redfish.AllowableValues"`
+}
+
+type processorSummary struct {
+	Count  int
+	Model  string
+	Status status
+}
+
+type memorySummary struct {
+	TotalSystemMemoryGiB int
+	Status               status
+}
+
+type odataLink struct {
+	ID string `json:"@odata.id"`
+}
+
+type systemLinks struct{ Chassis, ManagedBy []odataLink }
+
+type systemActions struct {
+	Reset resetAction `json:"#ComputerSystem.Reset"`
+}
+
+type resetAction struct {
+	Target          string   `json:"target"`
+	AllowableValues []string `json:"ResetType@Redfish.AllowableValues"`
 }
 
 func (s *Sim) serveChassis(w http.ResponseWriter, r *http.Request, id string) {
