@@ -123,18 +123,10 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	}
 	f := syncFilter()
 	f.UpdatedBefore, f.ConductorGroup = in.PassStart, in.Group
-	nextChunk := func(limit int) ([]*node.Node, error) {
-		nodes, err := a.Store.List(ctx, store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: limit})
-		if err != nil {
-			return nil, storeError(err)
-		}
-		if len(nodes) > 0 {
-			last := nodes[len(nodes)-1]
-			after = &store.Position{Value: last.SyncFailures, ID: last.ID}
-			page.After = &SyncPosition{Failures: last.SyncFailures, ID: last.ID}
-		}
-		return nodes, nil
+	query := func(after *store.Position, limit int) store.Query {
+		return store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: limit}
 	}
+	position := func(n *node.Node) *store.Position { return &store.Position{Value: n.SyncFailures, ID: n.ID} }
 
 	type outcome struct {
 		candidate *SyncCandidate
@@ -147,30 +139,57 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 		finished atomic.Int64 // nodes read so far
 	)
 	err := a.pool(ctx, in.Limit, func(feed func(i int, n *node.Node) bool) error {
-		for len(nodes) < in.Limit {
-			n := min(syncChunk, in.Limit-len(nodes))
+		// The next chunk is read from the store while this one is fed,
+		// so the readers never wait on the store between chunks.
+		type chunk struct {
+			nodes []*node.Node
+			asked int
+			err   error
+		}
+		chunks, stop := make(chan chunk, 1), make(chan struct{})
+		defer close(stop)
+		go func() {
+			defer close(chunks)
+			for at, read := after, 0; read < in.Limit; {
+				asked := min(syncChunk, in.Limit-read)
+				c, err := a.Store.List(ctx, query(at, asked))
+				select {
+				case chunks <- chunk{c, asked, err}:
+				case <-stop:
+					return
+				}
+				if err != nil || len(c) < asked {
+					return
+				}
+				read, at = read+len(c), position(c[len(c)-1])
+			}
+		}()
+		for c := range chunks {
+			if c.err != nil {
+				return storeError(c.err)
+			}
 			// Every node not read yet may still be a candidate.
-			if int(found.Load())+len(nodes)-int(finished.Load())+n > pageCandidates {
+			if int(found.Load())+len(nodes)-int(finished.Load())+len(c.nodes) > pageCandidates {
 				return nil
 			}
-			chunk, err := nextChunk(n)
-			if err != nil {
-				return err
-			}
-			for _, nd := range chunk {
+			for _, nd := range c.nodes {
 				nodes = append(nodes, nd)
 				if !feed(len(nodes)-1, nd) {
 					return ctx.Err()
 				}
 			}
-			if len(chunk) < n {
+			if len(c.nodes) > 0 {
+				after = position(c.nodes[len(c.nodes)-1])
+				page.After = &SyncPosition{Failures: c.nodes[len(c.nodes)-1].SyncFailures, ID: c.nodes[len(c.nodes)-1].ID}
+			}
+			if len(c.nodes) < c.asked {
 				page.Done = true
 				return nil
 			}
 		}
 		// A full page: one node more says whether another page follows,
 		// which saves the pass a page read that finds nothing.
-		more, err := a.Store.ListVersions(ctx, store.Query{Filter: f, SortKey: "sync_failures", SortDir: "desc", After: after, Limit: 1})
+		more, err := a.Store.ListVersions(ctx, query(after, 1))
 		page.Done = err == nil && len(more) == 0
 		return storeError(err)
 	}, func(i int, n *node.Node) {
