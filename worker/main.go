@@ -21,6 +21,7 @@ func main() {
 	path := flag.String("config", os.Getenv("METALPOWER_CONFIG"), "configuration file (TOML); env METALPOWER_CONFIG")
 	metricsAddr := flag.String("metrics-addr", ":9090", "serve Prometheus /metrics, /healthz and /readyz on this address (\"\" to disable)")
 	flag.Parse()
+	conductor.TuneGC()
 	// The default address is best effort: a second worker on the host
 	// runs without it. An address asked for must work.
 	explicit := false

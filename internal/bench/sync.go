@@ -61,6 +61,8 @@ type SyncOptions struct {
 // Sync runs one full power sync pass over a simulated fleet and prints its
 // figures to w.
 func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer) error {
+	// This process is the pass's worker: tuned as the worker command is.
+	conductor.TuneGC()
 	if opts.Driver != node.DriverRedfish && opts.Driver != node.DriverIPMI {
 		return fmt.Errorf("driver %q: use redfish or ipmi", opts.Driver)
 	}
