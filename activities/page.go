@@ -133,12 +133,14 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 		reset     bool
 	}
 	var (
-		nodes    []*node.Node
+		// Node i is written before it is fed to the readers.
+		all      = make([]*node.Node, in.Limit)
+		fed      int
 		results  = make([]outcome, in.Limit)
 		found    atomic.Int64 // candidates so far
 		finished atomic.Int64 // nodes read so far
 	)
-	err := a.pool(ctx, in.Limit, func(feed func(i int, n *node.Node) bool) error {
+	err := a.pool(ctx, in.Limit, func(feed func(i int) bool) error {
 		// The next chunk is read from the store while this one is fed,
 		// so the readers never wait on the store between chunks.
 		type chunk struct {
@@ -169,18 +171,18 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 				return storeError(c.err)
 			}
 			// Every node not read yet may still be a candidate.
-			if int(found.Load())+len(nodes)-int(finished.Load())+len(c.nodes) > pageCandidates {
+			if int(found.Load())+fed-int(finished.Load())+len(c.nodes) > pageCandidates {
 				return nil
 			}
 			for _, nd := range c.nodes {
-				nodes = append(nodes, nd)
-				if !feed(len(nodes)-1, nd) {
+				all[fed] = nd
+				if !feed(fed) {
 					return ctx.Err()
 				}
+				fed++
 			}
 			if len(c.nodes) > 0 {
 				after = position(c.nodes[len(c.nodes)-1])
-				page.After = &SyncPosition{Failures: c.nodes[len(c.nodes)-1].SyncFailures, ID: c.nodes[len(c.nodes)-1].ID}
 			}
 			if len(c.nodes) < c.asked {
 				page.Done = true
@@ -192,7 +194,8 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 		more, err := a.Store.ListVersions(ctx, query(after, 1))
 		page.Done = err == nil && len(more) == 0
 		return storeError(err)
-	}, func(i int, n *node.Node) {
+	}, func(i int) {
+		n := all[i]
 		r := a.read(ctx, n)
 		inSync, reason := powersync.Triage(n, r)
 		switch {
@@ -209,6 +212,11 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	})
 	if err != nil {
 		return page, err
+	}
+	nodes := all[:fed]
+	if len(nodes) > 0 {
+		last := nodes[len(nodes)-1]
+		page.After = &SyncPosition{Failures: last.SyncFailures, ID: last.ID}
 	}
 	var resets []store.Versioned
 	for i, r := range results[:len(nodes)] {
@@ -247,59 +255,34 @@ func syncWindow(workers int) int { return min(max(workers/4, 8), 100) }
 // forEach runs fn for 0..n-1 with sync_power_state_workers goroutines,
 // heartbeating progress.
 func (a *Activities) forEach(ctx context.Context, n int, fn func(i int)) {
-	workers := max(1, min(a.Conductor.SyncPowerStateWorkers, n))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				fn(i)
-			}
-		}()
-	}
-	for i := 0; i < n; i++ {
-		if i%256 == 0 && activity.IsActivity(ctx) {
-			activity.RecordHeartbeat(ctx, i)
+	a.pool(ctx, n, func(feed func(int) bool) error {
+		for i := 0; i < n && feed(i); i++ {
 		}
-		select {
-		case next <- i:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(next)
-	wg.Wait()
+		return nil
+	}, fn)
 }
 
-// pool runs read for every node produce feeds it (at most most), with
+// pool runs do for every index produce feeds it (at most most), with
 // sync_power_state_workers goroutines, heartbeating progress. feed
 // reports false once ctx is done; produce's error is pool's.
-func (a *Activities) pool(ctx context.Context, most int, produce func(feed func(i int, n *node.Node) bool) error, read func(i int, n *node.Node)) error {
-	type item struct {
-		i int
-		n *node.Node
-	}
-	next := make(chan item)
+func (a *Activities) pool(ctx context.Context, most int, produce func(feed func(i int) bool) error, do func(i int)) error {
+	next := make(chan int)
 	var wg sync.WaitGroup
 	for range max(1, min(a.Conductor.SyncPowerStateWorkers, most)) {
 		wg.Go(func() {
-			for it := range next {
-				read(it.i, it.n)
+			for i := range next {
+				do(i)
 			}
 		})
 	}
 	fed := 0
-	err := produce(func(i int, n *node.Node) bool {
+	err := produce(func(i int) bool {
 		if fed%256 == 0 && activity.IsActivity(ctx) {
 			activity.RecordHeartbeat(ctx, fed)
 		}
 		fed++
 		select {
-		case next <- item{i, n}:
+		case next <- i:
 			return true
 		case <-ctx.Done():
 			return false

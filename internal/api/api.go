@@ -252,9 +252,17 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, _ := json.Marshal(v)
+	writeEncoded(w, status, b)
+}
+
+// writeEncoded answers with a JSON document already encoded, ending it
+// with a newline as json.Encoder does.
+func writeEncoded(w http.ResponseWriter, status int, doc []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	w.Write(doc)
+	w.Write([]byte{'\n'})
 }
 
 // decodeBody reads a JSON object strictly: unknown fields, trailing data,

@@ -112,9 +112,7 @@ func (s *Server) showNode(w http.ResponseWriter, r *http.Request) {
 		s.internalError(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(append(b, '\n'))
+	writeEncoded(w, http.StatusOK, b)
 }
 
 func parseFields(w http.ResponseWriter, r *http.Request) ([]string, bool) {
@@ -241,10 +239,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 	} else {
 		b.WriteByte('}')
 	}
-	b.WriteByte('\n')
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(b.Bytes())
+	writeEncoded(w, http.StatusOK, b.Bytes())
 }
 
 func (s *Server) filters(w http.ResponseWriter, q url.Values, f *store.Filter) bool {

@@ -60,14 +60,13 @@ func (c *viewCache) encodedViews(ctx context.Context, st store.Store, r *http.Re
 	if err != nil {
 		return nil, err
 	}
+	fresh, err := c.render(key, r, fields, nodes)
+	if err != nil {
+		return nil, err
+	}
 	byUUID := make(map[string][]byte, len(nodes))
-	fresh := make([]cachedView, len(nodes))
 	for i, n := range nodes {
-		b, err := json.Marshal(view(r, n, fields))
-		if err != nil {
-			return nil, err
-		}
-		byUUID[n.UUID], fresh[i] = b, cachedView{version: n.Version, json: b}
+		byUUID[n.UUID] = fresh[i].json
 	}
 	for i, ref := range refs {
 		if out[i] == nil {
@@ -76,7 +75,6 @@ func (c *viewCache) encodedViews(ctx context.Context, st store.Store, r *http.Re
 			out[i] = byUUID[ref.UUID]
 		}
 	}
-	c.keep(key, nodes, fresh)
 	return compact(out), nil
 }
 
@@ -89,12 +87,25 @@ func (c *viewCache) encodedView(r *http.Request, n *node.Node, fields []string) 
 	if ok && v.version == n.Version {
 		return v.json, nil
 	}
-	b, err := json.Marshal(view(r, n, fields))
+	fresh, err := c.render(key, r, fields, []*node.Node{n})
 	if err != nil {
 		return nil, err
 	}
-	c.keep(key, []*node.Node{n}, []cachedView{{version: n.Version, json: b}})
-	return b, nil
+	return fresh[0].json, nil
+}
+
+// render encodes the nodes' views and keeps them.
+func (c *viewCache) render(key string, r *http.Request, fields []string, nodes []*node.Node) ([]cachedView, error) {
+	views := make([]cachedView, len(nodes))
+	for i, n := range nodes {
+		b, err := json.Marshal(view(r, n, fields))
+		if err != nil {
+			return nil, err
+		}
+		views[i] = cachedView{version: n.Version, json: b}
+	}
+	c.keep(key, nodes, views)
+	return views, nil
 }
 
 func (c *viewCache) keep(key string, nodes []*node.Node, views []cachedView) {
