@@ -10,12 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +27,7 @@ import (
 	"github.com/metalpower/metalpower/internal/demo"
 
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
+	"github.com/metalpower/metalpower/internal/testbed/devserver"
 )
 
 // TestDemo does what CI does with `make demo`: runs `starter demo` in the
@@ -167,15 +168,11 @@ func buildBinaries(t *testing.T, root, dir string) string {
 // pairedPort returns a free port whose successor is free too.
 func pairedPort(t *testing.T) int {
 	t.Helper()
-	for range 100 {
-		p := freePorts(t, 1)[0]
-		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p+1)); err == nil {
-			ln.Close()
-			return p
-		}
+	p, err := devserver.FreePorts(2)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no two consecutive free ports")
-	return 0
+	return p
 }
 
 // demoRun drives one `starter demo` process at a time.
@@ -424,17 +421,14 @@ func repoRoot(t *testing.T) string {
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
 	var ports []int
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+	for len(ports) < n {
+		p, err := devserver.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	for _, ln := range lns {
-		ln.Close()
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
 	}
 	return ports
 }

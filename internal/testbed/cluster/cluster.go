@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
@@ -260,29 +261,21 @@ func (c *Cluster) Stop() {
 func (c *Cluster) Output() string { return c.out.String() }
 
 // freePorts finds n free TCP ports below 32768 (the server stores
-// membership ports as SMALLINT), starting with want when it is set. The
-// last port leaves the next one free too (the worker's membership port).
+// membership ports as SMALLINT), starting with want when it is set. Each
+// leaves the next one free too (the worker's membership port).
 func freePorts(n, want int) ([]int, error) {
 	var ports []int
 	if want > 0 {
 		ports = append(ports, want)
 	}
-	for p := 20000 + os.Getpid()%5000*2; len(ports) < n && p < 32767; p += 2 {
-		if free(p) && free(p+1) {
+	for len(ports) < n {
+		p, err := devserver.FreePorts(2)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(ports, func(q int) bool { return q-1 <= p && p <= q+1 }) {
 			ports = append(ports, p)
 		}
 	}
-	if len(ports) < n {
-		return nil, errors.New("no free ports below 32768")
-	}
 	return ports, nil
-}
-
-func free(port int) bool {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }

@@ -49,7 +49,7 @@ func TestSeveralWorkersAndAPIs(t *testing.T) {
 	storeURL := createDatabase(t, "mp_store_"+suffix)
 	s := itest.NewStack(t, itest.Attach(c.Address), itest.StackOptions{NoWorker: true, Database: storeURL, TransitionDelay: 4 * time.Second})
 	workerBin, starterBin := itest.BuildCommand(t, "worker"), itest.BuildCommand(t, "starter")
-	env := testbed.ChildEnv(testbed.Env(s.Config)...)
+	env := testbed.ChildEnv(s.Env()...)
 
 	const segment = "segment-b"
 	group := map[int]string{} // worker pid -> conductor group

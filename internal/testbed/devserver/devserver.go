@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -106,13 +107,41 @@ func Binary() (string, error) {
 }
 
 // FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+func FreePort() (int, error) { return FreePorts(1) }
+
+// FreePorts returns the first of n consecutive TCP ports free on
+// 127.0.0.1 at the time of the call. They are below the kernel's
+// ephemeral range (32768 and up), so no outgoing connection or port-0
+// listener of another process takes one between this check and the
+// caller's bind; and picked at random, so concurrent test processes
+// rarely pick the same ones. Below 32768 also suits the Temporal server,
+// which stores membership ports as SMALLINT.
+func FreePorts(n int) (int, error) {
+	const low, high = 10000, 32768
+	for range 1000 {
+		p := low + rand.IntN(high-low-n)
+		if free(p, n) {
+			return p, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no %d consecutive free ports between %d and %d", n, low, high)
+}
+
+func free(port, n int) bool {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for p := port; p < port+n; p++ {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			return false
+		}
+		ls = append(ls, l)
+	}
+	return true
 }
 
 // Start runs a dev server as opts say; it returns once the server (and

@@ -134,7 +134,13 @@ func (s *Stack) WaitForWorker(t testing.TB, group string) {
 
 // Env is the stack's configuration as METALPOWER_* variables, for a worker
 // run as a separate process.
-func (s *Stack) Env() []string { return testbed.Env(s.Config) }
+func (s *Stack) Env() []string {
+	// Without the sync schedules: a scheduled pass (every 2 minutes, on
+	// the minute) would race the passes a test runs and the nodes it
+	// watches.
+	return append(testbed.Env(s.Config),
+		"METALPOWER_CONDUCTOR_SYNC_POWER_STATE_INTERVAL=0", "METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL=0")
+}
 
 // BuildCommand compiles one of the repository's commands (worker,
 // starter) into a temporary directory and returns its path.
