@@ -51,6 +51,7 @@ type Server struct {
 	Metrics *metrics.Metrics
 
 	views viewCache
+	pages pageCache
 }
 
 // Handler returns the API's routes with request IDs, logging, body limit,

@@ -192,6 +192,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 	if !s.filters(w, q, &query.Filter) {
 		return
 	}
+	gen, err := s.Store.Generation(r.Context())
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	key := pageKey(r, fields)
+	if body, ok := s.pages.get(gen, key); ok {
+		writeEncoded(w, http.StatusOK, body)
+		return
+	}
 	refs, err := s.Store.ListVersions(r.Context(), query)
 	if errors.Is(err, store.ErrInvalidQuery) {
 		writeError(w, http.StatusBadRequest, err.Error())
@@ -239,6 +249,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 	} else {
 		b.WriteByte('}')
 	}
+	s.pages.keep(gen, key, b.Bytes())
 	writeEncoded(w, http.StatusOK, b.Bytes())
 }
 

@@ -142,3 +142,48 @@ func compact(views [][]byte) [][]byte {
 	}
 	return out
 }
+
+// pageCacheBytes bounds the listing pages kept: Nova's listing of
+// 100,000 nodes is about 45 MiB.
+const pageCacheBytes = 64 << 20
+
+// pageCache keeps whole listing pages, as written, for as long as no node
+// is written anywhere (the store's generation, raised in the writing
+// transaction by every write, by any process). Nova's compute services
+// list the same pages every period; between two writes they get the bytes
+// the previous listing rendered, without a query per node.
+type pageCache struct {
+	mu    sync.Mutex
+	gen   int64
+	pages map[string][]byte
+	bytes int
+}
+
+// pageKey names a listing: the request's query (its parameters sorted)
+// under the rendering it depends on.
+func pageKey(r *http.Request, fields []string) string {
+	return renderKey(r, fields) + " " + r.URL.Path + "?" + r.URL.Query().Encode()
+}
+
+func (c *pageCache) get(gen int64, key string) ([]byte, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b, ok := c.pages[key]
+	return b, ok && c.gen == gen
+}
+
+// keep keeps a page rendered after the generation gen was read: if a write
+// came in between, the generation read next is a newer one, and the page
+// is not served again.
+func (c *pageCache) keep(gen int64, key string, body []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case gen < c.gen:
+		return
+	case gen > c.gen || c.pages == nil || c.bytes > pageCacheBytes:
+		c.gen, c.pages, c.bytes = gen, map[string][]byte{}, 0
+	}
+	c.bytes += len(body) - len(c.pages[key])
+	c.pages[key] = body
+}

@@ -4,20 +4,41 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
+	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
-// TestListingsShowWritesMadeElsewhere: the API keeps the views it
-// rendered, and a node written by another process (a worker recording a
-// power state, a PATCH through another API, a delete) shows its new state
-// in the very next listing, page and GET.
+// TestListingsShowWritesMadeElsewhere: the API keeps the views and the
+// pages it rendered, and a node written by another process (a worker
+// recording a power state, a PATCH through another API, a delete) shows
+// its new state in the very next listing, page and GET, on SQLite and on
+// PostgreSQL.
 func TestListingsShowWritesMadeElsewhere(t *testing.T) {
 	t.Parallel()
-	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 3})
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		listingsShowWritesMadeElsewhere(t, "")
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		name := "mp_api_cache_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+		url, err := cluster.EnsureDatabase(context.Background(), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cluster.DropDatabase(context.Background(), name) })
+		listingsShowWritesMadeElsewhere(t, url)
+	})
+}
+
+func listingsShowWritesMadeElsewhere(t *testing.T, database string) {
+	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 3, Database: database})
 	base := s.StartAPI(t, nil) + "/v1/nodes"
 	ids := s.Redfish.SystemIDs()
 	var nodes []*node.Node
@@ -57,8 +78,10 @@ func TestListingsShowWritesMadeElsewhere(t *testing.T) {
 		}
 		return out
 	}
-	if got := states(list(t, base+fields)); len(got) != 3 || got["cache-b"] != node.PowerOn {
-		t.Fatalf("first listing: %v", got)
+	for _, which := range []string{"first", "second"} {
+		if got := states(list(t, base+fields)); len(got) != 3 || got["cache-b"] != node.PowerOn {
+			t.Fatalf("%s listing: %v", which, got)
+		}
 	}
 
 	// A worker records a power state; another API patches a property.

@@ -160,6 +160,14 @@ func (s *sqlStore) ListVersions(ctx context.Context, q Query) ([]Versioned, erro
 	return out, nil
 }
 
+func (s *sqlStore) Generation(ctx context.Context) (int64, error) {
+	var gen int64
+	if err := s.db.QueryRowContext(ctx, `SELECT CAST(COALESCE(SUM(gen), 0) AS BIGINT) FROM nodes_generation`).Scan(&gen); err != nil {
+		return 0, fmt.Errorf("read the nodes' generation: %w", err)
+	}
+	return gen, nil
+}
+
 func (s *sqlStore) GetMany(ctx context.Context, uuids []string) ([]*node.Node, error) {
 	if len(uuids) == 0 {
 		return nil, nil

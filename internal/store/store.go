@@ -52,6 +52,10 @@ type Store interface {
 	// reader that keeps what it rendered of a node reads again only the
 	// nodes written since.
 	ListVersions(ctx context.Context, q Query) ([]Versioned, error)
+	// Generation is raised by every committed write to nodes, in any
+	// process: a reader that finds it unchanged knows that nothing it
+	// read of the nodes has changed since.
+	Generation(ctx context.Context) (int64, error)
 	// GetMany reads the named nodes that exist, in no particular order.
 	GetMany(ctx context.Context, uuids []string) ([]*node.Node, error)
 	// SetPowerStates records many nodes' power states in one transaction.
