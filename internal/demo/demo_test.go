@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -420,15 +419,9 @@ func repoRoot(t *testing.T) string {
 // freePorts returns n distinct TCP ports free on 127.0.0.1.
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ports []int
-	for len(ports) < n {
-		p, err := devserver.FreePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
+	ports, err := devserver.SpacedPorts(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"time"
 
@@ -264,18 +263,9 @@ func (c *Cluster) Output() string { return c.out.String() }
 // membership ports as SMALLINT), starting with want when it is set. Each
 // leaves the next one free too (the worker's membership port).
 func freePorts(n, want int) ([]int, error) {
-	var ports []int
-	if want > 0 {
-		ports = append(ports, want)
+	if want == 0 {
+		return devserver.SpacedPorts(n)
 	}
-	for len(ports) < n {
-		p, err := devserver.FreePorts(2)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.ContainsFunc(ports, func(q int) bool { return q-1 <= p && p <= q+1 }) {
-			ports = append(ports, p)
-		}
-	}
-	return ports, nil
+	ports, err := devserver.SpacedPorts(n-1, want)
+	return append([]int{want}, ports...), err
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -125,6 +126,23 @@ func FreePorts(n int) (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %d consecutive free ports between %d and %d", n, low, high)
+}
+
+// SpacedPorts returns n ports as FreePorts(2) picks them, each with its
+// successor free too and no two adjacent, so a process may take port+1.
+func SpacedPorts(n int, taken ...int) ([]int, error) {
+	var ports []int
+	for len(ports) < n {
+		p, err := FreePorts(2)
+		if err != nil {
+			return nil, err
+		}
+		near := func(q int) bool { return q-1 <= p && p <= q+1 }
+		if !slices.ContainsFunc(ports, near) && !slices.ContainsFunc(taken, near) {
+			ports = append(ports, p)
+		}
+	}
+	return ports, nil
 }
 
 func free(port, n int) bool {
