@@ -6,8 +6,8 @@ package pool
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -100,7 +100,7 @@ func (p *Pool) observe(driver string, pm bmc.PowerManager) bmc.PowerManager {
 type Pool struct {
 	opts    Options
 	mu      sync.Mutex
-	clients map[string]*entry
+	clients map[[sha256.Size]byte]*entry
 	stop    chan struct{}
 	done    chan struct{}
 }
@@ -137,7 +137,7 @@ func New(opts Options) *Pool {
 		opts.IPMI.Pacer.WithShared(opts.SharedPace, sharedPaceLease)
 	}
 	opts.IPMI.Sessions = ipmi.NewSessions(0)
-	p := &Pool{opts: opts, clients: map[string]*entry{}, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Pool{opts: opts, clients: map[[sha256.Size]byte]*entry{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go p.reap()
 	return p
 }
@@ -153,7 +153,7 @@ func (p *Pool) For(n *node.Node) (bmc.PowerManager, error) {
 		if err != nil {
 			return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
 		}
-		key := keyOf("ipmi", info.HostPort(), info.Username, info.Password, fmt.Sprint(info.CipherSuite))
+		key := keyOf("ipmi", info.HostPort(), info.Username, info.Password, strconv.Itoa(info.CipherSuite))
 		e := p.entry(key, func() *entry { return &entry{pm: ipmi.New(info, p.opts.IPMI)} })
 		return p.observe(node.DriverIPMI, e.pm), nil
 	case node.DriverRedfish:
@@ -161,14 +161,14 @@ func (p *Pool) For(n *node.Node) (bmc.PowerManager, error) {
 		if err != nil {
 			return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
 		}
-		key := keyOf("redfish", info.Endpoint, info.Username, info.Password, info.AuthType, fmt.Sprint(info.VerifyCA), info.CAFile)
+		key := keyOf("redfish", info.Endpoint, info.Username, info.Password, info.AuthType, strconv.FormatBool(info.VerifyCA), info.CAFile)
 		e := p.entry(key, func() *entry { return &entry{conn: redfish.Dial(info, p.opts.Redfish)} })
 		return p.observe(node.DriverRedfish, e.conn.System(info.SystemID)), nil
 	}
 	return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver", BMC: n.UUID, Err: fmt.Errorf("%w: %q", node.ErrUnknownDriver, n.Driver)}
 }
 
-func (p *Pool) entry(key string, create func() *entry) *entry {
+func (p *Pool) entry(key [sha256.Size]byte, create func() *entry) *entry {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e, ok := p.clients[key]
@@ -180,12 +180,15 @@ func (p *Pool) entry(key string, create func() *entry) *entry {
 	return e
 }
 
-func keyOf(parts ...string) string {
-	h := sha256.New()
+// keyOf hashes parts, each prefixed by its length so no two lists share
+// a key. It runs on every BMC call of a pass, hence no fmt.
+func keyOf(parts ...string) [sha256.Size]byte {
+	b := make([]byte, 0, 128)
 	for _, s := range parts {
-		fmt.Fprintf(h, "%d:%s|", len(s), s)
+		b = strconv.AppendInt(b, int64(len(s)), 10)
+		b = append(append(append(b, ':'), s...), '|')
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	return sha256.Sum256(b)
 }
 
 // Len is the number of clients held.

@@ -32,6 +32,11 @@ func (t retryStale) RoundTrip(req *http.Request) (*http.Response, error) {
 		req = req.Clone(req.Context())
 		req.Header.Set("User-Agent", t.agent)
 	}
+	if req.Method == http.MethodGet || req.Method == http.MethodHead {
+		// Go's transport already resends these; a trace per read costs a
+		// sync pass processor time for nothing.
+		return t.next.RoundTrip(req)
+	}
 	var reused bool
 	trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }}
 	resp, err := t.next.RoundTrip(req.WithContext(httptrace.WithClientTrace(req.Context(), trace)))
