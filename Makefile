@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 
-.PHONY: all build run demo cluster test deps cluster-tools vet workflowcheck replay-refresh replay-record-real unit fuzz bench bench-power bench-api bench-sync bench-ipmi race chaos soak clean
+.PHONY: all build run demo cluster test deps cluster-tools vet workflowcheck replay-refresh replay-record-real unit fuzz bench bench-server bench-power bench-api bench-sync bench-ipmi race chaos soak clean
 
 all: build
 
@@ -146,7 +146,20 @@ bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./internal/store/
 	$(GO) test -run '^$$' -bench . ./internal/bmc/...
 
-# The power-change benchmark against a running Temporal ([temporal] address).
+# bench-server runs the Temporal server the benchmarks' figures were measured
+# on: the dev server alone (no Web UI, no worker, no schedules), its SQLite
+# file in WAL mode, in a fresh temporary directory. Run it in one terminal and
+# the bench targets below in another; Ctrl-C stops it and removes the file.
+bench-server: tools/bin/temporal
+	@dir=$$(mktemp -d); trap "rm -rf $$dir" EXIT; \
+	echo "Temporal dev server for the benchmarks on 127.0.0.1:7233 (state in $$dir)"; \
+	./tools/bin/temporal server start-dev --headless --ip 127.0.0.1 --port 7233 \
+		--db-filename $$dir/temporal.db --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
+		--search-attribute NodeUUID=Keyword --search-attribute NodeName=Keyword --search-attribute PowerTarget=Keyword \
+		--log-level warn
+
+# The power-change benchmark against a running Temporal ([temporal] address;
+# make bench-server starts one).
 bench-power: build
 	./bin/starter bench power
 
