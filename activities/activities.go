@@ -15,9 +15,9 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -44,8 +44,11 @@ type Activities struct {
 	NovaDisabled string
 	// Temporal starts and signals the Nova notifier workflows.
 	Temporal client.Client
-	// TaskQueue is where notifier workflows run.
+	// TaskQueue is this worker's own queue, its conductor group's: where
+	// notifier workflows run. BaseQueue is [temporal] task_queue, the
+	// default group's, from which every group's queue is named.
 	TaskQueue string
+	BaseQueue string
 	// Metrics records the domain metrics; nil records nothing.
 	Metrics *metrics.Metrics
 	// StaleTargetAge is how long a target_power_state with no workflow
@@ -72,7 +75,7 @@ const (
 // NonRetryable lists the error types retrying cannot fix; retry policies
 // name them so only transient failures are retried.
 var NonRetryable = []string{ErrNodeNotFound, ErrInvalidTarget, ErrInvalidState, ErrPowerOffDisabled,
-	ErrInvalidParameter, nodelock.ErrType, ErrBMCAuth, ErrBMCUnsupported, ErrBMCConfig, ErrPowerStateTimeout}
+	ErrInvalidParameter, dispatch.LockedType, dispatch.NoWorkerType, ErrWrongGroup, ErrBMCAuth, ErrBMCUnsupported, ErrBMCConfig, ErrPowerStateTimeout}
 
 // bmcError classifies a driver error at the activity boundary: permanent
 // kinds fail at once, transient ones are retried by the activity's policy.
@@ -113,9 +116,51 @@ func (a *Activities) loadNode(ctx context.Context, ident string) (*node.Node, er
 
 // powerManager returns the node's BMC client.
 func (a *Activities) powerManager(n *node.Node) (bmc.PowerManager, error) {
+	if err := a.serves(n.ConductorGroup, n.Driver); err != nil {
+		return nil, err
+	}
 	pm, err := a.BMCs.For(n)
 	if err != nil {
 		return nil, bmcError(err)
 	}
 	return pm, nil
+}
+
+// ErrWrongGroup is the type of the refusal of an activity asked to reach
+// the BMC of a node of another conductor group: its details name the
+// queue of the node's group, where the workflow sends the activity again.
+const ErrWrongGroup = "WrongConductorGroup"
+
+// Misrouted names, in the details of an ErrWrongGroup refusal, where the
+// work belongs.
+type Misrouted struct {
+	Group  string `json:"group"`
+	Queue  string `json:"queue"`
+	Driver string `json:"driver,omitempty"`
+}
+
+// serves refuses, before anything touches a BMC, work for a conductor
+// group this worker does not serve (driver: the node's, when one node's):
+// its BMCs are on another network segment. Workflows route every BMC
+// activity to the node's group; this is the guard that holds whatever
+// queue a workflow was started on.
+func (a *Activities) serves(group, driver string) error {
+	queue := dispatch.Queue(a.BaseQueue, group)
+	if queue == a.TaskQueue {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("conductor group %q is served on task queue %s; this worker polls %s and does not reach its BMCs", group, queue, a.TaskQueue),
+		ErrWrongGroup, nil, Misrouted{Group: group, Queue: queue, Driver: driver})
+}
+
+// AsMisrouted tells where the work refused by serves belongs, if err is
+// that refusal.
+func AsMisrouted(err error) (Misrouted, bool) {
+	var app *temporal.ApplicationError
+	var m Misrouted
+	if !errors.As(err, &app) || app.Type() != ErrWrongGroup || app.Details(&m) != nil || m.Queue == "" {
+		return Misrouted{}, false
+	}
+	return m, true
 }

@@ -217,7 +217,7 @@ func newFixture(t *testing.T, c config.Conductor) *fixture {
 	nova.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, mock.Anything).Return(running, nil).Maybe()
 	f := &fixture{t: t, store: newStore(t), bmcs: newBMCs(), nova: nova, direct: &fakeNotifier{}}
 	f.a = &activities.Activities{Store: f.store, BMCs: f.bmcs, Conductor: c, IPMI: config.IPMI{CommandRetryTimeout: 60},
-		Nova: f.direct, Temporal: nova, TaskQueue: "metalpower"}
+		Nova: f.direct, Temporal: nova, TaskQueue: "metalpower", BaseQueue: "metalpower"}
 	return f
 }
 

@@ -1,20 +1,22 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"maps"
 	"slices"
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
 // GroupsInput asks which conductor groups a pass hands work to.
 type GroupsInput struct {
-	// Base is the default group's task queue, where the pass runs.
+	// Base was the default group's task queue, where passes ran; the
+	// worker's [temporal] task_queue is used now.
 	Base string `json:"base"`
 	// Recovery: the power-failure recovery's nodes, not the sync's.
 	Recovery bool `json:"recovery,omitempty"`
@@ -31,6 +33,9 @@ type Groups struct {
 	Unserved map[string]int `json:"unserved,omitempty"`
 	// UnservedNodes is their sum.
 	UnservedNodes int `json:"unserved_nodes,omitempty"`
+	// Base is [temporal] task_queue, from which each group's queue is
+	// named (dispatch.Queue), whatever queue the pass runs on.
+	Base string `json:"base,omitempty"`
 }
 
 // syncFilter is Ironic's _sync_power_states query: not in maintenance, not
@@ -49,9 +54,9 @@ func recoveryFilter() store.Filter {
 }
 
 // ServedGroups lists the conductor groups that have nodes for the pass,
-// and whether a worker serves each. The default group is served by the
-// pass's own worker.
+// and whether a live worker serves each (this worker serves its own).
 func (a *Activities) ServedGroups(ctx context.Context, in GroupsInput) (Groups, error) {
+	base := cmp.Or(a.BaseQueue, in.Base)
 	f := syncFilter()
 	if in.Recovery {
 		f = recoveryFilter()
@@ -60,11 +65,11 @@ func (a *Activities) ServedGroups(ctx context.Context, in GroupsInput) (Groups, 
 	if err != nil {
 		return Groups{}, storeError(err)
 	}
-	var res Groups
+	res := Groups{Base: base}
 	for _, g := range slices.Sorted(maps.Keys(counts)) {
-		live := g == ""
+		live := dispatch.Queue(base, g) == a.TaskQueue
 		if !live {
-			if live, err = route.Live(ctx, a.Temporal, route.Queue(in.Base, g)); err != nil {
+			if live, err = dispatch.Live(ctx, a.Temporal, dispatch.Queue(base, g)); err != nil {
 				return Groups{}, err
 			}
 		}
@@ -78,7 +83,7 @@ func (a *Activities) ServedGroups(ctx context.Context, in GroupsInput) (Groups, 
 		res.Unserved[g] = counts[g]
 		res.UnservedNodes += counts[g]
 		activity.GetLogger(ctx).Warn("no live worker serves this conductor group: its nodes are not checked",
-			"conductor_group", g, "nodes", counts[g], "task_queue", route.Queue(in.Base, g))
+			"conductor_group", g, "nodes", counts[g], "task_queue", dispatch.Queue(base, g))
 	}
 	return res, nil
 }

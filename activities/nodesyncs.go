@@ -3,19 +3,14 @@ package activities
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 
-	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/dispatch"
 )
 
 // NodePowerSyncWorkflow is the per-node sync's registered type name.
@@ -197,37 +192,27 @@ func (a *Activities) RunNodeSyncs(ctx context.Context, in NodeSyncsInput) (SyncC
 // An error means Temporal could not be asked: the attempt fails and is
 // retried.
 func (a *Activities) runNodeSync(ctx context.Context, in NodeSyncsInput, c SyncCandidate) (string, error) {
-	name := c.Name
-	if name == "" {
-		name = c.UUID
-	}
-	id := nodelock.ID(c.UUID)
-	run, err := a.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       id,
-		TaskQueue:                                in.TaskQueue,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            fmt.Sprintf("sync power state of %s (%s)", name, c.Reason),
-		StaticDetails:                            "started by sync pass " + in.Pass,
-		Memo:                                     map[string]any{passMemo: in.Pass},
-		TypedSearchAttributes:                    temporal.NewSearchAttributes(nodelock.Attributes(c.UUID, c.Name, "sync")...),
-	}, NodePowerSyncWorkflow, NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name, ReadError: c.ReadError, DriverError: c.DriverError, Paced: c.Paced})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	switch {
-	case errors.As(err, &started):
-		ours, derr := a.startedBy(ctx, id, started.RunId, in.Pass)
+	opts := dispatch.StartOptions(dispatch.Work{NodeUUID: c.UUID, NodeName: c.Name, Target: "sync", Queue: in.TaskQueue, Summary: NodeSyncSummary(c)})
+	opts.StaticDetails = "started by sync pass " + in.Pass
+	opts.Memo = map[string]any{passMemo: in.Pass}
+	// One attempt: a held lock skips the node this pass, as Ironic's
+	// NodeLocked during the sync.
+	run, err := dispatch.Start(ctx, a.Temporal, opts, 1, NodePowerSyncWorkflow,
+		NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name, ReadError: c.ReadError, DriverError: c.DriverError, Paced: c.Paced})
+	if locked, ok := dispatch.AsLocked(err); ok {
+		ours, derr := a.startedBy(ctx, opts.ID, locked.RunID, in.Pass)
 		if derr != nil {
 			return "", derr
 		}
 		if !ours {
-			// As Ironic's NodeLocked during the sync: skipped this pass.
 			return SyncLocked, nil
 		}
-		run = a.Temporal.GetWorkflow(ctx, id, started.RunId)
-	case err != nil:
+		run, err = a.Temporal.GetWorkflow(ctx, opts.ID, locked.RunID), nil
+	}
+	if err != nil {
 		return "", fmt.Errorf("start the power sync of node %s: %w", c.UUID, err)
 	}
+	id := opts.ID
 	var res NodeSyncResult
 	if err := run.Get(ctx, &res); err != nil {
 		if ctx.Err() != nil {
@@ -237,6 +222,11 @@ func (a *Activities) runNodeSync(ctx context.Context, in NodeSyncsInput, c SyncC
 		return SyncFailed, nil
 	}
 	return res.Action, nil
+}
+
+// NodeSyncSummary is a per-node sync's summary in the Web UI.
+func NodeSyncSummary(c SyncCandidate) string {
+	return fmt.Sprintf("sync power state of %s (%s)", cmp.Or(c.Name, c.UUID), c.Reason)
 }
 
 // startedBy reports whether the workflow run holding a node's lock is a

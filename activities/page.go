@@ -99,6 +99,11 @@ var (
 // returned as candidates for a per-node sync under the node's lock; a
 // page ends early rather than return more than SyncPageSize of them.
 func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (SyncPage, error) {
+	if in.Group != nil {
+		if err := a.serves(*in.Group, ""); err != nil {
+			return SyncPage{}, err
+		}
+	}
 	cleared := 0
 	if in.After == nil && in.PassStart.IsZero() && !in.StaleTargetsCleared {
 		// First page of a pass from an older build: targets left by

@@ -11,6 +11,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
@@ -44,6 +45,16 @@ type Plan struct {
 	CommandRetryTimeout int `json:"command_retry_timeout"`
 	// Via says who asked, for the node history.
 	Via string `json:"via,omitempty"`
+	// Group is the node's conductor group when the plan was made, Queue
+	// that group's task queue: every activity that talks to the BMC runs
+	// there, whatever queue the workflow runs on. Plans of builds before
+	// routing have no Queue; their BMC activities run on the workflow's
+	// own queue, as they did (so their histories replay unchanged).
+	Group string `json:"group,omitempty"`
+	Queue string `json:"queue,omitempty"`
+	// Unserved: no live worker polled Queue when the plan was made; the
+	// change fails at once with dispatch's NoWorkerError.
+	Unserved bool `json:"unserved,omitempty"`
 }
 
 // defaultCommandRetryTimeout is Ironic's [ipmi] command_retry_timeout
@@ -58,7 +69,8 @@ const defaultCommandRetryTimeout = 60
 // planned here.
 func NewPlan(n *node.Node, target string, timeout int, via string, c config.Conductor, ipmi config.IPMI) Plan {
 	p := Plan{NodeUUID: n.UUID, NodeName: n.Name, Driver: n.Driver, BMC: bmcAddress(n), InstanceUUID: n.InstanceUUID,
-		Target: target, Final: node.FinalState(target), Timeout: timeout, CommandRetryTimeout: ipmi.CommandRetryTimeout, Via: via}
+		Target: target, Final: node.FinalState(target), Timeout: timeout, CommandRetryTimeout: ipmi.CommandRetryTimeout, Via: via,
+		Group: n.ConductorGroup}
 	if p.CommandRetryTimeout <= 0 {
 		p.CommandRetryTimeout = defaultCommandRetryTimeout
 	}
@@ -85,7 +97,7 @@ func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (P
 	if err := refusal(n, in.Target, in.Timeout); err != nil {
 		return Plan{}, err
 	}
-	plan := NewPlan(n, in.Target, in.Timeout, in.Via, a.Conductor, a.IPMI)
+	plan := a.plan(ctx, n, in.Target, in.Timeout, in.Via)
 	if in.Mark {
 		a.checkConflict(ctx, n, plan.Final, in.Via)
 		if err := a.mark(ctx, n.UUID, in.Target, plan.Final, in.Via); err != nil {
@@ -93,6 +105,18 @@ func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (P
 		}
 	}
 	return plan, nil
+}
+
+// plan is NewPlan routed: the queue of the node's conductor group, and
+// whether a live worker polls it (this worker's own queue is live).
+func (a *Activities) plan(ctx context.Context, n *node.Node, target string, timeout int, via string) Plan {
+	p := NewPlan(n, target, timeout, via, a.Conductor, a.IPMI)
+	p.Queue = dispatch.Queue(a.BaseQueue, n.ConductorGroup)
+	if p.Queue != a.TaskQueue {
+		_, err := dispatch.Route(ctx, a.Temporal, a.BaseQueue, n.ConductorGroup, n.Driver)
+		_, p.Unserved = dispatch.AsNoWorker(err)
+	}
+	return p
 }
 
 // AbortPowerChange clears the target_power_state the starter recorded, for

@@ -37,6 +37,9 @@ func (a *Activities) ProvisionNode(ctx context.Context, in ProvisionInput) (Prov
 	if _, err := node.Plan(n, in.Action); err != nil {
 		return ProvisionResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalidState, err)
 	}
+	if err := a.serves(n.ConductorGroup, n.Driver); err != nil {
+		return ProvisionResult{}, err
+	}
 	power, readErr := ReadPower(ctx, a.BMCs, n)
 	n, err = MoveNode(ctx, a.Store, n.UUID, in.Action, power, readErr)
 	if errors.Is(err, node.ErrInvalidState) {

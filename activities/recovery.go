@@ -30,6 +30,9 @@ func (a *Activities) RecoverPowerFailures(ctx context.Context) (RecoveryResult, 
 // RecoverGroup is RecoverPowerFailures for the nodes of one conductor
 // group, run on that group's workers.
 func (a *Activities) RecoverGroup(ctx context.Context, group string) (RecoveryResult, error) {
+	if err := a.serves(group, ""); err != nil {
+		return RecoveryResult{}, err
+	}
 	return a.recoverPowerFailures(ctx, &group)
 }
 

@@ -8,8 +8,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -63,8 +63,8 @@ func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
 	}
 	cleared := 0
 	for _, n := range nodes {
-		lock := nodelock.ID(n.UUID)
-		if held, err := nodelock.Held(ctx, a.Temporal, n.UUID); held || err != nil {
+		lock := dispatch.LockID(n.UUID)
+		if held, err := dispatch.Held(ctx, a.Temporal, n.UUID); held || err != nil {
 			continue
 		}
 		msg := fmt.Sprintf(StaleTargetAborted, lock)

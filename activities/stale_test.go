@@ -14,8 +14,8 @@ import (
 	"go.temporal.io/sdk/mocks"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -36,9 +36,9 @@ func TestPassClearsATargetNoWorkflowHolds(t *testing.T) {
 	inMaintenance := f.addNode(func(n *node.Node) { n.TargetPowerState, n.Maintenance = node.PowerOff, true })
 	locks := &mocks.Client{}
 	t.Cleanup(func() { locks.AssertExpectations(t) })
-	locks.On("DescribeWorkflowExecution", mock.Anything, nodelock.Prefix+stale.UUID, "").
+	locks.On("DescribeWorkflowExecution", mock.Anything, dispatch.LockPrefix+stale.UUID, "").
 		Return(nil, serviceerror.NewNotFound("workflow not found")).Once()
-	locks.On("DescribeWorkflowExecution", mock.Anything, nodelock.Prefix+held.UUID, "").
+	locks.On("DescribeWorkflowExecution", mock.Anything, dispatch.LockPrefix+held.UUID, "").
 		Return(&workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
 			Status: enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}}, nil).Once()
 	f.a.Temporal = locks
@@ -47,7 +47,7 @@ func TestPassClearsATargetNoWorkflowHolds(t *testing.T) {
 	if page.ClearedTargets != 1 || page.Checked != 1 || page.InSync != 1 {
 		t.Fatalf("page = %+v", page)
 	}
-	want := fmt.Sprintf(activities.StaleTargetAborted, nodelock.Prefix+stale.UUID)
+	want := fmt.Sprintf(activities.StaleTargetAborted, dispatch.LockPrefix+stale.UUID)
 	got := f.get(stale.UUID)
 	if got.TargetPowerState != "" || got.PowerState != node.PowerOn {
 		t.Fatalf("stale node: target %q power %q", got.TargetPowerState, got.PowerState)

@@ -84,6 +84,10 @@ func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecisio
 	if err != nil {
 		return NodeSyncDecision{}, err
 	}
+	if err := a.serves(n.ConductorGroup, n.Driver); err != nil {
+		// Not a failed read: nothing is counted against the node.
+		return NodeSyncDecision{}, err
+	}
 	if powersync.Skip(n) {
 		return NodeSyncDecision{Action: SyncSkipped, Count: n.SyncFailures}, nil
 	}
@@ -158,7 +162,7 @@ func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Re
 		activity.GetLogger(ctx).Warn("could not get power state during sync", "node", n.UUID, "attempt", d.Count,
 			"max", a.Conductor.PowerStateSyncMaxRetries, "error", r.Err.Error())
 	case powersync.Force:
-		plan := NewPlan(n, d.Target, 0, ViaSync, a.Conductor, a.IPMI)
+		plan := a.plan(ctx, n, d.Target, 0, ViaSync)
 		out.Plan = &plan
 	}
 	var err error

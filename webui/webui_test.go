@@ -14,7 +14,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/metalpower/metalpower/internal/nodelock"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -102,7 +102,7 @@ func TestWebUIListsPowerChange(t *testing.T) {
 		ids = append(ids, run.GetID())
 	}
 	id, other := ids[0], ids[1]
-	if want := nodelock.ID(n.UUID); id != want {
+	if want := dispatch.LockID(n.UUID); id != want {
 		t.Fatalf("workflow ID %s, want %s", id, want)
 	}
 	summary := workflows.Summary("power off", "r1-n07", "test")

@@ -12,8 +12,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 )
 
 // acts is only a handle: workflows name activities by method, and the
@@ -25,9 +25,9 @@ const PowerChangeWorkflow = "PowerChange"
 
 // Search attributes metalpower sets, for filtering in the Web UI.
 var (
-	NodeUUIDKey    = nodelock.NodeUUIDKey
-	NodeNameKey    = nodelock.NodeNameKey
-	PowerTargetKey = nodelock.PowerTargetKey
+	NodeUUIDKey    = dispatch.NodeUUIDKey
+	NodeNameKey    = dispatch.NodeNameKey
+	PowerTargetKey = dispatch.PowerTargetKey
 )
 
 // SearchAttributes names them, for creating them at worker start.
@@ -86,7 +86,7 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 		return PowerChangeResult{}, err
 	}
 	info := workflow.GetInfo(ctx)
-	holdsLock := info.WorkflowExecution.ID == nodelock.ID(in.Node)
+	holdsLock := info.WorkflowExecution.ID == dispatch.LockID(in.Node)
 
 	plan, err := prepare(ctx, activities.PrepareInput{Node: in.Node, Target: in.Target, Timeout: in.Timeout, Mark: holdsLock, Via: in.RequestedVia})
 	if err != nil {
@@ -101,8 +101,8 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 		return PowerChangeResult{}, err
 	}
 	status.NodeUUID = plan.NodeUUID
-	if !holdsLock && info.WorkflowExecution.ID != nodelock.ID(plan.NodeUUID) {
-		status.Step = "waiting for " + nodelock.ID(plan.NodeUUID)
+	if !holdsLock && info.WorkflowExecution.ID != dispatch.LockID(plan.NodeUUID) {
+		status.Step = "waiting for " + dispatch.LockID(plan.NodeUUID)
 		return runUnderLock(ctx, in, plan)
 	}
 	if !holdsLock {
@@ -151,10 +151,13 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 		return res, err
 	}
 
+	if plan.Unserved {
+		return fail(noWorker(plan))
+	}
 	status.Step = "setting power"
 	var set activities.SetPowerResult
 	if err := setPower(ctx, plan, name, local).Get(ctx, &set); err != nil {
-		return fail(err)
+		return fail(unpicked(plan, err))
 	}
 
 	finishIn := activities.FinishInput{NodeUUID: plan.NodeUUID, Target: plan.Target, Final: plan.Final, Via: plan.Via}
@@ -201,7 +204,8 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 	return res, nil
 }
 
-// setPower sends the action, as an activity or a local activity.
+// setPower sends the action, as an activity on a worker of the node's
+// conductor group, or as a local activity when this worker is one.
 func setPower(ctx workflow.Context, plan activities.Plan, name string, local bool) workflow.Future {
 	attempt, total := setTimeouts(plan)
 	// Transient BMC errors are retried for about [ipmi] command_retry_timeout
@@ -215,13 +219,13 @@ func setPower(ctx workflow.Context, plan activities.Plan, name string, local boo
 	total += queueAllowance
 	summary := fmt.Sprintf("%s %s via %s %s", plan.Target, name, plan.Driver, plan.BMC)
 	in := activities.SetPowerInput{NodeUUID: plan.NodeUUID, Target: plan.Target}
-	if local {
+	if local && (plan.Queue == "" || plan.Queue == workflow.GetInfo(ctx).TaskQueueName) {
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 			Summary: summary, StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
 		})
 		return workflow.ExecuteLocalActivity(lctx, acts.SetPowerState, in)
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	actx := onGroup(ctx, plan, workflow.ActivityOptions{
 		Summary: summary, StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
 	})
 	return workflow.ExecuteActivity(actx, acts.SetPowerState, in)
@@ -238,7 +242,7 @@ func verify(ctx workflow.Context, plan activities.Plan, name string, status *Sta
 	// the state read or a non-retryable timeout. Retrying only a few times
 	// would fail a change the hardware made because the store was away
 	// for a minute.
-	verifyCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	verifyCtx := onGroup(ctx, plan, workflow.ActivityOptions{
 		Summary:                fmt.Sprintf("wait until %s is %s (timeout %ds)", name, plan.Final, plan.Timeout),
 		StartToCloseTimeout:    time.Duration(plan.Timeout)*time.Second + 30*time.Second,
 		ScheduleToCloseTimeout: time.Duration(plan.Timeout)*time.Second + OutageHorizon,
@@ -248,26 +252,25 @@ func verify(ctx workflow.Context, plan activities.Plan, name string, status *Sta
 			NonRetryableErrorTypes: activities.NonRetryable,
 		},
 	})
-	return workflow.ExecuteActivity(verifyCtx, acts.VerifyPowerState,
+	err := workflow.ExecuteActivity(verifyCtx, acts.VerifyPowerState,
 		activities.VerifyInput{NodeUUID: plan.NodeUUID, Want: plan.Final, Deadline: deadline}).Get(ctx, nil)
+	return unpicked(plan, err)
 }
 
 // runUnderLock runs the change as a child holding the node's lock, for a
 // workflow started under another ID. A running holder means the node is
 // locked: refused, naming the holder.
 func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Plan) (PowerChangeResult, error) {
-	lock := nodelock.ID(plan.NodeUUID)
+	lock := dispatch.LockID(plan.NodeUUID)
 	name := plan.NodeName
 	if name == "" {
 		name = plan.NodeUUID
 	}
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-		WorkflowID:            lock,
-		StaticSummary:         Summary(plan.Target, name, in.RequestedVia),
-		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		TypedSearchAttributes: searchAttributes(plan),
-	})
+	// The child runs on this workflow's queue: its BMC activities go to
+	// the node's group (onGroup) wherever it runs.
+	cctx := workflow.WithChildOptions(ctx, dispatch.ChildOptions(dispatch.Work{
+		NodeUUID: plan.NodeUUID, NodeName: plan.NodeName, Target: plan.Target, Summary: Summary(plan.Target, name, in.RequestedVia),
+	}, enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL))
 	child := workflow.ExecuteChildWorkflow(cctx, PowerChangeWorkflow, PowerChangeInput{
 		Node: plan.NodeUUID, Target: in.Target, Timeout: in.Timeout, RequestedVia: in.RequestedVia,
 	})
@@ -275,7 +278,7 @@ func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Pla
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
 		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 		if errors.As(err, &started) {
-			return res, nodelock.Refusal(plan.NodeUUID, lock)
+			return res, dispatch.Locked(lock, "").Application()
 		}
 		return res, err
 	}
@@ -286,10 +289,6 @@ func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Pla
 	return res, nil
 }
 
-func searchAttributes(p activities.Plan) temporal.SearchAttributes {
-	return temporal.NewSearchAttributes(nodelock.Attributes(p.NodeUUID, p.NodeName, p.Target)...)
-}
-
 // upsertSearchAttributes sets the attributes a starter could not (tctl
 // knows no node UUID); when they are already there it costs no event.
 func upsertSearchAttributes(ctx workflow.Context, p activities.Plan) {
@@ -297,7 +296,7 @@ func upsertSearchAttributes(ctx workflow.Context, p activities.Plan) {
 	if v, ok := current.GetKeyword(NodeUUIDKey); ok && v == p.NodeUUID {
 		return
 	}
-	updates := nodelock.Attributes(p.NodeUUID, p.NodeName, p.Target)
+	updates := dispatch.Attributes(p.NodeUUID, p.NodeName, p.Target)
 	// Best effort: a namespace without the attributes must not stop a
 	// power change.
 	if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {

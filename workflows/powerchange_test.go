@@ -14,8 +14,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 )
 
 // Unit tests of the workflow logic with mocked activities; the integration
@@ -40,7 +40,7 @@ func plan(target string, instance string) activities.Plan {
 }
 
 func TestPowerChangeSetsVerifiesPersistsAndQueuesNova(t *testing.T) {
-	env := newEnv(t, nodelock.ID(testUUID))
+	env := newEnv(t, dispatch.LockID(testUUID))
 	p := plan(node.PowerOff, "inst-1")
 	env.OnActivity(acts.PreparePowerChange, mock.Anything, activities.PrepareInput{Node: testUUID, Target: node.PowerOff, Mark: true}).Return(p, nil).Once()
 	env.OnActivity(acts.SetPowerState, mock.Anything, activities.SetPowerInput{NodeUUID: testUUID, Target: node.PowerOff}).
@@ -65,7 +65,7 @@ func TestPowerChangeSetsVerifiesPersistsAndQueuesNova(t *testing.T) {
 }
 
 func TestPowerChangeRebootEndsOnAndNotifiesPowerOn(t *testing.T) {
-	env := newEnv(t, nodelock.ID(testUUID))
+	env := newEnv(t, dispatch.LockID(testUUID))
 	p := plan(node.Reboot, "inst-1")
 	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(p, nil)
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil)
@@ -80,7 +80,7 @@ func TestPowerChangeRebootEndsOnAndNotifiesPowerOn(t *testing.T) {
 }
 
 func TestPowerChangeSkipsWhenAlreadyThereWithoutNova(t *testing.T) {
-	env := newEnv(t, nodelock.ID(testUUID))
+	env := newEnv(t, dispatch.LockID(testUUID))
 	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, "inst-1"), nil)
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOff}, nil)
 	env.OnActivity(acts.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOff, Final: node.PowerOff, Skipped: true, HardwareState: node.PowerOff}).
@@ -109,7 +109,7 @@ func TestPowerChangeFailureRecordsLastErrorAndFailsTyped(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			env := newEnv(t, nodelock.ID(testUUID))
+			env := newEnv(t, dispatch.LockID(testUUID))
 			env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil)
 			env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, tt.setErr)
 			if tt.setErr == nil {
@@ -134,7 +134,7 @@ func TestPowerChangeFailureRecordsLastErrorAndFailsTyped(t *testing.T) {
 // until it is back, instead of failing the change with its
 // target_power_state left set and nothing recorded.
 func TestPowerChangeRidesOutANodeStoreOutage(t *testing.T) {
-	env := newEnv(t, nodelock.ID(testUUID))
+	env := newEnv(t, dispatch.LockID(testUUID))
 	storeDown := temporal.NewApplicationError("get node: connection refused", activities.ErrStore)
 	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil).Once()
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil).Once()
@@ -169,13 +169,13 @@ func TestPowerChangeUnderAnotherIDRunsUnderTheNodeLock(t *testing.T) {
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
-	if childID != nodelock.ID(testUUID) || res.LockWorkflowID != nodelock.ID(testUUID) {
-		t.Fatalf("child ran under %q (result %+v), want %q", childID, res, nodelock.ID(testUUID))
+	if childID != dispatch.LockID(testUUID) || res.LockWorkflowID != dispatch.LockID(testUUID) {
+		t.Fatalf("child ran under %q (result %+v), want %q", childID, res, dispatch.LockID(testUUID))
 	}
 }
 
 func TestInvalidTargetFailsBeforeAnythingChanges(t *testing.T) {
-	env := newEnv(t, nodelock.ID(testUUID))
+	env := newEnv(t, dispatch.LockID(testUUID))
 	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).
 		Return(activities.Plan{}, temporal.NewNonRetryableApplicationError("Invalid power target", activities.ErrInvalidTarget, nil))
 	// The target the starter recorded is taken back.

@@ -23,15 +23,17 @@ type ProvisionResult = activities.ProvisionResult
 // adopt) under the node's lock (workflow ID node-power/<uuid>) on a worker
 // of the node's conductor group, the only ones that reach its BMC.
 func NodeProvision(ctx workflow.Context, in ProvisionInput) (ProvisionResult, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	opts := workflow.ActivityOptions{
 		Summary: fmt.Sprintf("%s: read the power state", in.Action),
 		// The read itself is bounded (15 s) but may wait for the IPMI
 		// spacing first.
 		StartToCloseTimeout: 2 * time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3,
 			NonRetryableErrorTypes: activities.NonRetryable},
-	})
+	}
 	var res ProvisionResult
-	err := workflow.ExecuteActivity(actx, acts.ProvisionNode, in).Get(ctx, &res)
-	return res, err
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.ProvisionNode, in).Get(ctx, &res)
+	// Started on another group's queue (by hand): the read runs on the
+	// node's group.
+	return res, onNodeGroup(ctx, err, opts, &res, acts.ProvisionNode, in)
 }

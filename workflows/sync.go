@@ -10,8 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
-	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/route"
+	"github.com/metalpower/metalpower/internal/dispatch"
 )
 
 // Registered type names of the sync workflows.
@@ -38,6 +37,9 @@ type PowerSyncInput struct {
 	// builds before groups are not routed.
 	Routed bool     `json:"routed,omitempty"`
 	Groups []string `json:"groups,omitempty"`
+	// Base is [temporal] task_queue, from which each group's queue is
+	// named; passes of builds before it named them from their own queue.
+	Base string `json:"base,omitempty"`
 }
 
 // PowerSyncResult is a finished pass.
@@ -75,7 +77,7 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 		return PowerSyncResult{}, err
 	}
 	after, passStart := in.After, in.PassStart
-	routed, groups := in.Routed, in.Groups
+	routed, groups, base := in.Routed, in.Groups, in.Base
 	staleCleared := false
 	if after == nil && passStart.IsZero() && !routed {
 		if workflow.GetVersion(ctx, staleTargetsStep, workflow.DefaultVersion, 1) == 1 {
@@ -91,10 +93,12 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 			if err != nil {
 				return PowerSyncResult{}, err
 			}
-			routed, groups = true, served
+			routed, groups, base = true, served.Served, served.Base
 		}
 	}
-	base := workflow.GetInfo(ctx).TaskQueueName
+	if base == "" {
+		base = workflow.GetInfo(ctx).TaskQueueName
+	}
 	for !routed || len(groups) > 0 {
 		req := activities.SyncPageInput{After: after, PassStart: passStart, StaleTargetsCleared: staleCleared}
 		opts := workflow.ActivityOptions{
@@ -104,14 +108,14 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 		}
 		queue := ""
 		if routed {
-			req.Group, queue = &groups[0], route.Queue(base, groups[0])
-			opts.TaskQueue, opts.ScheduleToStartTimeout = queue, groupPickup
+			req.Group, queue = &groups[0], dispatch.Queue(base, groups[0])
+			opts.TaskQueue, opts.ScheduleToStartTimeout = queue, dispatch.Pickup
 			opts.Summary = fmt.Sprintf("read power states, page %d (conductor group %q)", pages+1, groups[0])
 		}
 		var page activities.SyncPage
 		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.ReadPowerStates, req).Get(ctx, &page)
 		switch {
-		case routed && noPickup(err):
+		case routed && dispatch.NoPickup(err):
 			// Its workers went away since the pass began: the group is
 			// skipped, as a group nobody serves.
 			workflow.GetLogger(ctx).Warn("no worker of the conductor group took its page: the group is skipped this pass",
@@ -138,7 +142,7 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 		}
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() || workflow.GetInfo(ctx).GetCurrentHistoryLength() > 10000 {
 			return PowerSyncResult{}, workflow.NewContinueAsNewError(ctx, PowerSyncWorkflow,
-				PowerSyncInput{After: after, PassStart: passStart, Counts: counts, Pages: pages, StartedAt: in.StartedAt, Routed: routed, Groups: groups})
+				PowerSyncInput{After: after, PassStart: passStart, Counts: counts, Pages: pages, StartedAt: in.StartedAt, Routed: routed, Groups: groups, Base: base})
 		}
 	}
 	done = true
@@ -153,25 +157,18 @@ const staleTargetsStep = "stale-targets-step"
 // passes started before it read every node on the pass's own worker.
 const conductorGroupsStep = "conductor-groups"
 
-// groupPickup is how long a group's work may wait for one of its workers
-// to take it before the pass treats the group as unserved.
-const groupPickup = 2 * time.Minute
-
-// noPickup reports whether err is a task no worker took within
-// groupPickup.
-func noPickup(err error) bool {
-	var timeout *temporal.TimeoutError
-	return errors.As(err, &timeout) && timeout.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
-}
-
 // servedGroups asks which conductor groups have nodes for the pass and a
 // live worker, and adds the nodes of the others to noWorker.
-func servedGroups(ctx workflow.Context, recovery bool, noWorker *int) ([]string, error) {
+func servedGroups(ctx workflow.Context, recovery bool, noWorker *int) (activities.Groups, error) {
 	var g activities.Groups
 	err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.ServedGroups,
 		activities.GroupsInput{Base: workflow.GetInfo(ctx).TaskQueueName, Recovery: recovery}).Get(ctx, &g)
 	*noWorker += g.UnservedNodes
-	return g.Served, err
+	if g.Base == "" {
+		// Recorded by a build before Base.
+		g.Base = workflow.GetInfo(ctx).TaskQueueName
+	}
+	return g, err
 }
 
 // nodeSyncsStep versions how a pass runs its per-node syncs: passes
@@ -199,7 +196,7 @@ func runNodeSyncs(ctx workflow.Context, page activities.SyncPage, counts *SyncCo
 	}
 	nodesQueue := workflow.GetInfo(ctx).TaskQueueName
 	if queue != "" {
-		opts.TaskQueue, opts.ScheduleToStartTimeout, nodesQueue = queue, groupPickup, queue
+		opts.TaskQueue, opts.ScheduleToStartTimeout, nodesQueue = queue, dispatch.Pickup, queue
 	}
 	*inFlight = len(page.Candidates)
 	var part SyncCounts
@@ -207,7 +204,7 @@ func runNodeSyncs(ctx workflow.Context, page activities.SyncPage, counts *SyncCo
 		Candidates: page.Candidates, Window: page.Window, TaskQueue: nodesQueue, Pass: workflow.GetInfo(ctx).WorkflowExecution.ID,
 	}).Get(ctx, &part)
 	*inFlight = 0
-	if noPickup(err) {
+	if dispatch.NoPickup(err) {
 		// The group's workers went away since its page was read.
 		workflow.GetLogger(ctx).Warn("no worker of the conductor group took its node syncs: they are skipped this pass", "task_queue", queue)
 		counts.Skipped += len(page.Candidates)
@@ -248,18 +245,10 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 		for pending >= window {
 			sel.Select(ctx)
 		}
-		name := c.Name
-		if name == "" {
-			name = c.UUID
-		}
-		cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
-			WorkflowID:            nodelock.ID(c.UUID),
-			TaskQueue:             queue,
-			StaticSummary:         fmt.Sprintf("sync power state of %s (%s)", name, c.Reason),
-			WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-			ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-			TypedSearchAttributes: searchAttributes(activities.Plan{NodeUUID: c.UUID, NodeName: c.Name, Target: "sync"}),
-		})
+		cctx := workflow.WithChildOptions(ctx, dispatch.ChildOptions(dispatch.Work{
+			NodeUUID: c.UUID, NodeName: c.Name, Target: "sync", Queue: queue,
+			Summary: activities.NodeSyncSummary(c),
+		}, enumspb.PARENT_CLOSE_POLICY_ABANDON))
 		f := workflow.ExecuteChildWorkflow(cctx, NodePowerSyncWorkflow,
 			NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name, ReadError: c.ReadError, DriverError: c.DriverError, Paced: c.Paced})
 		pending++
@@ -295,23 +284,25 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 	// Only passes of this build set ReadError and Paced, so histories of
 	// older ones replay down the local SyncNode branch: no GetVersion is
 	// needed.
+	readOpts := workflow.ActivityOptions{
+		Summary:             "read the power state under the node's lock",
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 3,
+			NonRetryableErrorTypes: activities.NonRetryable},
+	}
 	var decide workflow.Future
 	switch {
 	case in.ReadError != "":
 		decide = workflow.ExecuteLocalActivity(lctx, acts.SyncFailedRead,
 			activities.FailedRead{NodeUUID: in.NodeUUID, Error: in.ReadError, DriverError: in.DriverError})
 	case in.Paced:
-		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			Summary:             "read the power state under the node's lock",
-			StartToCloseTimeout: 2 * time.Minute,
-			RetryPolicy: &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 3,
-				NonRetryableErrorTypes: activities.NonRetryable},
-		})
-		decide = workflow.ExecuteActivity(actx, acts.SyncNode, in.NodeUUID)
+		decide = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readOpts), acts.SyncNode, in.NodeUUID)
 	default:
 		decide = workflow.ExecuteLocalActivity(lctx, acts.SyncNode, in.NodeUUID)
 	}
-	if err := decide.Get(ctx, &d); err != nil {
+	// A pass starts each per-node sync on the node's group's queue; one
+	// started elsewhere (by hand) reads on the node's group.
+	if err := onNodeGroup(ctx, decide.Get(ctx, &d), readOpts, &d, acts.SyncNode, in.NodeUUID); err != nil {
 		return NodeSyncResult{}, err
 	}
 	res := NodeSyncResult{Action: d.Action, Count: d.Count, PowerState: d.PowerState, Nova: d.Nova, Error: d.Error}
@@ -351,23 +342,22 @@ func PowerFailureRecovery(ctx workflow.Context) (RecoveryResult, error) {
 	}
 	// Each group's nodes are read on its own workers, one group after
 	// another; a group nobody serves is counted as skipped.
-	groups, err := servedGroups(ctx, true, &res.Skipped)
+	served, err := servedGroups(ctx, true, &res.Skipped)
 	if err != nil {
 		return res, err
 	}
-	base := workflow.GetInfo(ctx).TaskQueueName
-	for _, g := range groups {
+	for _, g := range served.Served {
 		gctx := workflow.WithActivityOptions(actx, workflow.ActivityOptions{
 			Summary:                fmt.Sprintf("read nodes in maintenance for power failure (conductor group %q)", g),
-			TaskQueue:              route.Queue(base, g),
-			ScheduleToStartTimeout: groupPickup,
+			TaskQueue:              dispatch.Queue(served.Base, g),
+			ScheduleToStartTimeout: dispatch.Pickup,
 			StartToCloseTimeout:    30 * time.Minute, HeartbeatTimeout: time.Minute,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 		})
 		var part RecoveryResult
 		err := workflow.ExecuteActivity(gctx, acts.RecoverGroup, g).Get(ctx, &part)
 		switch {
-		case noPickup(err):
+		case dispatch.NoPickup(err):
 			workflow.GetLogger(ctx).Warn("no worker of the conductor group took its recovery: the group is skipped this pass", "conductor_group", g)
 		case err != nil:
 			return res, err

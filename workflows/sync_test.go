@@ -28,8 +28,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 )
 
 func newSyncEnv(t *testing.T, workflowID string) *testsuite.TestWorkflowEnvironment {
@@ -160,8 +160,8 @@ func TestPowerSyncPagesAndAggregatesChildOutcomes(t *testing.T) {
 		ids[id] = true
 	}
 	for i := 0; i < 7; i++ {
-		if !ids[nodelock.ID(u(i))] {
-			t.Errorf("no child ran as %q", nodelock.ID(u(i)))
+		if !ids[dispatch.LockID(u(i))] {
+			t.Errorf("no child ran as %q", dispatch.LockID(u(i)))
 		}
 	}
 	if len(c.ids) != 7 {
@@ -278,7 +278,7 @@ func nodeSync(t *testing.T, env *testsuite.TestWorkflowEnvironment) NodeSyncResu
 }
 
 func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
-	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
 		Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 2, PowerState: node.PowerOff, Plan: &p}, nil).Once()
@@ -290,7 +290,7 @@ func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
 	env.OnActivity(acts.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOn, Final: node.PowerOn}).
 		Return(activities.FinishResult{PowerState: node.PowerOn, InstanceUUID: "inst-1"}, nil).Once()
 	env.OnActivity(acts.QueueNovaNotification, mock.Anything, mock.MatchedBy(func(u activities.PowerUpdate) bool {
-		return u.InstanceUUID == "inst-1" && u.NodeUUID == testUUID && u.PowerState == node.PowerOn && u.Source == nodelock.ID(testUUID)
+		return u.InstanceUUID == "inst-1" && u.NodeUUID == testUUID && u.PowerState == node.PowerOn && u.Source == dispatch.LockID(testUUID)
 	})).Return(activities.NovaQueued, nil).Once()
 	res := nodeSync(t, env)
 	// A successful force keeps the counter; the next matching read resets it.
@@ -300,7 +300,7 @@ func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
 }
 
 func TestNodePowerSyncForceFindsHardwareAlreadyThere(t *testing.T) {
-	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOn}, nil).Once()
@@ -313,7 +313,7 @@ func TestNodePowerSyncForceFindsHardwareAlreadyThere(t *testing.T) {
 }
 
 func TestNodePowerSyncFailedForceDoesNotFailTheWorkflow(t *testing.T) {
-	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	p := forcePlan()
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
 	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).
@@ -335,7 +335,7 @@ func TestNodePowerSyncNonForceDecisionsReturnAtOnce(t *testing.T) {
 		{Action: activities.SyncMaintenance, Count: 4, Error: "connection refused"},
 		{Action: activities.SyncSkipped, Count: 1},
 	} {
-		env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
+		env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 		env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(d, nil).Once()
 		var ran []string
 		env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) { ran = append(ran, info.ActivityType.Name) })
@@ -351,7 +351,7 @@ func TestNodePowerSyncNonForceDecisionsReturnAtOnce(t *testing.T) {
 }
 
 func TestNodePowerSyncDecisionErrorFailsTheWorkflow(t *testing.T) {
-	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
 		Return(activities.NodeSyncDecision{}, temporal.NewNonRetryableApplicationError("Node could not be found.", activities.ErrNodeNotFound, nil)).Once()
 	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID})
@@ -379,7 +379,7 @@ func TestPowerFailureRecoveryReturnsActivityCounts(t *testing.T) {
 // TestNodePowerSyncCountsThePageReadFailure: a candidate the page could
 // not read is decided on that failure (SyncFailedRead), never read again.
 func TestNodePowerSyncCountsThePageReadFailure(t *testing.T) {
-	env := newChildrenSyncEnv(t, nodelock.ID(testUUID))
+	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	env.OnActivity(acts.SyncFailedRead, mock.Anything, activities.FailedRead{NodeUUID: testUUID, Error: "BMC unreachable", DriverError: true}).
 		Return(activities.NodeSyncDecision{Action: activities.SyncUnreadable, Count: 1, Error: "BMC unreachable"}, nil).Once()
 	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID, ReadError: "BMC unreachable", DriverError: true})

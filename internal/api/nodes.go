@@ -11,8 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -405,8 +405,8 @@ func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusConflict, fmt.Sprintf("Can not delete node %s as it is associated with instance %s.", n.UUID, n.InstanceUUID))
 		return
 	}
-	if held, _ := nodelock.Held(r.Context(), s.Temporal, n.UUID); held {
-		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by a running power operation, please retry after the current operation is completed.", n.UUID))
+	if held, _ := dispatch.Held(r.Context(), s.Temporal, n.UUID); held {
+		writeDispatchError(w, dispatch.Locked(dispatch.LockID(n.UUID), ""))
 		return
 	}
 	if n.ProvisionState == node.Active || n.ProvisionState == node.Cleaning || n.ProvisionState == node.Deploying {

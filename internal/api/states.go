@@ -7,9 +7,8 @@ import (
 	"slices"
 
 	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/route"
 )
 
 // getStates is GET /v1/nodes/{ident}/states (NodeStatesController.get): read from the record,
@@ -78,13 +77,10 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 		timeout = *req.Timeout
 	}
 	_, err := control.StartPowerChange(r.Context(), s.Temporal, s.Store, s.TaskQueue, n, control.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
-	var locked *nodelock.Error
-	var noWorker *route.NoWorkerError
 	switch {
-	case errors.As(err, &locked):
-		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by host metalpower, please retry after the current operation is completed. (workflow %s)", n.UUID, locked.Holder))
+	case writeDispatchError(w, err):
 		return
-	case errors.Is(err, control.ErrInvalidRequest), errors.As(err, &noWorker):
+	case errors.Is(err, control.ErrInvalidRequest):
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil:
@@ -112,14 +108,11 @@ func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, err := control.Provision(r.Context(), control.Workers{Client: s.Temporal, TaskQueue: s.TaskQueue}, s.Store, n.UUID, req.Target)
-	var locked *nodelock.Error
-	var noWorker *route.NoWorkerError
 	switch {
-	case errors.Is(err, node.ErrInvalidState), errors.As(err, &noWorker):
-		writeError(w, http.StatusBadRequest, err.Error())
+	case writeDispatchError(w, err):
 		return
-	case errors.As(err, &locked):
-		writeError(w, http.StatusConflict, fmt.Sprintf("Node %s is locked by host metalpower, please retry after the current operation is completed. (workflow %s)", n.UUID, locked.Holder))
+	case errors.Is(err, node.ErrInvalidState):
+		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	case err != nil && !errors.Is(err, control.ErrBMCRead):
 		s.writeStoreError(w, r, err)
@@ -188,4 +181,19 @@ func (s *Server) nodeHistory(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"history": out})
+}
+
+// writeDispatchError answers dispatch's refusals, the one place they
+// become HTTP statuses: a held lock is Ironic's NodeLocked (409), a group
+// no live worker serves its NoValidHost, which Ironic's API answers 400.
+func writeDispatchError(w http.ResponseWriter, err error) bool {
+	if locked, ok := dispatch.AsLocked(err); ok {
+		writeError(w, http.StatusConflict, locked.Error())
+		return true
+	}
+	if _, ok := dispatch.AsNoWorker(err); ok {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return true
+	}
+	return false
 }

@@ -17,8 +17,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/metalpower/metalpower/internal/api"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/workflows"
@@ -150,7 +150,7 @@ func TestNodeLockedAndServiceUnavailable(t *testing.T) {
 	url := s.StartAPI(t, nil)
 	n := s.AddRedfishNode(t, "held", "1", "")
 	// A workflow no worker runs holds the node's lock.
-	holder, err := s.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: nodelock.ID(n.UUID), TaskQueue: "nobody-polls"},
+	holder, err := s.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: dispatch.LockID(n.UUID), TaskQueue: "nobody-polls"},
 		workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: n.UUID, Target: node.PowerOn})
 	if err != nil {
 		t.Fatal(err)

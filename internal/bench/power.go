@@ -27,8 +27,8 @@ import (
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
@@ -137,7 +137,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 			(percentile(lat, 50) - bmcTime).Round(time.Millisecond), (percentile(lat, 99) - bmcTime).Round(time.Millisecond), 100*rate/floor)
 	}
 
-	plain, err := historyLength(ctx, c, nodelock.ID(nodes[0].UUID))
+	plain, err := historyLength(ctx, c, dispatch.LockID(nodes[0].UUID))
 	if err != nil {
 		return err
 	}
@@ -145,7 +145,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 	if _, err := round(ctx, wk, cfg, []*node.Node{last}, node.PowerOff); err != nil {
 		return err
 	}
-	withNova, err := historyLength(ctx, c, nodelock.ID(last.UUID))
+	withNova, err := historyLength(ctx, c, dispatch.LockID(last.UUID))
 	if err != nil {
 		return err
 	}

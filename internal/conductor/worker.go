@@ -24,10 +24,10 @@ import (
 	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/nova"
-	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/workflows"
@@ -126,10 +126,10 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 		w.Pool = pool.New(popts)
 	}
 	// The worker serves one conductor group: its own task queue.
-	queue := route.Queue(cfg.Temporal.TaskQueue, cfg.Conductor.ConductorGroup)
+	queue := dispatch.Queue(cfg.Temporal.TaskQueue, cfg.Conductor.ConductorGroup)
 	acts := &activities.Activities{
 		Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, IPMI: cfg.IPMI,
-		Temporal: w.Client, TaskQueue: queue, Metrics: w.Metrics,
+		Temporal: w.Client, TaskQueue: queue, BaseQueue: cfg.Temporal.TaskQueue, Metrics: w.Metrics,
 	}
 	acts.Nova, acts.NovaDisabled = novaNotifier(cfg.Nova, opts.Nova, log)
 

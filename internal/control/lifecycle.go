@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
@@ -77,7 +78,7 @@ func Provision(ctx context.Context, w Workers, s store.Store, ident, action stri
 	if !move.ReadBMC {
 		return activities.MoveNode(ctx, s, n.UUID, action, "", nil)
 	}
-	queue, err := nodeQueue(ctx, w.Client, w.TaskQueue, n)
+	queue, err := dispatch.Route(ctx, w.Client, w.TaskQueue, n.ConductorGroup, n.Driver)
 	if err != nil {
 		return nil, err
 	}

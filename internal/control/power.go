@@ -4,16 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -36,7 +31,8 @@ type PowerRequest struct {
 
 // StartPowerChange checks the request against the node, records
 // target_power_state and starts PowerChange under the node's lock ID. A
-// running change or sync on the node gives a *nodelock.Error.
+// running change or sync on the node gives a *dispatch.LockedError, a
+// group no live worker serves a *dispatch.NoWorkerError.
 func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
 	switch node.CheckPowerRequest(n, req.Target, node.OptionalTimeout(req.Timeout)) {
 	case node.RefusedTimeout:
@@ -56,14 +52,14 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	// Ironic's test_node_power_action_already_being_processed).
 	// As Ironic's get_topic_for: refused before anything is marked when
 	// no worker serves the node's group.
-	queue, err := nodeQueue(ctx, c, taskQueue, n)
+	queue, err := dispatch.Route(ctx, c, taskQueue, n.ConductorGroup, n.Driver)
 	if err != nil {
 		return nil, err
 	}
 	final := node.FinalState(req.Target)
 	if n.TargetPowerState != "" {
-		if held, _ := nodelock.Held(ctx, c, n.UUID); held {
-			return nil, &nodelock.Error{NodeUUID: n.UUID, Holder: nodelock.ID(n.UUID)}
+		if held, _ := dispatch.Held(ctx, c, n.UUID); held {
+			return nil, dispatch.Locked(dispatch.LockID(n.UUID), "")
 		}
 	}
 	marked, err := store.Modify(ctx, s, n.UUID, func(m *node.Node) error {
@@ -79,9 +75,8 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 		// changed the node meanwhile. The lock held elsewhere leaves
 		// last_error as it was (Ironic refuses before marking); no worker
 		// leaves Ironic's trace (power_state_error_handler).
-		var locked *nodelock.Error
 		lastError := NoWorkerError
-		if errors.As(err, &locked) {
+		if _, locked := dispatch.AsLocked(err); locked {
 			lastError = n.LastError
 		}
 		store.Modify(context.WithoutCancel(ctx), s, n.UUID, func(m *node.Node) error {
@@ -95,67 +90,18 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	return run, nil
 }
 
-// nodeQueue is the task queue of n's conductor group, or a
-// *route.NoWorkerError when no live worker polls it.
-func nodeQueue(ctx context.Context, c client.Client, base string, n *node.Node) (string, error) {
-	queue := route.Queue(base, n.ConductorGroup)
-	live, err := route.Live(ctx, c, queue)
-	if err != nil {
-		// The workflow service is unreachable: the start that follows
-		// fails and leaves Ironic's trace on the node.
-		return queue, nil
-	}
-	if !live {
-		return "", &route.NoWorkerError{Group: n.ConductorGroup, Driver: n.Driver}
-	}
-	return queue, nil
-}
-
-// Ironic's [conductor] node_locked_retry_attempts and _interval.
-const (
-	lockRetryAttempts = 3
-	lockRetryInterval = time.Second
-)
-
 func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
 	in := workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, RequestedVia: req.Via}
 	return startLocked(ctx, c, taskQueue, n, req.Target, workflows.Summary(req.Target, n.Ident(), req.Via), workflows.PowerChangeWorkflow, in)
 }
 
 // startLocked starts a workflow under n's lock ID on taskQueue, with the
-// node's search attributes (target in PowerTarget).
+// node's search attributes (target in PowerTarget), retrying while the
+// lock is held as Ironic does.
 func startLocked(ctx context.Context, c client.Client, taskQueue string, n *node.Node, target, summary, workflow string, in any) (client.WorkflowRun, error) {
-	id := nodelock.ID(n.UUID)
-	attrs := nodelock.Attributes(n.UUID, n.Name, target)
-	opts := client.StartWorkflowOptions{
-		ID:                                       id,
-		TaskQueue:                                taskQueue,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		// A worker in this process (the bench, a combined binary) takes the
-		// first task at once; elsewhere this is a no-op.
-		EnableEagerStart:      true,
-		StaticSummary:         summary,
-		TypedSearchAttributes: temporal.NewSearchAttributes(attrs...),
-	}
-	// As Ironic's node_locked_retry_attempts (3, 1 s apart): a change that
-	// is finishing (notifying Nova) releases the lock a moment later.
-	for attempt := 1; ; attempt++ {
-		run, err := c.ExecuteWorkflow(ctx, opts, workflow, in)
-		var started *serviceerror.WorkflowExecutionAlreadyStarted
-		switch {
-		case err == nil:
-			return run, nil
-		case !errors.As(err, &started):
-			return nil, fmt.Errorf("start %s: %w", workflow, err)
-		case attempt == lockRetryAttempts:
-			return nil, &nodelock.Error{NodeUUID: n.UUID, Holder: id}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, &nodelock.Error{NodeUUID: n.UUID, Holder: id}
-		case <-time.After(lockRetryInterval):
-		}
-	}
+	opts := dispatch.StartOptions(dispatch.Work{NodeUUID: n.UUID, NodeName: n.Name, Target: target, Summary: summary, Queue: taskQueue})
+	// A worker in this process (the bench, a combined binary) takes the
+	// first task at once; elsewhere this is a no-op.
+	opts.EnableEagerStart = true
+	return dispatch.Start(ctx, c, opts, dispatch.LockRetryAttempts, workflow, in)
 }

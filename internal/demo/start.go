@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalpower/metalpower/internal/control"
-	"github.com/metalpower/metalpower/internal/route"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
 )
 
@@ -88,7 +88,7 @@ func (d *demo) startWorkerAndAPI(ctx context.Context) error {
 	// A worker is ready once it polls both task queue kinds of its group
 	// (it creates the schedules before it starts polling).
 	for i, g := range d.workerGroups() {
-		queue := route.Queue(taskQueue, g)
+		queue := dispatch.Queue(taskQueue, g)
 		if err := waitFor(ctx, workers[i], workers[i].name, func(ctx context.Context) error {
 			for _, kind := range []enumspb.TaskQueueType{enumspb.TASK_QUEUE_TYPE_WORKFLOW, enumspb.TASK_QUEUE_TYPE_ACTIVITY} {
 				resp, err := tc.DescribeTaskQueue(ctx, queue, kind)

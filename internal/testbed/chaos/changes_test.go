@@ -12,8 +12,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -96,7 +96,7 @@ func (d *driver) request(ch *change) {
 			return
 		}
 		kind := "unavailable"
-		var locked *nodelock.Error
+		var locked *dispatch.LockedError
 		if errors.As(err, &locked) {
 			kind = "locked"
 		} else if errors.Is(err, control.ErrInvalidRequest) {

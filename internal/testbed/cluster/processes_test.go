@@ -20,9 +20,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/metalpower/metalpower/internal/bmc/pool"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
-	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
@@ -67,7 +66,7 @@ func TestSeveralWorkersAndAPIs(t *testing.T) {
 		start(t, starterBin, append(env, "METALPOWER_API_HOST_IP=127.0.0.1", "METALPOWER_API_PORT="+strconv.Itoa(port)), "api")
 		apis = append(apis, "http://127.0.0.1:"+strconv.Itoa(port))
 	}
-	for queue, want := range map[string]int{s.Config.Temporal.TaskQueue: 1, route.Queue(s.Config.Temporal.TaskQueue, segment): 2} {
+	for queue, want := range map[string]int{s.Config.Temporal.TaskQueue: 1, dispatch.Queue(s.Config.Temporal.TaskQueue, segment): 2} {
 		itest.WaitFor(t, 60*time.Second, fmt.Sprintf("%d workers to poll %s", want, queue), func() bool {
 			d, err := s.Client.DescribeTaskQueue(ctx, queue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
 			return err == nil && len(d.GetPollers()) >= want
@@ -107,7 +106,7 @@ func TestSeveralWorkersAndAPIs(t *testing.T) {
 	}
 	var victim int
 	itest.WaitFor(t, 30*time.Second, "a worker to run the change's activity", func() bool {
-		d, err := s.Client.DescribeWorkflowExecution(ctx, nodelock.ID(n.UUID), "")
+		d, err := s.Client.DescribeWorkflowExecution(ctx, dispatch.LockID(n.UUID), "")
 		if err != nil {
 			return false
 		}

@@ -9,8 +9,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/testbed/replay"
 	"github.com/metalpower/metalpower/workflows"
@@ -61,7 +61,7 @@ func TestRecordRealServerCorpus(t *testing.T) {
 		t.Fatalf("rec-failed still in maintenance after a recovery pass")
 	}
 	replay.Export(t, s.Client, s.Config.Temporal.TaskQueue, dir, "real-server")
-	replay.Export(t, s.Client, route.Queue(s.Config.Temporal.TaskQueue, "rack-b"), dir, "real-server-rack-b")
+	replay.Export(t, s.Client, dispatch.Queue(s.Config.Temporal.TaskQueue, "rack-b"), dir, "real-server-rack-b")
 }
 
 // runRecovery runs one PowerFailureRecovery pass on the stack to its end.

@@ -11,8 +11,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -57,7 +57,7 @@ func TestWorkerKilledBetweenSetAndVerify(t *testing.T) {
 		t.Fatal(err)
 	}
 	itest.WaitFor(t, 30*time.Second, "the change to be verifying", func() bool {
-		v, err := s.Client.QueryWorkflow(ctx, nodelock.ID(n.UUID), "", "status")
+		v, err := s.Client.QueryWorkflow(ctx, dispatch.LockID(n.UUID), "", "status")
 		var st workflows.Status
 		return err == nil && v.Get(&st) == nil && strings.HasPrefix(st.Step, "verifying")
 	})

@@ -20,8 +20,8 @@ import (
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
@@ -140,7 +140,7 @@ func TestLegibleInTheWebUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	desc, err := s.Client.DescribeWorkflowExecution(ctx, nodelock.ID(n.UUID), "")
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, dispatch.LockID(n.UUID), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,14 +157,14 @@ func TestLegibleInTheWebUI(t *testing.T) {
 			t.Errorf("search attribute %s = %q, want %q", key, got, want)
 		}
 	}
-	hist := itest.History(t, s, nodelock.ID(n.UUID))
+	hist := itest.History(t, s, dispatch.LockID(n.UUID))
 	for _, want := range []string{"power off r1-n07 via redfish", "wait until r1-n07 is power off"} {
 		if !strings.Contains(hist, want) {
 			t.Errorf("no activity summary %q in the history", want)
 		}
 	}
 	// The status query answers while the workflow runs and after it ended.
-	v, err := s.Client.QueryWorkflow(ctx, nodelock.ID(n.UUID), "", "status")
+	v, err := s.Client.QueryWorkflow(ctx, dispatch.LockID(n.UUID), "", "status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,9 +258,9 @@ func TestSecondChangeIsRefusedAsNodeLocked(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = s.Start(ctx, t, n.Name, node.PowerOn, 0)
-	var locked *nodelock.Error
-	if !errors.As(err, &locked) || locked.Holder != nodelock.ID(n.UUID) || !strings.Contains(err.Error(), "locked") {
-		t.Fatalf("second change: err = %v, want a node-locked error naming %s", err, nodelock.ID(n.UUID))
+	var locked *dispatch.LockedError
+	if !errors.As(err, &locked) || locked.Holder != dispatch.LockID(n.UUID) || !strings.Contains(err.Error(), "locked") {
+		t.Fatalf("second change: err = %v, want a node-locked error naming %s", err, dispatch.LockID(n.UUID))
 	}
 	// A tctl-style start under another ID is refused the same way.
 	adhoc, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "adhoc-" + uuid.NewString(), TaskQueue: s.Config.Temporal.TaskQueue},
@@ -270,7 +270,7 @@ func TestSecondChangeIsRefusedAsNodeLocked(t *testing.T) {
 	}
 	err = adhoc.Get(ctx, nil)
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != nodelock.ErrType || !strings.Contains(err.Error(), nodelock.ID(n.UUID)) {
+	if !errors.As(err, &appErr) || appErr.Type() != dispatch.LockedType || !strings.Contains(err.Error(), dispatch.LockID(n.UUID)) {
 		t.Fatalf("tctl-style start while locked: err = %v", err)
 	}
 	if err := run.Get(ctx, nil); err != nil {
@@ -295,10 +295,10 @@ func TestTctlStyleStartWithANameTakesTheLock(t *testing.T) {
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.LockWorkflowID != nodelock.ID(n.UUID) || res.PowerState != node.PowerOff {
+	if res.LockWorkflowID != dispatch.LockID(n.UUID) || res.PowerState != node.PowerOff {
 		t.Fatalf("result = %+v", res)
 	}
-	desc, err := s.Client.DescribeWorkflowExecution(ctx, nodelock.ID(n.UUID), "")
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, dispatch.LockID(n.UUID), "")
 	if err != nil {
 		t.Fatalf("no workflow ran under the lock ID: %v", err)
 	}
@@ -306,7 +306,7 @@ func TestTctlStyleStartWithANameTakesTheLock(t *testing.T) {
 		t.Fatal("the lock holder is not the tctl-started workflow's child")
 	}
 	// Started under the lock ID but with the node's name: marks and runs itself.
-	run, err = s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: nodelock.ID(n.UUID), TaskQueue: s.Config.Temporal.TaskQueue},
+	run, err = s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: dispatch.LockID(n.UUID), TaskQueue: s.Config.Temporal.TaskQueue},
 		workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: "r1-n07", Target: node.PowerOn})
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestBMCAuthenticationFailureFailsFast(t *testing.T) {
 		t.Fatalf("err = %v, want %s", err, activities.ErrBMCAuth)
 	}
 	// Failed fast: one attempt, no retry, as the history shows.
-	if hist := itest.History(t, s, nodelock.ID(n.UUID)); !strings.Contains(hist, "attempt:1") || strings.Contains(hist, "attempt:2") {
+	if hist := itest.History(t, s, dispatch.LockID(n.UUID)); !strings.Contains(hist, "attempt:1") || strings.Contains(hist, "attempt:2") {
 		t.Fatalf("an authentication failure was retried:\n%s", hist)
 	}
 	got := s.Node(t, n.UUID)
@@ -358,7 +358,7 @@ func TestBMCTimeoutsAreRetriedThenRecorded(t *testing.T) {
 		t.Fatalf("node = power %q target %q last_error %q", got.PowerState, got.TargetPowerState, got.LastError)
 	}
 	// The history shows the attempts.
-	hist := itest.History(t, s, nodelock.ID(n.UUID))
+	hist := itest.History(t, s, dispatch.LockID(n.UUID))
 	if !strings.Contains(hist, "TIMEOUT_TYPE_START_TO_CLOSE") && !strings.Contains(hist, "ActivityTaskTimedOut") {
 		t.Fatalf("history has no activity timeout")
 	}
@@ -602,7 +602,7 @@ func TestSoftActionsWaitSoftPowerOffTimeout(t *testing.T) {
 		if _, err := s.Change(t, n.Name, tt.target, 0); err != nil {
 			t.Fatalf("%s: %v", tt.target, err)
 		}
-		h := itest.History(t, s, nodelock.ID(n.UUID))
+		h := itest.History(t, s, dispatch.LockID(n.UUID))
 		if want := fmt.Sprintf(`\"timeout\":%d,`, tt.timeout); !strings.Contains(h, want) {
 			t.Fatalf("%s: the plan in the history has no %s:\n%s", tt.target, want, h)
 		}

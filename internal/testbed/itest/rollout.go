@@ -16,8 +16,8 @@ import (
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -117,7 +117,7 @@ func Rollout(t *testing.T, srv *Server) {
 		if _, err := s.Start(ctx, t, n.Name, node.PowerOff, 120); err != nil {
 			t.Fatal(err)
 		}
-		pinned = append(pinned, nodelock.ID(n.UUID))
+		pinned = append(pinned, dispatch.LockID(n.UUID))
 	}
 	for _, id := range pinned {
 		WaitFor(t, 30*time.Second, id+" to be verifying", func() bool {
@@ -147,10 +147,10 @@ func Rollout(t *testing.T, srv *Server) {
 	if res, err := s.Change(t, d.Name, node.PowerOff, 60); err != nil || res.PowerState != node.PowerOff {
 		t.Fatalf("change on v2: %+v, %v", res, err)
 	}
-	if got := memo(t, s, nodelock.ID(d.UUID), "build"); got != "v2" {
+	if got := memo(t, s, dispatch.LockID(d.UUID), "build"); got != "v2" {
 		t.Fatalf("new change's memo build = %q, want v2 (it did not run the new build)", got)
 	}
-	if got := builds(t, s, nodelock.ID(d.UUID)); got != "v2" {
+	if got := builds(t, s, dispatch.LockID(d.UUID)); got != "v2" {
 		t.Fatalf("new change ran on builds %q", got)
 	}
 
@@ -207,7 +207,7 @@ func Rollout(t *testing.T, srv *Server) {
 		}
 		return false
 	})
-	for _, id := range append(pinned, notifierID, nodelock.ID(d.UUID)) {
+	for _, id := range append(pinned, notifierID, dispatch.LockID(d.UUID)) {
 		if h := History(t, s, id); strings.Contains(h, "WorkflowTaskFailed") {
 			t.Fatalf("%s had a failed workflow task:\n%s", id, h)
 		}

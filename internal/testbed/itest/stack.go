@@ -17,8 +17,8 @@ import (
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/route"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
@@ -122,12 +122,12 @@ func (s *Stack) StartGroupWorker(t testing.TB, group string) *conductor.Worker {
 
 // WaitForWorker waits until a worker of conductor group group polls the
 // stack's queue for it: until then, changes of the group's nodes are
-// refused (route.NoWorkerError).
+// refused (dispatch.NoWorkerError).
 func (s *Stack) WaitForWorker(t testing.TB, group string) {
 	t.Helper()
-	queue := route.Queue(s.Config.Temporal.TaskQueue, group)
+	queue := dispatch.Queue(s.Config.Temporal.TaskQueue, group)
 	WaitFor(t, 30*time.Second, "a worker to poll "+queue, func() bool {
-		live, err := route.Live(context.Background(), s.Client, queue)
+		live, err := dispatch.Live(context.Background(), s.Client, queue)
 		return err == nil && live
 	})
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
-	"github.com/metalpower/metalpower/internal/nodelock"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
@@ -170,7 +170,7 @@ func TestSyncSkipsANodeWhoseLockIsHeld(t *testing.T) {
 	// Hold the node's lock with a workflow no worker runs: a power change
 	// that has not started its first step yet.
 	ctx := context.Background()
-	holder, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: nodelock.ID(n.UUID), TaskQueue: "nobody-polls-" + uuid.NewString()},
+	holder, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: dispatch.LockID(n.UUID), TaskQueue: "nobody-polls-" + uuid.NewString()},
 		workflows.PowerChangeWorkflow, workflows.PowerChangeInput{Node: n.UUID, Target: node.PowerOn})
 	if err != nil {
 		t.Fatal(err)
@@ -317,7 +317,7 @@ func TestPacedBMCsWaitOutsideWorkflowTasks(t *testing.T) {
 	}
 	var scheduled []string
 	var taskStarted time.Time
-	it := s.Client.GetWorkflowHistory(context.Background(), nodelock.ID(n.UUID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	it := s.Client.GetWorkflowHistory(context.Background(), dispatch.LockID(n.UUID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		e, err := it.Next()
 		if err != nil {
@@ -374,7 +374,7 @@ func TestRetriedNodeSyncsWaitOnTheirOwnRuns(t *testing.T) {
 
 	// The first attempt started the node's sync, then died; the forced
 	// change takes the simulator's 2 s.
-	first, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: nodelock.ID(n.UUID), TaskQueue: queue,
+	first, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: dispatch.LockID(n.UUID), TaskQueue: queue,
 		Memo: map[string]any{"pass": "pass-1"}}, workflows.NodePowerSyncWorkflow, workflows.NodeSyncInput{NodeUUID: n.UUID, NodeName: n.Name})
 	if err != nil {
 		t.Fatal(err)

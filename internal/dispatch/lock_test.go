@@ -1,8 +1,9 @@
-package nodelock
+package dispatch
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -53,18 +54,31 @@ func TestHeld(t *testing.T) {
 	}
 }
 
-func TestRefusal(t *testing.T) {
+// TestLockedRefusal: the one refusal reads the same wherever it is met,
+// and survives the trip through a workflow as an application error.
+func TestLockedRefusal(t *testing.T) {
+	want := "Node n1 is locked by host metalpower, please retry after the current operation is completed. (workflow node-power/n1)"
+	for _, tt := range []struct {
+		name string
+		err  error
+	}{
+		{"as returned by a start", Locked(LockID("n1"), "run-1")},
+		{"wrapped", fmt.Errorf("power off: %w", Locked(LockID("n1"), ""))},
+		{"as a workflow returns it", Locked(LockID("n1"), "").Application()},
+		{"through a child workflow", temporal.NewApplicationErrorWithCause("child failed", "ChildWorkflowFailure", Locked(LockID("n1"), "").Application())},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			locked, ok := AsLocked(tt.err)
+			if !ok || locked.NodeUUID != "n1" || locked.Holder != "node-power/n1" || locked.Error() != want {
+				t.Fatalf("AsLocked(%v) = %+v, %v", tt.err, locked, ok)
+			}
+		})
+	}
 	var app *temporal.ApplicationError
-	err := Refusal("n1", ID("n1"))
-	if !errors.As(err, &app) || app.Type() != ErrType || !app.NonRetryable() {
-		t.Fatalf("Refusal = %v, want a non-retryable %s application error", err, ErrType)
+	if err := Locked(LockID("n1"), "").Application(); !errors.As(err, &app) || app.Type() != LockedType || !app.NonRetryable() {
+		t.Fatalf("Application() = %v, want a non-retryable %s application error", err, LockedType)
 	}
-	var holder string
-	if err := app.Details(&holder); err != nil || holder != "node-power/n1" {
-		t.Fatalf("holder = %q, %v", holder, err)
-	}
-	e := &Error{NodeUUID: "n1", Holder: ID("n1")}
-	if got := e.Error(); got != "node n1 is locked by running workflow node-power/n1: a power change or sync is in progress" {
-		t.Fatalf("Error() = %q", got)
+	if _, ok := AsLocked(errors.New("node-power/n1 is busy")); ok {
+		t.Fatal("a plain error was taken for the refusal")
 	}
 }

@@ -1,13 +1,15 @@
-package route
+package dispatch
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -99,4 +101,56 @@ func TestLiveKeepsOnlyLive(t *testing.T) {
 	if live, _ := Live(ctx, late, "q"); live || late.calls != 2 {
 		t.Fatalf("past the window: live %v after %d calls", live, late.calls)
 	}
+}
+
+func TestNoWorkerError(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		err  *NoWorkerError
+		want string
+	}{
+		{"a group", &NoWorkerError{Group: "segment-b", Driver: "redfish", Queue: "metalpower.segment-b"},
+			`No valid host was found. Reason: No conductor service registered which supports driver redfish for conductor group "segment-b". ` +
+				`Start a worker with [conductor] conductor_group = "segment-b": it polls task queue metalpower.segment-b.`},
+		{"the default group", &NoWorkerError{Driver: "ipmi", Queue: "metalpower"},
+			`No valid host was found. Reason: No conductor service registered which supports driver ipmi for conductor group "". ` +
+				`Start a worker of the default conductor group (empty [conductor] conductor_group): it polls task queue metalpower.`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.err.Error(); got != tt.want {
+				t.Fatalf("Error() =\n%s\nwant\n%s", got, tt.want)
+			}
+			got, ok := AsNoWorker(tt.err.Application())
+			if !ok || got.Group != tt.err.Group || got.Queue != tt.err.Queue {
+				t.Fatalf("AsNoWorker(Application()) = %+v, %v", got, ok)
+			}
+			var app *temporal.ApplicationError
+			if !errors.As(tt.err.Application(), &app) || app.Message() != tt.want || !app.NonRetryable() || app.Type() != NoWorkerType {
+				t.Fatalf("Application() = %v", app)
+			}
+		})
+	}
+}
+
+func TestRoute(t *testing.T) {
+	ctx := context.Background()
+	live := &pollers{seen: []time.Time{time.Now()}}
+	if q, err := Route(ctx, live, "mp", "Rack-A", "redfish"); err != nil || q != "mp.rack-a" {
+		t.Fatalf("Route with a live worker = %q, %v", q, err)
+	}
+	q, err := Route(ctx, &pollers{}, "mp", "rack-b", "ipmi")
+	if nw, ok := AsNoWorker(err); !ok || q != "" || nw.Queue != "mp.rack-b" || nw.Group != "rack-b" || nw.Driver != "ipmi" {
+		t.Fatalf("Route with no worker = %q, %v", q, err)
+	}
+	// Temporal unreachable: the queue, so that the start that follows
+	// fails on its own.
+	if q, err := Route(ctx, unreachable{}, "mp", "rack-c", "ipmi"); err != nil || q != "mp.rack-c" {
+		t.Fatalf("Route with Temporal unreachable = %q, %v", q, err)
+	}
+}
+
+type unreachable struct{}
+
+func (unreachable) DescribeTaskQueue(context.Context, string, enumspb.TaskQueueType) (*workflowservice.DescribeTaskQueueResponse, error) {
+	return nil, errors.New("connection refused")
 }
