@@ -30,7 +30,9 @@ func TestWorkersReachOnlyTheirGroupsBMCs(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t, conductor())
-			n := f.addNode(func(n *node.Node) { n.ConductorGroup, n.PowerState, n.ProvisionState = tt.group, node.PowerOff, node.Manageable })
+			n := f.addNode(func(n *node.Node) {
+				n.ConductorGroup, n.PowerState, n.ProvisionState = tt.group, node.PowerOff, node.Manageable
+			})
 			f.bmcs.on(n.UUID, on())
 			env := newActivityEnv(f)
 			calls := []struct {
