@@ -1,7 +1,7 @@
 # metalpower: build, test and benchmark. `make test` is what CI runs.
 SHELL := /bin/bash
 GO ?= go
-APT_PACKAGES := openipmi ipmitool redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
+APT_PACKAGES := openipmi ipmitool iptables redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 # The dev server as `make run` and `make bench-server` start it: its SQLite
 # file in WAL mode (about 1.5x the round trips of the default), with the

@@ -156,8 +156,8 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 	}
 	status.Step = "setting power"
 	var set activities.SetPowerResult
-	if err := setPower(ctx, plan, name, local).Get(ctx, &set); err != nil {
-		return fail(unpicked(plan, err))
+	if err := setPower(ctx, plan, name, local, &set); err != nil {
+		return fail(err)
 	}
 
 	finishIn := activities.FinishInput{NodeUUID: plan.NodeUUID, Target: plan.Target, Final: plan.Final, Via: plan.Via}
@@ -206,7 +206,7 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 
 // setPower sends the action, as an activity on a worker of the node's
 // conductor group, or as a local activity when this worker is one.
-func setPower(ctx workflow.Context, plan activities.Plan, name string, local bool) workflow.Future {
+func setPower(ctx workflow.Context, plan activities.Plan, name string, local bool, set *activities.SetPowerResult) error {
 	attempt, total := setTimeouts(plan)
 	// Transient BMC errors are retried for about [ipmi] command_retry_timeout
 	// (counted in attempts); the schedule-to-close bound also allows for a
@@ -217,18 +217,21 @@ func setPower(ctx workflow.Context, plan activities.Plan, name string, local boo
 		NonRetryableErrorTypes: activities.NonRetryable,
 	}
 	total += queueAllowance
-	summary := fmt.Sprintf("%s %s via %s %s", plan.Target, name, plan.Driver, plan.BMC)
+	opts := workflow.ActivityOptions{
+		Summary:             fmt.Sprintf("%s %s via %s %s", plan.Target, name, plan.Driver, plan.BMC),
+		StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
+	}
 	in := activities.SetPowerInput{NodeUUID: plan.NodeUUID, Target: plan.Target}
+	var err error
 	if local && (plan.Queue == "" || plan.Queue == workflow.GetInfo(ctx).TaskQueueName) {
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			Summary: summary, StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
+			Summary: opts.Summary, StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
 		})
-		return workflow.ExecuteLocalActivity(lctx, acts.SetPowerState, in)
+		err = workflow.ExecuteLocalActivity(lctx, acts.SetPowerState, in).Get(ctx, set)
+	} else {
+		err = workflow.ExecuteActivity(onGroup(ctx, plan, opts), acts.SetPowerState, in).Get(ctx, set)
 	}
-	actx := onGroup(ctx, plan, workflow.ActivityOptions{
-		Summary: summary, StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
-	})
-	return workflow.ExecuteActivity(actx, acts.SetPowerState, in)
+	return onNodeGroup(ctx, unpicked(plan, err), opts, set, acts.SetPowerState, in)
 }
 
 // verify polls the hardware until it reaches the plan's final state or the
@@ -242,7 +245,7 @@ func verify(ctx workflow.Context, plan activities.Plan, name string, status *Sta
 	// the state read or a non-retryable timeout. Retrying only a few times
 	// would fail a change the hardware made because the store was away
 	// for a minute.
-	verifyCtx := onGroup(ctx, plan, workflow.ActivityOptions{
+	opts := workflow.ActivityOptions{
 		Summary:                fmt.Sprintf("wait until %s is %s (timeout %ds)", name, plan.Final, plan.Timeout),
 		StartToCloseTimeout:    time.Duration(plan.Timeout)*time.Second + 30*time.Second,
 		ScheduleToCloseTimeout: time.Duration(plan.Timeout)*time.Second + OutageHorizon,
@@ -251,10 +254,10 @@ func verify(ctx workflow.Context, plan activities.Plan, name string, status *Sta
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
 			NonRetryableErrorTypes: activities.NonRetryable,
 		},
-	})
-	err := workflow.ExecuteActivity(verifyCtx, acts.VerifyPowerState,
-		activities.VerifyInput{NodeUUID: plan.NodeUUID, Want: plan.Final, Deadline: deadline}).Get(ctx, nil)
-	return unpicked(plan, err)
+	}
+	in := activities.VerifyInput{NodeUUID: plan.NodeUUID, Want: plan.Final, Deadline: deadline}
+	err := workflow.ExecuteActivity(onGroup(ctx, plan, opts), acts.VerifyPowerState, in).Get(ctx, nil)
+	return onNodeGroup(ctx, unpicked(plan, err), opts, nil, acts.VerifyPowerState, in)
 }
 
 // runUnderLock runs the change as a child holding the node's lock, for a

@@ -180,3 +180,28 @@ func TestNodeProvisionStartedElsewhereReadsOnTheNodesGroup(t *testing.T) {
 		})
 	}
 }
+
+// TestPowerChangePlannedBeforeRoutingFindsTheNodesGroup: a change planned
+// by the build before routing (no queue in its plan) whose BMC step a
+// worker of another group refuses runs that step again on the node's
+// group: in-flight changes finish after the upgrade.
+func TestPowerChangePlannedBeforeRoutingFindsTheNodesGroup(t *testing.T) {
+	env := newEnv(t, dispatch.LockID(testUUID))
+	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil).Once()
+	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, misrouted("segment-b", "metalpower.segment-b")).Once()
+	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil).Once()
+	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return("", misrouted("segment-b", "metalpower.segment-b")).Once()
+	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return(node.PowerOff, nil).Once()
+	env.OnActivity(acts.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOff, Final: node.PowerOff}).
+		Return(activities.FinishResult{PowerState: node.PowerOff}, nil).Once()
+	queues := startedOn(env)
+	env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: node.PowerOff})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	for _, act := range []string{"SetPowerState", "VerifyPowerState"} {
+		if got, want := queues()[act], []string{ownQueue, "metalpower.segment-b"}; !slices.Equal(got, want) {
+			t.Errorf("%s ran on %q, want %q", act, got, want)
+		}
+	}
+}
