@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -189,32 +188,7 @@ func startCluster(t *testing.T, prefix string) *cluster.Cluster {
 // log when the test fails.
 func start(t *testing.T, bin string, env []string, args ...string) *exec.Cmd {
 	t.Helper()
-	out, err := os.CreateTemp(t.TempDir(), "proc-*.log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, args...)
-	cmd.Env, cmd.Stdout, cmd.Stderr = env, out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(out.Name())
-			t.Logf("%s %v:\n%s", bin, args, tail(string(b), 3000))
-		}
-	})
-	return cmd
+	return startAs(t, noGID, bin, env, args...)
 }
 
 func tail(s string, n int) string {
