@@ -4,10 +4,14 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
+
+	"go.temporal.io/api/serviceerror"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // the store's PostgreSQL driver
 
@@ -15,6 +19,7 @@ import (
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
+	"github.com/metalpower/metalpower/workflows"
 )
 
 // The production topology `make cluster` runs (Options.Cluster), from the
@@ -92,5 +97,65 @@ func (d *demo) startCluster(ctx context.Context) error {
 	}
 	d.children = append(d.children, w)
 	d.printf("started Temporal Web UI (pid %d, log %s)\n", w.pid(), w.log)
-	return c.EnsureSearchAttributes(ctx)
+	if err := c.EnsureSearchAttributes(ctx); err != nil {
+		return err
+	}
+	// The demo is ready when the Web UI it shows answers too.
+	if err := waitFor(ctx, w, w.name, func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostPort(d.opts.UIPort)+"/", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /: %s", resp.Status)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	return d.waitServing(ctx)
+}
+
+// waitServing waits until the server describes the sync schedule (or
+// says there is none), the first thing every worker asks. Its health
+// check passes long before that after a restart: the server takes the
+// members its predecessor recorded in the database as alive for 20 s
+// after their last heartbeat (sent every 10-15 s), tries to join them,
+// and until ringpop gives up (its 30 s join limit, then a 10 s retry)
+// every request that needs history or matching fails with "Not enough
+// hosts to serve the request", about 50 s on an idle machine. A second
+// run started soon after the first meets this; workers started meanwhile
+// spend their one minute of schedule retries on it and, on a busy
+// machine, exit before it is over.
+func (d *demo) waitServing(ctx context.Context) error {
+	tc, err := d.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	waited := false
+	err = poll(ctx, nil, func(ctx context.Context) error {
+		_, err := tc.ScheduleClient().GetHandle(ctx, workflows.SyncScheduleID).Describe(ctx)
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			return nil // a new cluster: no schedule yet
+		}
+		if err != nil && !waited {
+			waited = true
+			d.printf("waiting for the Temporal server to serve requests (after a restart it first tries to join the server it replaces)...\n")
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("the Temporal server at %s does not serve requests: %v", d.temporal.Address, err)
+	}
+	if waited {
+		d.printf("the Temporal server serves requests\n")
+	}
+	return nil
 }

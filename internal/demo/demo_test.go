@@ -119,7 +119,7 @@ func TestCluster(t *testing.T) {
 	})
 	data := filepath.Join(tmp, "data")
 	api := pairedPort(t) // the second API listens on the next port
-	ports := freePorts(t, 4)
+	ports := freePorts(t, 4, api, api+1)
 	d := &demoRun{
 		t: t, data: data, temporalCLI: filepath.Join(root, "tools", "bin", "temporal"), children: 6,
 		apiURL: fmt.Sprintf("http://127.0.0.1:%d", api), temporalAddr: fmt.Sprintf("127.0.0.1:%d", ports[0]),
@@ -207,8 +207,9 @@ func (d *demoRun) start(starter string, args []string) {
 		d.t.Fatal(err)
 	}
 	d.ready, d.done = make(chan struct{}), make(chan error, 1)
-	ready := d.ready
+	ready, scanned := d.ready, make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			d.mu.Lock()
@@ -220,7 +221,10 @@ func (d *demoRun) start(starter string, args []string) {
 		}
 	}()
 	cmd, done, exited := d.cmd, d.done, make(chan struct{})
-	go func() { err := cmd.Wait(); pw.Close(); close(exited); done <- err }()
+	// Wait returns once the scanner has read the last line, maybe before
+	// it is in d.out: done is sent when the scanner is through, so that
+	// interrupt finds "stopped" at the end.
+	go func() { err := cmd.Wait(); pw.Close(); <-scanned; close(exited); done <- err }()
 	d.t.Cleanup(func() {
 		select {
 		case <-exited:
@@ -416,10 +420,11 @@ func repoRoot(t *testing.T) string {
 	return ""
 }
 
-// freePorts returns n distinct TCP ports free on 127.0.0.1.
-func freePorts(t *testing.T, n int) []int {
+// freePorts returns n distinct TCP ports free on 127.0.0.1, none next to
+// one of taken (ports picked already but not bound yet).
+func freePorts(t *testing.T, n int, taken ...int) []int {
 	t.Helper()
-	ports, err := devserver.SpacedPorts(n)
+	ports, err := devserver.SpacedPorts(n, taken...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ package demo
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -134,19 +135,33 @@ func (d *demo) startWorkerAndAPI(ctx context.Context) error {
 
 // waitFor polls check until it succeeds, c exits or ctx ends.
 func waitFor(ctx context.Context, c *child, what string, check func(context.Context) error) error {
-	var last error
+	err := poll(ctx, c.done, check)
+	switch {
+	case errors.Is(err, errExited):
+		return c.exitError()
+	case err != nil:
+		return fmt.Errorf("%s did not become ready (%v); the end of %s:\n%s", what, err, c.log, c.logTail())
+	}
+	return nil
+}
+
+var errExited = errors.New("exited")
+
+// poll calls check, each call within 5 s, until it succeeds, exited is
+// closed (errExited) or ctx ends (check's last error).
+func poll(ctx context.Context, exited <-chan struct{}, check func(context.Context) error) error {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		last = check(cctx)
+		last := check(cctx)
 		cancel()
 		if last == nil {
 			return nil
 		}
 		select {
-		case <-c.done:
-			return c.exitError()
+		case <-exited:
+			return errExited
 		case <-ctx.Done():
-			return fmt.Errorf("%s did not become ready (%v); the end of %s:\n%s", what, last, c.log, c.logTail())
+			return last
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
