@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 GO ?= go
 APT_PACKAGES := openipmi ipmitool iptables redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
+# OpenStack services the tests run themselves, installed without recommended
+# packages (Nova's would pull about 300 more) and without starting them.
+OPENSTACK_PACKAGES := keystone
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 # The dev server as `make run` and `make bench-server` start it: its SQLite
 # file in WAL mode (about 1.5x the round trips of the default), with the
@@ -50,21 +53,35 @@ cluster: build deps
 	./bin/starter cluster
 
 # deps installs what the tests drive (Debian's ipmi_sim, ipmitool,
-# redfishtool, python3-sushy) when missing and starts the local PostgreSQL
-# when it is down. It fails loudly rather than letting tests skip.
+# redfishtool, python3-sushy, Keystone) when missing and starts the local
+# PostgreSQL when it is down. It fails loudly rather than letting tests skip.
+# The install starts no daemon (a policy-rc.d that refuses, for the install
+# only, when the machine has none) and skips dbconfig-common's database
+# set-up (tests make their own databases).
 deps: tools/bin/temporal cluster-tools webui/node_modules/.package-lock.json
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null \
-			|| { echo "apt-get install$$missing failed"; exit 1; }; \
-	fi
+	@$(call apt_install,$(APT_PACKAGES),)
+	@$(call apt_install,$(OPENSTACK_PACKAGES),--no-install-recommends)
 	@if [ -z "$$METALPOWER_TEST_POSTGRES_URL" ] && ! pg_isready -q -h 127.0.0.1 -p 5432; then \
 		echo "starting PostgreSQL"; \
 		pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -1) main start || { echo "cannot start PostgreSQL"; exit 1; }; \
 		for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 	@pg_isready -h $${METALPOWER_TEST_POSTGRES_HOST:-127.0.0.1} -p 5432 >/dev/null || { echo "PostgreSQL is not reachable"; exit 1; }
+
+# apt_install installs the packages of $(1) that are missing, with apt-get
+# options $(2), or fails saying which.
+define apt_install
+missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+	echo "installing:$$missing"; \
+	echo "dbconfig-common dbconfig-common/dbconfig-install boolean false" | debconf-set-selections; \
+	policy=""; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy=1; fi; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) $$missing >/dev/null; \
+	rc=$$?; [ -z "$$policy" ] || rm -f /usr/sbin/policy-rc.d; \
+	[ $$rc -eq 0 ] || { echo "apt-get install$$missing failed"; exit 1; }; \
+fi
+endef
 
 # The browser test's playwright-core, pinned in webui/package-lock.json
 # (Chromium itself is Debian's, from APT_PACKAGES: no browser downloads).
