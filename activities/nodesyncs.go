@@ -212,13 +212,12 @@ func (a *Activities) runNodeSync(ctx context.Context, in NodeSyncsInput, c SyncC
 	if err != nil {
 		return "", fmt.Errorf("start the power sync of node %s: %w", c.UUID, err)
 	}
-	id := opts.ID
 	var res NodeSyncResult
 	if err := run.Get(ctx, &res); err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		activity.GetLogger(ctx).Error("node sync failed", "node", c.UUID, "workflow_id", id, "error", err)
+		activity.GetLogger(ctx).Error("node sync failed", "node", c.UUID, "workflow_id", opts.ID, "error", err)
 		return SyncFailed, nil
 	}
 	return res.Action, nil

@@ -24,9 +24,6 @@ func Queue(base, group string) string {
 	return base + "." + strings.ToLower(group)
 }
 
-// SameGroup reports whether two conductor group names are the same group.
-func SameGroup(a, b string) bool { return strings.EqualFold(a, b) }
-
 // LiveWindow is how recently a worker must have polled a queue to count
 // as live: an idle worker's long poll is renewed about every minute, so a
 // worker gone for longer than this is taken as gone (Ironic's
