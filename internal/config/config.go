@@ -306,15 +306,25 @@ func redactURL(raw string) string {
 }
 
 // redactQuery masks the value of every password parameter of a raw query.
+// A piece without '=' after a password cannot be a parameter of its own:
+// it is taken as part of the password (an unescaped '&' in it), and masked
+// with it.
 func redactQuery(query string) string {
 	if query == "" {
 		return query
 	}
-	params := strings.Split(query, "&")
-	for i, p := range params {
-		if k, _, ok := strings.Cut(p, "="); ok && strings.EqualFold(k, "password") {
-			params[i] = k + "=" + mask
+	var out []string
+	inPassword := false
+	for _, p := range strings.Split(query, "&") {
+		k, _, ok := strings.Cut(p, "=")
+		switch {
+		case ok && strings.EqualFold(k, "password"):
+			out, inPassword = append(out, k+"="+mask), true
+		case !ok && inPassword:
+			// Part of the password: already masked.
+		default:
+			out, inPassword = append(out, p), false
 		}
 	}
-	return strings.Join(params, "&")
+	return strings.Join(out, "&")
 }

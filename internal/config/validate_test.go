@@ -188,6 +188,10 @@ func TestRedactURL(t *testing.T) {
 		{"postgresql://user:p%40ss@h/db", "postgresql://user:******@h/db"},
 		{"postgres://h/db?sslmode=require&password=hunter2", "postgres://h/db?sslmode=require&password=******"},
 		{"postgres://h:5432/db?application_name=a@b", "postgres://h:5432/db?application_name=a@b"},
+		// An unescaped '&' in a password: the piece after it is no
+		// parameter (no '='), so it is masked with the password.
+		{"postgres://h/db?user=metal&password=MAR&MAR", "postgres://h/db?user=metal&password=******"},
+		{"postgres://h/db?password=a&b&sslmode=disable", "postgres://h/db?password=******&sslmode=disable"},
 		// Unparseable by net/url (unescaped '#'/'/' in the password):
 		// everything between the user and the last '@' is masked.
 		{"postgres://user:hun#ter/2@h/db", "postgres://user:******@h/db"},
