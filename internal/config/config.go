@@ -34,8 +34,11 @@ type Config struct {
 	Database  Database  `toml:"database"`
 	Temporal  Temporal  `toml:"temporal"`
 	API       API       `toml:"api"`
-	Log       Log       `toml:"log"`
-	Debug     Debug     `toml:"debug"`
+	// KeystoneAuthtoken is keystonemiddleware's section, read when
+	// [api] auth_strategy is keystone.
+	KeystoneAuthtoken KeystoneAuthtoken `toml:"keystone_authtoken"`
+	Log               Log               `toml:"log"`
+	Debug             Debug             `toml:"debug"`
 }
 
 // Conductor holds the power-management options of Ironic's [conductor].
@@ -109,8 +112,33 @@ type Temporal struct {
 type API struct {
 	HostIP                string `toml:"host_ip" help:"IP address or host name the API listens on."`
 	Port                  int    `toml:"port" help:"TCP port the API listens on."`
-	AuthStrategy          string `toml:"auth_strategy" help:"API authentication: noauth or http_basic."`
+	AuthStrategy          string `toml:"auth_strategy" help:"API authentication: noauth, http_basic or keystone (tokens validated with Keystone as [keystone_authtoken] says, and Ironic's default access policy enforced)."`
 	HTTPBasicAuthUserFile string `toml:"http_basic_auth_user_file" help:"Apache htpasswd file used when auth_strategy is http_basic."`
+	// Ironic keeps these two in [DEFAULT].
+	RBACServiceRoleElevatedAccess bool   `toml:"rbac_service_role_elevated_access" help:"With auth_strategy keystone: users with the service role in the project rbac_service_project_name act on every node like a system-scoped member, whatever its owner or lessee (Ironic's option). Off: a service user acts only on the nodes its project owns or leases."`
+	RBACServiceProjectName        string `toml:"rbac_service_project_name" help:"Name of the project of the cloud's service users, for rbac_service_role_elevated_access."`
+}
+
+// KeystoneAuthtoken holds keystonemiddleware's [keystone_authtoken]
+// options: how the API validates users' tokens, and the service user it
+// logs in as to do so.
+type KeystoneAuthtoken struct {
+	WWWAuthenticateURI          string `toml:"www_authenticate_uri" secret:"url" help:"Keystone URL that unauthenticated clients are sent to, in the WWW-Authenticate header of a 401. Empty: auth_url."`
+	AuthURL                     string `toml:"auth_url" secret:"url" help:"Keystone URL the API logs in at as its service user, to validate tokens."`
+	AuthType                    string `toml:"auth_type" help:"How the service user logs in: password or v3applicationcredential."`
+	Username                    string `toml:"username" help:"Service user name (auth_type password)."`
+	Password                    string `toml:"password" secret:"true" help:"Service user password (auth_type password)."`
+	ProjectName                 string `toml:"project_name" help:"Project the service user's token is scoped to (auth_type password)."`
+	UserDomainName              string `toml:"user_domain_name" help:"Domain of the service user."`
+	ProjectDomainName           string `toml:"project_domain_name" help:"Domain of project_name."`
+	ApplicationCredentialID     string `toml:"application_credential_id" help:"Application credential ID (auth_type v3applicationcredential)."`
+	ApplicationCredentialSecret string `toml:"application_credential_secret" secret:"true" help:"Application credential secret (auth_type v3applicationcredential)."`
+	RegionName                  string `toml:"region_name" help:"Region of the identity endpoint in the service catalog; tokens are validated there (auth_url when the catalog has none)."`
+	Interface                   string `toml:"interface" help:"Catalog interface of the identity endpoint: public, internal or admin."`
+	CAFile                      string `toml:"cafile" help:"PEM file of CA certificates to verify Keystone's certificate with; empty means the system roots."`
+	Insecure                    bool   `toml:"insecure" help:"Do not verify Keystone's certificate. For testing only."`
+	TokenCacheTime              int    `toml:"token_cache_time" help:"Seconds a token's validation (valid or not) is cached, never past the token's expiry; a revoked token is refused at the latest this long after its revocation. -1 disables the cache."`
+	HTTPConnectTimeout          int    `toml:"http_connect_timeout" help:"Seconds each request to Keystone may take; a Keystone that does not answer in time makes the API answer 503."`
 }
 
 // Debug holds the options for looking inside a running process.
@@ -168,10 +196,21 @@ func Default() Config {
 			CodecCORSOrigins: "http://127.0.0.1:8233",
 		},
 		API: API{
-			HostIP:                "0.0.0.0",
-			Port:                  6385,
-			AuthStrategy:          "noauth",
-			HTTPBasicAuthUserFile: "/etc/metalpower/htpasswd",
+			HostIP:                 "0.0.0.0",
+			Port:                   6385,
+			AuthStrategy:           "noauth",
+			HTTPBasicAuthUserFile:  "/etc/metalpower/htpasswd",
+			RBACServiceProjectName: "service",
+		},
+		KeystoneAuthtoken: KeystoneAuthtoken{
+			AuthType:          "password",
+			UserDomainName:    "Default",
+			ProjectDomainName: "Default",
+			Interface:         "internal",
+			TokenCacheTime:    300,
+			// keystonemiddleware has no bound by default; a hung Keystone
+			// would hang every request.
+			HTTPConnectTimeout: 10,
 		},
 		Log: Log{
 			Level:  "info",

@@ -149,8 +149,14 @@ func unknownEnv(key string, sections map[string]bool) error {
 	if !strings.Contains(rest, "_") {
 		return nil
 	}
-	// Section names contain no underscore, so the section is the first word.
+	// The longest section name that prefixes rest is the section
+	// (keystone_authtoken holds an underscore); none: the first word.
 	section, _, _ := strings.Cut(rest, "_")
+	for s := range sections {
+		if strings.HasPrefix(rest, s+"_") && (!sections[section] || len(s) > len(section)) {
+			section = s
+		}
+	}
 	if sections[section] {
 		return fmt.Errorf("environment variable %s: no such option in [%s]", key, strings.ToLower(section))
 	}

@@ -31,6 +31,9 @@ func (c Config) Validate() error {
 	v.database(c.Database)
 	v.temporal(c.Temporal)
 	v.api(c.API)
+	if c.API.AuthStrategy == "keystone" {
+		v.keystoneAuthtoken(c.KeystoneAuthtoken)
+	}
 	v.log(c.Log)
 	return errors.Join(v.errs...)
 }
@@ -116,9 +119,7 @@ func (v *validator) nova(c Nova) {
 		// Notifications are then disabled at runtime.
 		return
 	}
-	if u, err := url.Parse(c.AuthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.failf(s, "auth_url", "must be an http:// or https:// URL (got %q)", redactURL(c.AuthURL))
-	}
+	v.httpURL(s, "auth_url", c.AuthURL, true)
 	if !c.SendPowerNotifications {
 		return
 	}
@@ -231,9 +232,46 @@ func (v *validator) api(c API) {
 	if c.Port < 1 || c.Port > 65535 {
 		v.failf(s, "port", "must be 1 to 65535 (got %d)", c.Port)
 	}
-	v.oneOf(s, "auth_strategy", c.AuthStrategy, "noauth", "http_basic")
+	v.oneOf(s, "auth_strategy", c.AuthStrategy, "noauth", "http_basic", "keystone")
 	if c.AuthStrategy == "http_basic" {
 		v.readableFile(s, "http_basic_auth_user_file", c.HTTPBasicAuthUserFile)
+	}
+	if c.AuthStrategy == "keystone" {
+		v.notEmpty(s, "rbac_service_project_name", c.RBACServiceProjectName)
+	}
+}
+
+func (v *validator) keystoneAuthtoken(c KeystoneAuthtoken) {
+	const s = "keystone_authtoken"
+	v.httpURL(s, "auth_url", c.AuthURL, true)
+	v.httpURL(s, "www_authenticate_uri", c.WWWAuthenticateURI, false)
+	v.oneOf(s, "auth_type", c.AuthType, "password", "v3applicationcredential")
+	switch c.AuthType {
+	case "password":
+		v.notEmpty(s, "username", c.Username)
+		v.notEmpty(s, "password", c.Password)
+	case "v3applicationcredential":
+		v.notEmpty(s, "application_credential_id", c.ApplicationCredentialID)
+		v.notEmpty(s, "application_credential_secret", c.ApplicationCredentialSecret)
+	}
+	v.oneOf(s, "interface", c.Interface, "public", "internal", "admin")
+	if c.CAFile != "" {
+		v.readableFile(s, "cafile", c.CAFile)
+	}
+	v.atLeast(s, "token_cache_time", c.TokenCacheTime, -1)
+	v.atLeast(s, "http_connect_timeout", c.HTTPConnectTimeout, 1)
+}
+
+// httpURL checks that raw is an http:// or https:// URL with a host.
+func (v *validator) httpURL(section, name, raw string, required bool) {
+	if raw == "" {
+		if required {
+			v.notEmpty(section, name, raw)
+		}
+		return
+	}
+	if u, err := url.Parse(raw); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		v.failf(section, name, "must be an http:// or https:// URL (got %q)", redactURL(raw))
 	}
 }
 

@@ -123,8 +123,36 @@ func TestValidate(t *testing.T) {
 		{"api empty host", func(c *Config) { c.API.HostIP = "" }, []string{"[api] host_ip"}},
 		{"api port 0", func(c *Config) { c.API.Port = 0 }, []string{"[api] port: must be 1 to 65535 (got 0)"}},
 		{"api port high", func(c *Config) { c.API.Port = 65536 }, []string{"[api] port"}},
-		{"api auth", func(c *Config) { c.API.AuthStrategy = "keystone" },
-			[]string{`[api] auth_strategy: must be one of noauth, http_basic (got "keystone")`}},
+		{"api auth", func(c *Config) { c.API.AuthStrategy = "kerberos" },
+			[]string{`[api] auth_strategy: must be one of noauth, http_basic, keystone (got "kerberos")`}},
+		{"keystone needs a service user", func(c *Config) { c.API.AuthStrategy = "keystone" },
+			[]string{"[keystone_authtoken] auth_url: must not be empty", "[keystone_authtoken] username: must not be empty",
+				"[keystone_authtoken] password: must not be empty"}},
+		{"keystone ok", func(c *Config) {
+			c.API.AuthStrategy = "keystone"
+			c.KeystoneAuthtoken.AuthURL = "http://127.0.0.1:5000/v3"
+			c.KeystoneAuthtoken.Username, c.KeystoneAuthtoken.Password = "metalpower", "pw"
+		}, nil},
+		{"keystone application credential", func(c *Config) {
+			c.API.AuthStrategy = "keystone"
+			c.KeystoneAuthtoken.AuthURL = "https://keystone/v3"
+			c.KeystoneAuthtoken.AuthType = "v3applicationcredential"
+		}, []string{"[keystone_authtoken] application_credential_id: must not be empty",
+			"[keystone_authtoken] application_credential_secret: must not be empty"}},
+		{"keystone bad values", func(c *Config) {
+			c.API.AuthStrategy = "keystone"
+			c.API.RBACServiceProjectName = ""
+			k := &c.KeystoneAuthtoken
+			k.AuthURL, k.WWWAuthenticateURI = "keystone:5000", "ftp://user:hunter2@keystone"
+			k.AuthType, k.Interface = "token", "private"
+			k.TokenCacheTime, k.HTTPConnectTimeout = -2, 0
+			k.CAFile = "/nonexistent/ca.pem"
+		}, []string{`[keystone_authtoken] auth_url: must be an http:// or https:// URL (got "keystone:5000")`,
+			`[keystone_authtoken] www_authenticate_uri: must be an http:// or https:// URL (got "ftp://user:******@keystone")`,
+			"[keystone_authtoken] auth_type: must be one of password, v3applicationcredential", "[keystone_authtoken] interface",
+			"[keystone_authtoken] token_cache_time: must be at least -1", "[keystone_authtoken] http_connect_timeout",
+			"[keystone_authtoken] cafile", "[api] rbac_service_project_name: must not be empty"}},
+		{"keystone section ignored without keystone", func(c *Config) { c.KeystoneAuthtoken.TokenCacheTime = -5 }, nil},
 		{"api htpasswd", func(c *Config) { c.API.AuthStrategy = "http_basic"; c.API.HTTPBasicAuthUserFile = pem }, nil},
 		{"api htpasswd missing", func(c *Config) { c.API.AuthStrategy = "http_basic"; c.API.HTTPBasicAuthUserFile = missing },
 			[]string{"[api] http_basic_auth_user_file", missing}},
@@ -217,6 +245,8 @@ func TestSecretsNeverShown(t *testing.T) {
 	c.Temporal.APIKey = secret
 	c.Temporal.PayloadEncryptionKeys = secret
 	c.Temporal.CodecAuthToken = secret
+	c.KeystoneAuthtoken.Password = secret
+	c.KeystoneAuthtoken.ApplicationCredentialSecret = secret
 	c.Database.URL = "postgres://metalpower:" + secret + "@db/metalpower?password=" + secret
 	c.Nova.AuthURL = "https://admin:" + secret + "@keystone/v3"
 	for _, o := range Options() {
