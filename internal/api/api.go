@@ -19,6 +19,8 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/metalpower/metalpower/internal/metrics"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/policy"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -41,8 +43,10 @@ type Server struct {
 	// a BMC, it starts workflows on the workers of each node's group.
 	TaskQueue string
 	Log       zerolog.Logger
-	// Auth checks a request's credentials; nil means noauth.
-	Auth func(r *http.Request) bool
+	// Auth authenticates requests; nil means noauth.
+	Auth Authenticator
+	// Policy is the access policy enforced on Keystone callers.
+	Policy policy.Config
 	// Pprof serves /debug/pprof/ behind the API's authentication
 	// ([debug] pprof).
 	Pprof bool
@@ -69,7 +73,14 @@ func (s *Server) Handler() http.Handler {
 	top.Handle("GET /readyz", metrics.Readyz(s.readyChecks()...))
 	routes := s.routes()
 	if s.Pprof {
-		routes.Handle("/debug/pprof/", metrics.Pprof())
+		pprof := metrics.Pprof()
+		routes.HandleFunc("/debug/pprof/", func(w http.ResponseWriter, r *http.Request) {
+			if err := s.Policy.Authorize(policy.DebugPprof, credentialsOf(r), policy.Target{}); err != nil {
+				s.writePolicyError(w, r, err)
+				return
+			}
+			pprof.ServeHTTP(w, r)
+		})
 	}
 	top.Handle("/", s.middleware(routes, m))
 	return top
@@ -99,25 +110,32 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /{$}", s.root)
 	mux.HandleFunc("GET /v1", s.v1)
 	mux.HandleFunc("GET /v1/{$}", s.v1)
+	// Each route of one node names the rule lookup enforces; the others
+	// decide in their handlers (list, create, patch per field).
+	node := func(pattern, rule string, h http.HandlerFunc) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			h(w, r.WithContext(context.WithValue(r.Context(), ruleKey, rule)))
+		})
+	}
 	mux.HandleFunc("GET /v1/nodes", s.listNodes)
 	mux.HandleFunc("GET /v1/nodes/{$}", s.listNodes) // the baremetal CLI adds the slash
 	mux.HandleFunc("GET /v1/nodes/detail", s.listNodesDetail)
 	mux.HandleFunc("POST /v1/nodes", s.createNode)
 	mux.HandleFunc("POST /v1/nodes/{$}", s.createNode)
-	mux.HandleFunc("GET /v1/nodes/{ident}", s.showNode)
-	mux.HandleFunc("PATCH /v1/nodes/{ident}", s.patchNode)
-	mux.HandleFunc("DELETE /v1/nodes/{ident}", s.deleteNode)
-	mux.HandleFunc("GET /v1/nodes/{ident}/states", s.getStates)
-	mux.HandleFunc("GET /v1/nodes/{ident}/history", s.nodeHistory)
-	mux.HandleFunc("PUT /v1/nodes/{ident}/states/power", s.setPower)
-	mux.HandleFunc("PUT /v1/nodes/{ident}/states/provision", s.setProvision)
-	mux.HandleFunc("PUT /v1/nodes/{ident}/maintenance", s.setMaintenance)
-	mux.HandleFunc("DELETE /v1/nodes/{ident}/maintenance", s.unsetMaintenance)
-	mux.HandleFunc("GET /v1/nodes/{ident}/traits", s.listTraits)
-	mux.HandleFunc("PUT /v1/nodes/{ident}/traits", s.setTraits)
-	mux.HandleFunc("DELETE /v1/nodes/{ident}/traits", s.clearTraits)
-	mux.HandleFunc("PUT /v1/nodes/{ident}/traits/{trait}", s.addTrait)
-	mux.HandleFunc("DELETE /v1/nodes/{ident}/traits/{trait}", s.removeTrait)
+	node("GET /v1/nodes/{ident}", policy.NodeGet, s.showNode)
+	node("PATCH /v1/nodes/{ident}", "", s.patchNode)
+	node("DELETE /v1/nodes/{ident}", policy.NodeDelete, s.deleteNode)
+	node("GET /v1/nodes/{ident}/states", policy.NodeGetStates, s.getStates)
+	node("GET /v1/nodes/{ident}/history", policy.NodeHistoryGet, s.nodeHistory)
+	node("PUT /v1/nodes/{ident}/states/power", policy.NodeSetPowerState, s.setPower)
+	node("PUT /v1/nodes/{ident}/states/provision", policy.NodeSetProvisionState, s.setProvision)
+	node("PUT /v1/nodes/{ident}/maintenance", policy.NodeSetMaintenance, s.setMaintenance)
+	node("DELETE /v1/nodes/{ident}/maintenance", policy.NodeClearMaintenance, s.unsetMaintenance)
+	node("GET /v1/nodes/{ident}/traits", policy.NodeTraitsList, s.listTraits)
+	node("PUT /v1/nodes/{ident}/traits", policy.NodeTraitsSet, s.setTraits)
+	node("DELETE /v1/nodes/{ident}/traits", policy.NodeTraitsDelete, s.clearTraits)
+	node("PUT /v1/nodes/{ident}/traits/{trait}", policy.NodeTraitsSet, s.addTrait)
+	node("DELETE /v1/nodes/{ident}/traits/{trait}", policy.NodeTraitsDelete, s.removeTrait)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "The resource could not be found: metalpower serves the power-related subset of Ironic's API.")
 	})
@@ -126,7 +144,11 @@ func (s *Server) routes() *http.ServeMux {
 
 type ctxKey int
 
-const versionKey ctxKey = iota
+const (
+	versionKey ctxKey = iota
+	credentialsKey
+	ruleKey
+)
 
 // middleware adds what every request gets, in Ironic's manner, and
 // records it by route pattern (never the raw path: one series per node
@@ -156,13 +178,12 @@ func (s *Server) middleware(mux *http.ServeMux, m *metrics.Metrics) http.Handler
 		rec.Header().Set("X-OpenStack-Ironic-API-Version", ver.String())
 		rec.Header().Set("OpenStack-API-Version", "baremetal "+ver.String())
 		rec.Header().Add("Vary", "X-OpenStack-Ironic-API-Version")
-		// Version discovery is public, as in Ironic.
-		if s.Auth != nil && r.URL.Path != "/" && r.URL.Path != "/v1" && r.URL.Path != "/v1/" && !s.Auth(r) {
-			rec.Header().Set("WWW-Authenticate", `Basic realm="Baremetal API"`)
-			writeError(rec, http.StatusUnauthorized, "The request you have made requires authentication.")
+		creds, ok := s.authenticate(rec, r, reqID)
+		if !ok {
 			return
 		}
-		routed = r.WithContext(context.WithValue(r.Context(), versionKey, ver))
+		ctx := context.WithValue(r.Context(), versionKey, ver)
+		routed = r.WithContext(context.WithValue(ctx, credentialsKey, creds))
 		mux.ServeHTTP(rec, routed)
 	})
 }
@@ -325,3 +346,65 @@ func (s *Server) v1(w http.ResponseWriter, r *http.Request) {
 		"version":     versionDoc(r),
 	})
 }
+
+// Authenticator checks a request's credentials. Its errors wrap
+// policy.ErrUnauthenticated (401) or say why it could not tell (503).
+type Authenticator interface {
+	Authenticate(r *http.Request) (policy.Credentials, error)
+	// Challenge is the WWW-Authenticate header of a 401.
+	Challenge() string
+}
+
+// authenticate answers 401 or 503 itself when the request may not go on.
+// Version discovery is public, as in Ironic.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, reqID string) (policy.Credentials, bool) {
+	if s.Auth == nil {
+		return policy.Unrestricted, true
+	}
+	if r.Method == http.MethodGet && (r.URL.Path == "/" || r.URL.Path == "/v1" || r.URL.Path == "/v1/") {
+		return policy.Credentials{}, true
+	}
+	creds, err := s.Auth.Authenticate(r)
+	switch {
+	case err == nil:
+		return creds, true
+	case errors.Is(err, policy.ErrUnauthenticated):
+		s.Log.Info().Str("request_id", reqID).Str("reason", err.Error()).Msg("api request not authenticated")
+		w.Header().Set("WWW-Authenticate", s.Auth.Challenge())
+		writeError(w, http.StatusUnauthorized, "The request you have made requires authentication.")
+	default:
+		s.Log.Warn().Str("request_id", reqID).Err(err).Msg("api request: authentication unavailable")
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	}
+	return policy.Credentials{}, false
+}
+
+func credentialsOf(r *http.Request) policy.Credentials {
+	c, _ := r.Context().Value(credentialsKey).(policy.Credentials)
+	return c
+}
+
+func ruleOf(r *http.Request) string {
+	rule, _ := r.Context().Value(ruleKey).(string)
+	return rule
+}
+
+// writePolicyError answers a refusal of the access policy as Ironic: 404
+// for a node the caller may not see, 403 for an action it may not take.
+func (s *Server) writePolicyError(w http.ResponseWriter, r *http.Request, err error) {
+	var forbidden *policy.ForbiddenError
+	var invalid *policy.InvalidError
+	switch {
+	case errors.Is(err, policy.ErrHidden):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("Node %s could not be found.", r.PathValue("ident")))
+	case errors.As(err, &forbidden):
+		writeError(w, http.StatusForbidden, forbidden.Error())
+	case errors.As(err, &invalid):
+		writeError(w, http.StatusBadRequest, invalid.Error())
+	default:
+		s.internalError(w, r, err)
+	}
+}
+
+// target is what the policy checks a request on n against.
+func target(n *node.Node) policy.Target { return policy.Target{Owner: n.Owner, Lessee: n.Lessee} }

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"golang.org/x/crypto/bcrypt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +25,7 @@ func TestMetricsAndHealthNeedNoAuth(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{})
 	m := metrics.MustNew()
-	auth := func(r *http.Request) bool { u, pw, ok := r.BasicAuth(); return ok && u == "admin" && pw == "pw" }
+	auth := basicAuth(t, "admin", "pw")
 	h := (&api.Server{Store: s.Store, Temporal: s.Client, TaskQueue: s.Config.Temporal.TaskQueue,
 		Log: zerolog.Nop(), Auth: auth, Metrics: m}).Handler()
 	ts := httptest.NewServer(h)
@@ -92,7 +93,7 @@ func TestMetricsAndHealthNeedNoAuth(t *testing.T) {
 // unless [debug] pprof is on; then it needs the API's credentials.
 func TestPprofIsOffByDefaultAndBehindAuth(t *testing.T) {
 	t.Parallel()
-	auth := func(r *http.Request) bool { u, pw, ok := r.BasicAuth(); return ok && u == "admin" && pw == "pw" }
+	auth := basicAuth(t, "admin", "pw")
 	for _, on := range []bool{false, true} {
 		ts := httptest.NewServer((&api.Server{Log: zerolog.Nop(), Auth: auth, Pprof: on}).Handler())
 		get := func(path string, creds bool) (int, string) {
@@ -120,4 +121,14 @@ func TestPprofIsOffByDefaultAndBehindAuth(t *testing.T) {
 		}
 		ts.Close()
 	}
+}
+
+// basicAuth is an htpasswd of one user, as http_basic loads it.
+func basicAuth(t *testing.T, user, password string) api.Htpasswd {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api.Htpasswd{user: hash}
 }

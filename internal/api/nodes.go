@@ -30,6 +30,8 @@ var nodeFields = []struct {
 	{"created_at", 1, false}, {"updated_at", 1, false}, {"power_sync_failures", 1, false},
 	// Stored for Nova's ironic driver, which reads them.
 	{"properties", 1, false}, {"resource_class", 21, false}, {"traits", 37, false}, {"conductor_group", 46, false},
+	// Keystone projects the access policy matches callers against.
+	{"owner", 50, false}, {"lessee", 65, false},
 	// Ironic fields metalpower does not manage, shown empty so clients
 	// that ask for them get an answer.
 	{"target_provision_state", 1, false}, {"console_enabled", 1, false},
@@ -74,7 +76,8 @@ func view(r *http.Request, n *node.Node, fields []string) map[string]any {
 	return out
 }
 
-// lookup finds the node a path names: by UUID, or by name from 1.5.
+// lookup finds the node a path names: by UUID, or by name from 1.5,
+// if the caller may see it and the route's rule lets it act.
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*node.Node, bool) {
 	ident := r.PathValue("ident")
 	if !node.ValidUUID(ident) && !versionOf(r).AtLeast(5) {
@@ -88,6 +91,10 @@ func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (*node.Node, boo
 	}
 	if err != nil {
 		s.internalError(w, r, err)
+		return nil, false
+	}
+	if err := s.Policy.Node(ruleOf(r), credentialsOf(r), target(n)); err != nil {
+		s.writePolicyError(w, r, err)
 		return nil, false
 	}
 	return n, true
@@ -189,15 +196,22 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 	if query.Limit == 0 {
 		query.Limit = 1000
 	}
-	if !s.filters(w, q, &query.Filter) {
+	if !s.filters(w, r, &query.Filter) {
 		return
 	}
+	// A project's member sees the nodes the project owns or leases.
+	project, err := s.Policy.ListScope(credentialsOf(r), q.Get("project"))
+	if err != nil {
+		s.writePolicyError(w, r, err)
+		return
+	}
+	query.Project = project
 	gen, err := s.Store.Generation(r.Context())
 	if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
-	key := pageKey(r, fields)
+	key := pageKey(r, fields) + " project=" + project
 	if body, ok := s.pages.get(gen, key); ok {
 		writeEncoded(w, http.StatusOK, body)
 		return
@@ -253,7 +267,8 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 	writeEncoded(w, http.StatusOK, b.Bytes())
 }
 
-func (s *Server) filters(w http.ResponseWriter, q url.Values, f *store.Filter) bool {
+func (s *Server) filters(w http.ResponseWriter, r *http.Request, f *store.Filter) bool {
+	q := r.URL.Query()
 	boolParam := func(name string) (*bool, bool) {
 		raw := q.Get(name)
 		if raw == "" {
@@ -296,6 +311,20 @@ func (s *Server) filters(w http.ResponseWriter, q url.Values, f *store.Filter) b
 		}
 		f.ConductorGroup = &g
 	}
+	for _, p := range []struct {
+		name  string
+		since int
+		dst   *string
+	}{{"owner", 50, &f.Owner}, {"lessee", 65, &f.Lessee}} {
+		if !q.Has(p.name) {
+			continue
+		}
+		if !versionOf(r).AtLeast(p.since) {
+			writeError(w, http.StatusNotAcceptable, fmt.Sprintf("Request not acceptable. The minimal required API version should be 1.%d", p.since))
+			return false
+		}
+		*p.dst = q.Get(p.name)
+	}
 	return true
 }
 
@@ -312,6 +341,8 @@ type createRequest struct {
 	ConductorGroup  *string         `json:"conductor_group"`
 	Properties      map[string]any  `json:"properties"`
 	Traits          []string        `json:"traits"`
+	Owner           *string         `json:"owner"`
+	Lessee          *string         `json:"lessee"`
 }
 
 func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
@@ -336,6 +367,19 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotAcceptable, "The conductor_group field needs API version 1.46 or later.")
 		return
 	}
+	if req.Owner != nil && !v.AtLeast(50) {
+		writeError(w, http.StatusNotAcceptable, "The owner field needs API version 1.50 or later.")
+		return
+	}
+	if req.Lessee != nil && !v.AtLeast(65) {
+		writeError(w, http.StatusNotAcceptable, "The lessee field needs API version 1.65 or later.")
+		return
+	}
+	owner, err := s.Policy.CreateOwner(credentialsOf(r), deref(req.Owner))
+	if err != nil {
+		s.writePolicyError(w, r, err)
+		return
+	}
 	if req.Traits != nil {
 		writeError(w, http.StatusBadRequest, "Cannot specify node traits on node creation. Traits must be set via the node traits API.")
 		return
@@ -347,6 +391,7 @@ func (s *Server) createNode(w http.ResponseWriter, r *http.Request) {
 	}
 	n.InstanceUUID, n.Extra, n.DisablePowerOff = strings.ToLower(deref(req.InstanceUUID)), req.Extra, req.DisablePowerOff
 	n.ResourceClass, n.Properties = deref(req.ResourceClass), req.Properties
+	n.Owner, n.Lessee = owner, deref(req.Lessee)
 	group, err := node.ConductorGroup(deref(req.ConductorGroup))
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())

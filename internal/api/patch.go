@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/policy"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -42,6 +43,20 @@ func (s *Server) patchNode(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "Patch must contain at least one operation.")
 		return
 	}
+	// Every field's rule must allow the change, as Ironic's
+	// _authorize_patch_and_get_node.
+	creds := credentialsOf(r)
+	for _, op := range ops {
+		if err := s.Policy.Authorize(patchRule(op.Path), creds, target(n)); err != nil {
+			s.writePolicyError(w, r, err)
+			return
+		}
+		if patchField(op.Path) == "owner" && n.ProvisionState == node.Active &&
+			!s.Policy.Allowed(policy.NodeUpdateOwnerProvisioned, creds, target(n)) {
+			writeError(w, http.StatusConflict, fmt.Sprintf("Cannot update owner of node %q while it is in state %q.", n.UUID, n.ProvisionState))
+			return
+		}
+	}
 	v := versionOf(r)
 	updated, err := store.Modify(r.Context(), s.Store, n.UUID, func(n *node.Node) error {
 		was := n.Maintenance
@@ -63,6 +78,37 @@ func (s *Server) patchNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, view(r, updated, nil))
+}
+
+// patchField is the node field a patch path changes.
+func patchField(path string) string {
+	field, _, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
+	return field
+}
+
+// patchRule is the policy rule a change of path needs.
+func patchRule(path string) string {
+	switch patchField(path) {
+	case "extra":
+		return policy.NodeUpdateExtra
+	case "driver_info":
+		return policy.NodeUpdateDriverInfo
+	case "properties":
+		return policy.NodeUpdateProperties
+	case "instance_uuid":
+		return policy.NodeUpdateInstanceUUID
+	case "lessee":
+		return policy.NodeUpdateLessee
+	case "owner":
+		return policy.NodeUpdateOwner
+	case "driver":
+		return policy.NodeUpdateDriver
+	case "conductor_group":
+		return policy.NodeUpdateConductorGroup
+	case "name":
+		return policy.NodeUpdateName
+	}
+	return policy.NodeUpdate
 }
 
 func applyOp(n *node.Node, op patchOp, v Version) error {
@@ -140,6 +186,16 @@ func applyOp(n *node.Node, op patchOp, v Version) error {
 		}
 		n.ConductorGroup = group
 		return nil
+	case "owner":
+		if !v.AtLeast(50) {
+			return badPatch("The owner field needs API version 1.50 or later.")
+		}
+		return setString(&n.Owner, op, remove)
+	case "lessee":
+		if !v.AtLeast(65) {
+			return badPatch("The lessee field needs API version 1.65 or later.")
+		}
+		return setString(&n.Lessee, op, remove)
 	case "traits":
 		return badPatch("Cannot update node traits via node patch. Node traits should be updated via the node traits API.")
 	case "driver_info", "extra", "properties":

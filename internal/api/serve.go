@@ -18,8 +18,10 @@ import (
 
 	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/keystone"
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/metrics"
+	"github.com/metalpower/metalpower/internal/policy"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 )
@@ -32,13 +34,22 @@ func Serve(ctx context.Context, cfg config.Config, log zerolog.Logger, ready cha
 		return fmt.Errorf("metrics: %w", err)
 	}
 	defer m.Shutdown(context.Background())
-	s := &Server{TaskQueue: cfg.Temporal.TaskQueue, Log: log, Metrics: m, Pprof: cfg.Debug.Pprof}
-	if cfg.API.AuthStrategy == "http_basic" {
+	s := &Server{TaskQueue: cfg.Temporal.TaskQueue, Log: log, Metrics: m, Pprof: cfg.Debug.Pprof,
+		Policy: policy.Config{ServiceRoleElevatedAccess: cfg.API.RBACServiceRoleElevatedAccess,
+			ServiceProjectName: cfg.API.RBACServiceProjectName}}
+	switch cfg.API.AuthStrategy {
+	case "http_basic":
 		users, err := LoadHtpasswd(cfg.API.HTTPBasicAuthUserFile)
 		if err != nil {
 			return err
 		}
-		s.Auth = users.Check
+		s.Auth = users
+	case "keystone":
+		v, err := keystone.FromConfig(cfg.KeystoneAuthtoken)
+		if err != nil {
+			return err
+		}
+		s.Auth = v
 	}
 	st, err := store.Open(ctx, cfg.Database.URL)
 	if err != nil {
@@ -124,19 +135,27 @@ func LoadHtpasswd(path string) (Htpasswd, error) {
 	return users, nil
 }
 
-// Check verifies a request's HTTP basic credentials.
-func (h Htpasswd) Check(r *http.Request) bool {
+// Authenticate verifies a request's HTTP basic credentials. Like
+// Ironic's http_basic, it enforces no access policy: every user may do
+// everything.
+func (h Htpasswd) Authenticate(r *http.Request) (policy.Credentials, error) {
 	user, pass, ok := r.BasicAuth()
 	if !ok {
-		return false
+		return policy.Credentials{}, fmt.Errorf("no basic credentials: %w", policy.ErrUnauthenticated)
 	}
 	hash, known := h[user]
 	if !known {
 		// Same work for unknown users, so timing does not tell them apart.
 		bcrypt.CompareHashAndPassword(dummyHash, []byte(pass))
-		return false
+		return policy.Credentials{}, fmt.Errorf("unknown user: %w", policy.ErrUnauthenticated)
 	}
-	return bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil
+	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
+		return policy.Credentials{}, fmt.Errorf("wrong password: %w", policy.ErrUnauthenticated)
+	}
+	return policy.Unrestricted, nil
 }
+
+// Challenge asks for basic credentials.
+func (Htpasswd) Challenge() string { return `Basic realm="Baremetal API"` }
 
 var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("metalpower"), bcrypt.MinCost)

@@ -291,7 +291,7 @@ func TestHTTPBasicAuth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	url := s.StartAPI(t, users.Check)
+	url := s.StartAPI(t, users)
 	if status, hdr, _ := do(t, http.MethodGet, url+"/v1/nodes", "", ""); status != 401 || !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Basic") {
 		t.Fatalf("no credentials: %d", status)
 	}

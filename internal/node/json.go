@@ -25,6 +25,8 @@ type view struct {
 	Properties        map[string]any `json:"properties"`
 	Traits            []string       `json:"traits"`
 	ConductorGroup    string         `json:"conductor_group"`
+	Owner             *string        `json:"owner"`
+	Lessee            *string        `json:"lessee"`
 	SyncFailures      int            `json:"power_sync_failures"`
 	CreatedAt         string         `json:"created_at"`
 	UpdatedAt         *string        `json:"updated_at"`
@@ -43,8 +45,8 @@ func (n *Node) MarshalJSON() ([]byte, error) {
 		Maintenance: n.Maintenance, MaintenanceReason: ptr(n.MaintenanceReason), Fault: ptr(n.Fault),
 		LastError: ptr(n.LastError), InstanceUUID: ptr(n.InstanceUUID), DisablePowerOff: n.DisablePowerOff,
 		Extra: n.Extra, ResourceClass: ptr(n.ResourceClass), Properties: n.Properties, Traits: n.Traits,
-		ConductorGroup: n.ConductorGroup,
-		SyncFailures:   n.SyncFailures, CreatedAt: n.CreatedAt.UTC().Format(TimeFormat),
+		ConductorGroup: n.ConductorGroup, Owner: ptr(n.Owner), Lessee: ptr(n.Lessee),
+		SyncFailures: n.SyncFailures, CreatedAt: n.CreatedAt.UTC().Format(TimeFormat),
 	}
 	if v.Properties == nil {
 		v.Properties = map[string]any{}

@@ -124,6 +124,10 @@ type Node struct {
 	// ConductorGroup is Ironic's conductor_group: lower case, "" for the
 	// default group.
 	ConductorGroup string
+	// Owner and Lessee are Keystone project IDs, as Ironic's: the project
+	// that owns the node and the one it is leased to. The access policy
+	// lets their members see and act on it.
+	Owner, Lessee string
 	// SyncFailures counts consecutive failed power syncs. Ironic keeps this
 	// in conductor memory; we keep it with the node so restarts do not reset
 	// the road to maintenance.

@@ -25,6 +25,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack"
 
 	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/keystone"
 )
 
 // ErrNotConfigured means [nova] lacks auth_url or credentials, so no
@@ -127,9 +128,9 @@ func New(cfg config.Nova, opts Options) (*Notifier, error) {
 	if u, err := url.Parse(cfg.AuthURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("[nova] auth_url %q is not an http:// or https:// URL", redactURL(cfg.AuthURL))
 	}
-	avail, err := availability(cfg.Interface)
+	avail, err := keystone.Availability(cfg.Interface)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("[nova] %w", err)
 	}
 	var client http.Client
 	if opts.HTTPClient != nil {
@@ -142,52 +143,13 @@ func New(cfg config.Nova, opts Options) (*Notifier, error) {
 	return &Notifier{cfg: cfg, http: client, avail: avail, login: make(chan struct{}, 1)}, nil
 }
 
-// availability maps [nova] interface to a catalog interface; keystoneauth
-// also accepts the "publicURL" spellings of Identity v2.
-func availability(iface string) (gophercloud.Availability, error) {
-	switch strings.TrimSuffix(iface, "URL") {
-	case "", "internal":
-		return gophercloud.AvailabilityInternal, nil
-	case "public":
-		return gophercloud.AvailabilityPublic, nil
-	case "admin":
-		return gophercloud.AvailabilityAdmin, nil
-	}
-	return "", fmt.Errorf("[nova] interface %q: want public, internal or admin", iface)
-}
-
-// authOptions builds the Keystone v3 login. An application credential
-// wins when both kinds of credentials are set, being the narrower grant.
+// authOptions is the Keystone v3 login of [nova].
 func (n *Notifier) authOptions() gophercloud.AuthOptions {
 	c := n.cfg
-	ao := gophercloud.AuthOptions{
-		IdentityEndpoint: c.AuthURL,
-		// Keep the credentials so that a 401 from Nova (expired or revoked
-		// token) triggers one new login and a retry.
-		AllowReauth: true,
-	}
-	if c.ApplicationCredentialID != "" && c.ApplicationCredentialSecret != "" {
-		// The credential carries its own project scope; Keystone refuses
-		// an explicit one.
-		ao.ApplicationCredentialID = c.ApplicationCredentialID
-		ao.ApplicationCredentialSecret = c.ApplicationCredentialSecret
-		return ao
-	}
-	ao.Username = c.Username
-	ao.Password = c.Password
-	ao.DomainName = orDefault(c.UserDomainName)
-	if c.ProjectName != "" {
-		// Without a scope Keystone uses the user's default project.
-		ao.Scope = &gophercloud.AuthScope{ProjectName: c.ProjectName, DomainName: orDefault(c.ProjectDomainName)}
-	}
-	return ao
-}
-
-func orDefault(domain string) string {
-	if domain == "" {
-		return "Default"
-	}
-	return domain
+	return keystone.Login{AuthURL: c.AuthURL, Username: c.Username, Password: c.Password,
+		ProjectName: c.ProjectName, UserDomainName: c.UserDomainName, ProjectDomainName: c.ProjectDomainName,
+		ApplicationCredentialID: c.ApplicationCredentialID, ApplicationCredentialSecret: c.ApplicationCredentialSecret,
+	}.AuthOptions()
 }
 
 // client returns the compute client, logging in first if needed.

@@ -59,11 +59,13 @@ func (cfg Config) Authorize(rule string, c Credentials, t Target) error {
 // check_node_policy_and_retrieve: a caller that may not get the node is
 // told it does not exist (ErrHidden); one that may see it but not do
 // rule is refused (*ForbiddenError). rule "" checks visibility only.
+// Deletion falls back to baremetal:node:delete:self_owned_node, as
+// Ironic's delete does for the owner's admin.
 func (cfg Config) Node(rule string, c Credentials, t Target) error {
 	if !cfg.Allowed(NodeGet, c, t) {
 		return ErrHidden
 	}
-	if rule == "" {
+	if rule == "" || (rule == NodeDelete && cfg.Allowed(NodeDeleteSelfOwned, c, t)) {
 		return nil
 	}
 	return cfg.Authorize(rule, c, t)
@@ -104,17 +106,6 @@ func (cfg Config) CreateOwner(c Credentials, requested string) (string, error) {
 		return "", &InvalidError{"Cannot create a node as a project scoped admin with an owner other than your own project."}
 	}
 	return c.ProjectID, nil
-}
-
-// Delete decides a node deletion: baremetal:node:delete, or for the
-// owner's admin baremetal:node:delete:self_owned_node.
-func (cfg Config) Delete(c Credentials, t Target) error {
-	err := cfg.Node(NodeDelete, c, t)
-	var forbidden *ForbiddenError
-	if errors.As(err, &forbidden) && cfg.Allowed(NodeDeleteSelfOwned, c, t) {
-		return nil
-	}
-	return err
 }
 
 // Rule is one of Ironic's policy rules: its name, its default check

@@ -63,6 +63,7 @@ func TestRules(t *testing.T) {
 		{NodeUpdateInstanceUUID, systemMembers + " system-service owner-admin owner-member owner-service", true},
 		{NodeUpdateLessee, systemMembers + " system-service owner-admin owner-member owner-service", true},
 		{NodeUpdateOwner, systemMembers, true},
+		{NodeUpdateOwnerProvisioned, "system-admin", false},
 		{NodeUpdateDriver, systemMembers + " system-service owner-admin owner-service", true},
 		{NodeUpdateConductorGroup, systemMembers, true},
 		{NodeUpdateName, systemMembers + " system-service owner-admin owner-member owner-service", true},
@@ -237,7 +238,7 @@ func TestDelete(t *testing.T) {
 		{"owner-member", "forbidden"}, {"lessee-admin", "forbidden"}, {"other-admin", "hidden"},
 	}
 	for _, tt := range tests {
-		err := cfg.Delete(personas[tt.persona], node)
+		err := cfg.Node(NodeDelete, personas[tt.persona], node)
 		var forbidden *ForbiddenError
 		got := ""
 		switch {

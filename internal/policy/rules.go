@@ -3,33 +3,35 @@ package policy
 // The rule names the API enforces (Ironic's, plus one for metalpower's
 // profiling endpoint).
 const (
-	NodeCreate               = "baremetal:node:create"
-	NodeCreateSelfOwned      = "baremetal:node:create:self_owned_node"
-	NodeList                 = "baremetal:node:list"
-	NodeListAll              = "baremetal:node:list_all"
-	NodeGet                  = "baremetal:node:get"
-	NodeUpdate               = "baremetal:node:update"
-	NodeUpdateExtra          = "baremetal:node:update_extra"
-	NodeUpdateDriverInfo     = "baremetal:node:update:driver_info"
-	NodeUpdateProperties     = "baremetal:node:update:properties"
-	NodeUpdateInstanceUUID   = "baremetal:node:update:instance_uuid"
-	NodeUpdateLessee         = "baremetal:node:update:lessee"
-	NodeUpdateOwner          = "baremetal:node:update:owner"
-	NodeUpdateDriver         = "baremetal:node:update:driver_interfaces"
-	NodeUpdateConductorGroup = "baremetal:node:update:conductor_group"
-	NodeUpdateName           = "baremetal:node:update:name"
-	NodeDelete               = "baremetal:node:delete"
-	NodeDeleteSelfOwned      = "baremetal:node:delete:self_owned_node"
-	NodeSetMaintenance       = "baremetal:node:set_maintenance"
-	NodeClearMaintenance     = "baremetal:node:clear_maintenance"
-	NodeGetStates            = "baremetal:node:get_states"
-	NodeSetPowerState        = "baremetal:node:set_power_state"
-	NodeSetProvisionState    = "baremetal:node:set_provision_state"
-	NodeTraitsList           = "baremetal:node:traits:list"
-	NodeTraitsSet            = "baremetal:node:traits:set"
-	NodeTraitsDelete         = "baremetal:node:traits:delete"
-	NodeHistoryGet           = "baremetal:node:history:get"
-	DebugPprof               = "metalpower:debug:pprof"
+	NodeCreate             = "baremetal:node:create"
+	NodeCreateSelfOwned    = "baremetal:node:create:self_owned_node"
+	NodeList               = "baremetal:node:list"
+	NodeListAll            = "baremetal:node:list_all"
+	NodeGet                = "baremetal:node:get"
+	NodeUpdate             = "baremetal:node:update"
+	NodeUpdateExtra        = "baremetal:node:update_extra"
+	NodeUpdateDriverInfo   = "baremetal:node:update:driver_info"
+	NodeUpdateProperties   = "baremetal:node:update:properties"
+	NodeUpdateInstanceUUID = "baremetal:node:update:instance_uuid"
+	NodeUpdateLessee       = "baremetal:node:update:lessee"
+	NodeUpdateOwner        = "baremetal:node:update:owner"
+	// NodeUpdateOwnerProvisioned changes the owner of an active node.
+	NodeUpdateOwnerProvisioned = "baremetal:node:update_owner_provisioned"
+	NodeUpdateDriver           = "baremetal:node:update:driver_interfaces"
+	NodeUpdateConductorGroup   = "baremetal:node:update:conductor_group"
+	NodeUpdateName             = "baremetal:node:update:name"
+	NodeDelete                 = "baremetal:node:delete"
+	NodeDeleteSelfOwned        = "baremetal:node:delete:self_owned_node"
+	NodeSetMaintenance         = "baremetal:node:set_maintenance"
+	NodeClearMaintenance       = "baremetal:node:clear_maintenance"
+	NodeGetStates              = "baremetal:node:get_states"
+	NodeSetPowerState          = "baremetal:node:set_power_state"
+	NodeSetProvisionState      = "baremetal:node:set_provision_state"
+	NodeTraitsList             = "baremetal:node:traits:list"
+	NodeTraitsSet              = "baremetal:node:traits:set"
+	NodeTraitsDelete           = "baremetal:node:traits:delete"
+	NodeHistoryGet             = "baremetal:node:history:get"
+	DebugPprof                 = "metalpower:debug:pprof"
 )
 
 var rules = []Rule{
@@ -45,6 +47,7 @@ var rules = []Rule{
 	{NodeUpdateInstanceUUID, "SYSTEM_MEMBER_OR_OWNER_MEMBER", []string{"PATCH /v1/nodes/{ident} (/instance_uuid)"}, systemMemberOrOwnerMember},
 	{NodeUpdateLessee, "SYSTEM_MEMBER_OR_OWNER_MEMBER", []string{"PATCH /v1/nodes/{ident} (/lessee)"}, systemMemberOrOwnerMember},
 	{NodeUpdateOwner, "SYSTEM_MEMBER", []string{"PATCH /v1/nodes/{ident} (/owner)"}, systemMember},
+	{NodeUpdateOwnerProvisioned, "SYSTEM_ADMIN", []string{"PATCH /v1/nodes/{ident} (/owner of an active node, else 409)"}, systemAdmin},
 	{NodeUpdateDriver, "SYSTEM_MEMBER_OR_OWNER_ADMIN", []string{"PATCH /v1/nodes/{ident} (/driver)"}, systemMemberOrOwnerAdmin},
 	{NodeUpdateConductorGroup, "SYSTEM_MEMBER", []string{"PATCH /v1/nodes/{ident} (/conductor_group)"}, systemMember},
 	{NodeUpdateName, "SYSTEM_MEMBER_OR_OWNER_MEMBER", []string{"PATCH /v1/nodes/{ident} (/name)"}, systemMemberOrOwnerMember},

@@ -118,6 +118,7 @@ func TestCreateAndGetRoundTripEveryField(t *testing.T) {
 		n.Fault, n.LastError, n.InstanceUUID = node.FaultPowerFailure, "boom", uuid.NewString()
 		n.DisablePowerOff, n.Extra, n.SyncFailures = true, map[string]any{"rack": "r1", "u": 7.0}, 2
 		n.ResourceClass, n.Traits, n.ConductorGroup = "baremetal.gold", []string{"CUSTOM_GPU", "HW_CPU_X86_AVX2"}, "rack-a"
+		n.Owner, n.Lessee = "f3e1a6b0c0de4d2e9b1c2d3e4f5a6b7c", "0a1b2c3d4e5f46a7b8c9d0e1f2a3b4c5"
 		n.Properties = map[string]any{"cpu_arch": "x86_64", "cpus": 64.0, "capabilities": "boot_mode:uefi"}
 		mustCreate(t, s, n)
 		if n.Version != 1 || n.CreatedAt.IsZero() {

@@ -32,8 +32,11 @@ func fleet(t *testing.T, s Store) map[string]*node.Node {
 		"plain": mk("plain", node.DriverIPMI, node.Available, nil),
 		"active": mk("active", node.DriverRedfish, node.Active, func(n *node.Node) {
 			n.InstanceUUID, n.ResourceClass, n.ConductorGroup = uuid.NewString(), "baremetal.gold", "rack-a"
+			n.Owner, n.Lessee = "p-owner", "p-lessee"
 		}),
-		"maint":     mk("maint", node.DriverIPMI, node.Manageable, func(n *node.Node) { n.Maintenance = true; n.MaintenanceReason = "admin" }),
+		"maint":     mk("maint", node.DriverIPMI, node.Manageable, func(n *node.Node) {
+			n.Maintenance, n.MaintenanceReason, n.Owner = true, "admin", "p-lessee"
+		}),
 		"powerfail": mk("powerfail", node.DriverRedfish, node.Active, func(n *node.Node) { n.Maintenance, n.Fault = true, node.FaultPowerFailure }),
 		"busy":      mk("busy", node.DriverIPMI, node.Active, func(n *node.Node) { n.TargetPowerState = node.PowerOff }),
 		"enroll":    mk("enroll", node.DriverRedfish, node.Enroll, nil),
@@ -77,6 +80,11 @@ func TestListFilters(t *testing.T) {
 			{"resource class", Filter{ResourceClass: "baremetal.gold"}, []string{"active"}},
 			{"unknown resource class", Filter{ResourceClass: "baremetal.none"}, nil},
 			{"conductor group", Filter{ConductorGroup: ptr("rack-a")}, []string{"active"}},
+			{"owner", Filter{Owner: "p-owner"}, []string{"active"}},
+			{"lessee", Filter{Lessee: "p-lessee"}, []string{"active"}},
+			{"project owns or leases", Filter{Project: "p-lessee"}, []string{"active", "maint"}},
+			{"project and owner", Filter{Project: "p-lessee", Owner: "p-owner"}, []string{"active"}},
+			{"unknown project", Filter{Project: "p-other"}, nil},
 			{"default conductor group", Filter{ConductorGroup: ptr(""), Driver: node.DriverRedfish}, []string{"enroll", "powerfail"}},
 			{"sync eligible", Filter{
 				Maintenance: Bool(false), TargetPowerStateSet: Bool(false), ExcludeProvisionStates: node.SyncExcludedStates,

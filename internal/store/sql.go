@@ -32,7 +32,7 @@ type sqlStore struct {
 
 const columns = `id, uuid, name, driver, driver_info, power_state, target_power_state,
 	provision_state, maintenance, maintenance_reason, fault, last_error, instance_uuid,
-	disable_power_off, extra, resource_class, properties, traits, conductor_group, sync_failures, version, created_at, updated_at`
+	disable_power_off, extra, resource_class, properties, traits, conductor_group, owner, lessee, sync_failures, version, created_at, updated_at`
 
 // insertColumns is columns without the generated id.
 var insertColumns = strings.TrimPrefix(columns, "id, ")
@@ -52,12 +52,12 @@ func (s *sqlStore) Create(ctx context.Context, n *node.Node) error {
 	}
 	now := time.Now().UTC()
 	err = s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO nodes (`+insertColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
 		RETURNING id`),
 		n.UUID, nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
 		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
 		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
-		n.ConductorGroup, n.SyncFailures, now, now).Scan(&n.ID)
+		n.ConductorGroup, nullString(n.Owner), nullString(n.Lessee), n.SyncFailures, now, now).Scan(&n.ID)
 	if err != nil {
 		return s.classify("create node", err)
 	}
@@ -93,13 +93,13 @@ func (s *sqlStore) Update(ctx context.Context, n *node.Node) error {
 	res, err := s.db.ExecContext(ctx, s.d.rebind(`UPDATE nodes SET name = ?, driver = ?, driver_info = ?,
 		power_state = ?, target_power_state = ?, provision_state = ?, maintenance = ?, maintenance_reason = ?,
 		fault = ?, last_error = ?, instance_uuid = ?, disable_power_off = ?, extra = ?,
-		resource_class = ?, properties = ?, traits = ?, conductor_group = ?, sync_failures = ?,
+		resource_class = ?, properties = ?, traits = ?, conductor_group = ?, owner = ?, lessee = ?, sync_failures = ?,
 		version = version + 1, updated_at = ?
 		WHERE uuid = ? AND version = ?`),
 		nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
 		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
 		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
-		n.ConductorGroup, n.SyncFailures, now, n.UUID, n.Version)
+		n.ConductorGroup, nullString(n.Owner), nullString(n.Lessee), n.SyncFailures, now, n.UUID, n.Version)
 	if err != nil {
 		return s.classify("update node "+n.UUID, err)
 	}
@@ -311,6 +311,15 @@ func filterSQL(f Filter) (where []string, args []any) {
 	if f.ResourceClass != "" {
 		where, args = append(where, `resource_class = ?`), append(args, f.ResourceClass)
 	}
+	if f.Owner != "" {
+		where, args = append(where, `owner = ?`), append(args, f.Owner)
+	}
+	if f.Lessee != "" {
+		where, args = append(where, `lessee = ?`), append(args, f.Lessee)
+	}
+	if f.Project != "" {
+		where, args = append(where, `(owner = ? OR lessee = ?)`), append(args, f.Project, f.Project)
+	}
 	if f.InstanceUUID != "" {
 		where, args = append(where, `instance_uuid = ?`), append(args, f.InstanceUUID)
 	}
@@ -412,18 +421,18 @@ func scanNode(r scanner) (*node.Node, error) {
 	var (
 		n                                               node.Node
 		name, ps, tps, reason, fault, lastErr, instance sql.NullString
-		resourceClass                                   sql.NullString
+		resourceClass, owner, lessee                    sql.NullString
 		info, extra, props, traits                      []byte
 	)
 	err := r.Scan(&n.ID, &n.UUID, &name, &n.Driver, &info, &ps, &tps, &n.ProvisionState, &n.Maintenance, &reason,
 		&fault, &lastErr, &instance, &n.DisablePowerOff, &extra, &resourceClass, &props, &traits, &n.ConductorGroup,
-		&n.SyncFailures, &n.Version, &n.CreatedAt, &n.UpdatedAt)
+		&owner, &lessee, &n.SyncFailures, &n.Version, &n.CreatedAt, &n.UpdatedAt)
 	if err != nil {
 		return nil, err
 	}
 	n.Name, n.PowerState, n.TargetPowerState = name.String, ps.String, tps.String
 	n.MaintenanceReason, n.Fault, n.LastError, n.InstanceUUID = reason.String, fault.String, lastErr.String, instance.String
-	n.ResourceClass = resourceClass.String
+	n.ResourceClass, n.Owner, n.Lessee = resourceClass.String, owner.String, lessee.String
 	n.CreatedAt, n.UpdatedAt = n.CreatedAt.UTC(), n.UpdatedAt.UTC()
 	for _, f := range []struct {
 		name string

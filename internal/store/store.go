@@ -111,6 +111,9 @@ type Filter struct {
 	ResourceClass string
 	// ConductorGroup keeps the nodes of one group ("" the default).
 	ConductorGroup *string
+	// Owner and Lessee match exactly when set; Project keeps the nodes a
+	// project owns or leases (Ironic's project filter).
+	Owner, Lessee, Project string
 	// UpdatedBefore keeps nodes not written since this time: a sync pass
 	// pages by failure count, and this keeps a node it already wrote from
 	// coming round again.

@@ -1,7 +1,6 @@
 package itest
 
 import (
-	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -12,9 +11,16 @@ import (
 
 // StartAPI serves the REST API over the stack (noauth unless auth is set)
 // and returns its base URL, e.g. http://127.0.0.1:PORT.
-func (s *Stack) StartAPI(t testing.TB, auth func(r *http.Request) bool) string {
+func (s *Stack) StartAPI(t testing.TB, auth api.Authenticator) string {
 	t.Helper()
-	srv := &api.Server{Store: s.Store, Temporal: s.Client, TaskQueue: s.Config.Temporal.TaskQueue, Log: zerolog.New(s.Log), Auth: auth}
+	return s.StartAPIServer(t, &api.Server{Auth: auth})
+}
+
+// StartAPIServer serves srv, with the stack's store, Temporal client,
+// task queue and log, and returns its base URL.
+func (s *Stack) StartAPIServer(t testing.TB, srv *api.Server) string {
+	t.Helper()
+	srv.Store, srv.Temporal, srv.TaskQueue, srv.Log = s.Store, s.Client, s.Config.Temporal.TaskQueue, zerolog.New(s.Log)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return ts.URL
