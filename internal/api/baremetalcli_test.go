@@ -105,6 +105,8 @@ type baremetalCLI struct {
 	version  string // --os-baremetal-api-version; "" leaves the CLI's default
 	env      []string
 	log      *requestLog
+	// auth replaces --os-endpoint and --os-auth-type none when set.
+	auth []string
 }
 
 // newBaremetalCLI finds the CLI and prepares an environment free of any
@@ -134,6 +136,9 @@ func newBaremetalCLI(t *testing.T, apiURL, version string) *baremetalCLI {
 func (c *baremetalCLI) run(args ...string) (stdout, stderr string, err error) {
 	c.t.Helper()
 	full := []string{"--os-endpoint", c.endpoint, "--os-auth-type", "none"}
+	if c.auth != nil {
+		full = c.auth
+	}
 	if c.version != "" {
 		full = append(full, "--os-baremetal-api-version", c.version)
 	}

@@ -20,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/gophercloud/gophercloud/v2/openstack"
+
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
 )
 
@@ -52,6 +55,8 @@ type Keystone struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
+	conf string
+	port int
 }
 
 // Start runs a Keystone for t and removes it when t ends. It takes about
@@ -112,6 +117,7 @@ func Start(t testing.TB) *Keystone {
 		}
 	}
 	manage := time.Since(began)
+	k.conf, k.port = conf, port
 	if err := k.serve(ctx, conf, port); err != nil {
 		t.Fatal(err)
 	}
@@ -131,11 +137,9 @@ func Start(t testing.TB) *Keystone {
 		want = append(want, "service "+u.Name)
 	}
 	script += fmt.Sprintf("role add --project %s --user %s admin\n", k.ServiceProject, k.Nova.Name)
-	cmd := exec.CommandContext(ctx, "openstack")
-	cmd.Env, cmd.Stdin = k.AdminEnv(), strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
+	out, err := k.Script(ctx, script)
 	if err != nil {
-		t.Fatalf("keystone: openstack (creating the service users): %v\n%s", err, out)
+		t.Fatal(err)
 	}
 	// Lines "ROLE USER@Default": the project's assignments.
 	got, err := k.OpenStack(ctx, "role", "assignment", "list", "--names", "--project", k.ServiceProject,
@@ -227,6 +231,40 @@ func (k *Keystone) Stop() {
 	}
 	k.cmd.Process.Kill()
 	<-k.done
+}
+
+// Restart serves Keystone again after Stop, on the same port and
+// database.
+func (k *Keystone) Restart(ctx context.Context) error {
+	return k.serve(ctx, k.conf, k.port)
+}
+
+// Script runs openstack commands, one per line, as admin in one process
+// (a process per command costs about 2 s). openstack exits 0 whatever
+// failed, so callers check what they made.
+func (k *Keystone) Script(ctx context.Context, script string) (string, error) {
+	cmd := exec.CommandContext(ctx, "openstack")
+	cmd.Env, cmd.Stdin = k.AdminEnv(), strings.NewReader(script)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("keystone: openstack (script %q): %v\n%s", script, err, out)
+	}
+	return string(out), nil
+}
+
+// Token logs u in and returns a token scoped to project (by name), or to
+// the system when project is "".
+func (k *Keystone) Token(ctx context.Context, u User, project string) (string, error) {
+	scope := &gophercloud.AuthScope{System: true}
+	if project != "" {
+		scope = &gophercloud.AuthScope{ProjectName: project, DomainName: "Default"}
+	}
+	p, err := openstack.AuthenticatedClient(ctx, gophercloud.AuthOptions{IdentityEndpoint: k.URL,
+		Username: u.Name, Password: u.Password, DomainName: "Default", Scope: scope})
+	if err != nil {
+		return "", fmt.Errorf("keystone: token for %s (project %q): %w", u.Name, project, err)
+	}
+	return p.Token(), nil
 }
 
 // AdminEnv is the environment of the openstack CLI as `admin` in project

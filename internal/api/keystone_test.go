@@ -1,0 +1,365 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/metalpower/metalpower/internal/api"
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/keystone"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/policy"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
+	ks "github.com/metalpower/metalpower/internal/testbed/keystone"
+	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
+)
+
+// cloud is a real Keystone with the users of Ironic's RBAC tests, and
+// the API behind it twice: with rbac_service_role_elevated_access off
+// (and a short token cache, to see revocations) and on.
+type cloud struct {
+	k                 *ks.Keystone
+	stack             *itest.Stack
+	api, elevated     string
+	strict, elevatedV *keystone.Validator
+	// Users: a system admin and reader, a member of project tenant-a, a
+	// service user in project service.
+	sysadmin, sysreader, alice, conductor ks.User
+	tenantA                               string // project ID
+	secrets                               []string
+}
+
+func startCloud(t *testing.T) *cloud {
+	t.Helper()
+	k := ks.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pw := func() string { return "pw-" + uuid.NewString() }
+	c := &cloud{k: k, sysadmin: ks.User{Name: "sysadmin", Password: pw()}, sysreader: ks.User{Name: "sysreader", Password: pw()},
+		alice: ks.User{Name: "alice", Password: pw()}, conductor: ks.User{Name: "conductor", Password: pw()}}
+	script := "project create --domain default tenant-a\n"
+	for _, u := range []ks.User{c.sysadmin, c.sysreader, c.alice, c.conductor} {
+		script += fmt.Sprintf("user create --domain default --password %s %s\n", u.Password, u.Name)
+		c.secrets = append(c.secrets, u.Password)
+	}
+	script += "role add --system all --user sysadmin admin\nrole add --system all --user sysreader reader\n" +
+		"role add --project tenant-a --user alice member\nrole add --project service --user conductor service\n"
+	if _, err := k.Script(ctx, script); err != nil {
+		t.Fatal(err)
+	}
+	out, err := k.OpenStack(ctx, "project", "show", "tenant-a", "-f", "value", "-c", "id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.tenantA = strings.TrimSpace(out)
+	c.secrets = append(c.secrets, k.AdminPassword, k.Metalpower.Password)
+
+	c.stack = itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 2, IPMIBMCs: 1})
+	validator := func(cacheTime int) *keystone.Validator {
+		v, err := keystone.FromConfig(config.KeystoneAuthtoken{AuthURL: k.URL, AuthType: "password",
+			Username: k.Metalpower.Name, Password: k.Metalpower.Password, ProjectName: k.ServiceProject,
+			UserDomainName: "Default", ProjectDomainName: "Default", Interface: "internal",
+			TokenCacheTime: cacheTime, HTTPConnectTimeout: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	c.strict, c.elevatedV = validator(2), validator(300)
+	c.api = c.stack.StartAPIServer(t, &api.Server{Auth: c.strict, Policy: policy.Config{ServiceProjectName: "service"}})
+	c.elevated = c.stack.StartAPIServer(t, &api.Server{Auth: c.elevatedV,
+		Policy: policy.Config{ServiceRoleElevatedAccess: true, ServiceProjectName: "service"}})
+	return c
+}
+
+func (c *cloud) token(t *testing.T, u ks.User, project string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	tok, err := c.k.Token(ctx, u, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.secrets = append(c.secrets, tok)
+	return tok
+}
+
+// call makes one API request with token (none when "") at 1.95.
+func call(t *testing.T, method, url, token, body string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-OpenStack-Ironic-API-Version", "1.95")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("X-Auth-Token", token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// TestKeystoneAuthentication: discovery is public; no token, a malformed,
+// an unknown and a revoked token are 401 with keystonemiddleware's
+// challenge; a token costs one Keystone request per cache period;
+// Keystone going away is 503, cached tokens keep working, and the API
+// recovers by itself when Keystone is back.
+func TestKeystoneAuthentication(t *testing.T) {
+	c := startCloud(t)
+	for _, path := range []string{"/", "/v1", "/v1/"} {
+		if status, _, body := call(t, http.MethodGet, c.api+path, "", ""); status != http.StatusOK {
+			t.Errorf("GET %s without a token: %d %s", path, status, body)
+		}
+	}
+	wantChallenge := fmt.Sprintf("Keystone uri=%q", c.k.URL)
+	unauthorized := func(name, token string) {
+		t.Helper()
+		status, h, body := call(t, http.MethodGet, c.api+"/v1/nodes", token, "")
+		if status != http.StatusUnauthorized || h.Get("WWW-Authenticate") != wantChallenge ||
+			ironicFault(t, body) != "The request you have made requires authentication." {
+			t.Errorf("%s: %d, WWW-Authenticate %q, %s; want 401 with %q", name, status, h.Get("WWW-Authenticate"), body, wantChallenge)
+		}
+	}
+	unauthorized("no token", "")
+	unauthorized("malformed token", "not a token")
+	unauthorized("unknown token", "gAAAAABbogus-token-that-keystone-never-issued")
+
+	// Revoked: refused at the latest once the cache time (2 s) passed.
+	tok := c.token(t, c.alice, "tenant-a")
+	if status, _, body := call(t, http.MethodGet, c.api+"/v1/nodes", tok, ""); status != http.StatusOK {
+		t.Fatalf("alice's token: %d %s", status, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := c.k.OpenStack(ctx, "token", "revoke", tok); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	time.Sleep(2 * time.Second)
+	unauthorized("revoked token, cache time passed", tok)
+	t.Logf("revoked token refused %s after its revocation", time.Since(revoked).Round(time.Millisecond))
+
+	// One Keystone request per token per cache period (300 s here).
+	reader := c.token(t, c.sysreader, "")
+	before := c.elevatedV.Requests()
+	for range 10 {
+		if status, _, body := call(t, http.MethodGet, c.elevated+"/v1/nodes", reader, ""); status != http.StatusOK {
+			t.Fatalf("system reader lists nodes: %d %s", status, body)
+		}
+	}
+	if n := c.elevatedV.Requests() - before; n != 1 {
+		t.Errorf("10 requests with one token cost %d Keystone requests, want 1", n)
+	}
+
+	// Keystone stops: a token not seen before gets 503, a cached one
+	// still works; Keystone back, the new token works, with no restart.
+	fresh := c.token(t, c.sysadmin, "")
+	c.k.Stop()
+	status, _, body := call(t, http.MethodGet, c.elevated+"/v1/nodes", fresh, "")
+	if status != http.StatusServiceUnavailable || !strings.Contains(ironicFault(t, body), "Keystone is unavailable") {
+		t.Errorf("Keystone down, new token: %d %s; want 503 saying Keystone is unavailable", status, body)
+	}
+	if status, _, body := call(t, http.MethodGet, c.elevated+"/v1/nodes", reader, ""); status != http.StatusOK {
+		t.Errorf("Keystone down, cached token: %d %s; want 200", status, body)
+	}
+	if err := c.k.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, body := call(t, http.MethodGet, c.elevated+"/v1/nodes", fresh, ""); status != http.StatusOK {
+		t.Errorf("Keystone back, new token: %d %s; want 200", status, body)
+	}
+	c.noSecretsShown(t)
+}
+
+// TestKeystonePolicy: the baremetal CLI with password auth and system
+// scope, finding the API in Keystone's catalog, enrols, manages and
+// powers off a node on Debian's ipmi_sim; a system reader may read but
+// not change power (403, the BMC untouched); the service user changes
+// power only with elevated access; a project member sees only the node
+// its project owns.
+func TestKeystonePolicy(t *testing.T) {
+	c := startCloud(t)
+	requireIpmitool(t)
+	f, err := openipmi.Start(context.Background(), openipmi.Options{BMCs: 1, Password: testbed.IPMIPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	bmc := f.BMCs()[0]
+
+	// The API as the cloud's baremetal endpoint, behind the CLI's
+	// logging proxy.
+	cli := newBaremetalCLI(t, c.api, "1.95")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	if _, err := c.k.Script(ctx, "service create --name ironic baremetal\nendpoint create --region RegionOne baremetal public "+cli.endpoint+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	cli.auth = []string{"--os-auth-type", "password", "--os-auth-url", c.k.URL, "--os-username", c.sysadmin.Name,
+		"--os-password", c.sysadmin.Password, "--os-user-domain-name", "Default", "--os-system-scope", "all",
+		"--os-interface", "public", "--os-region-name", "RegionOne"}
+	cli.ok("node", "create", "--driver", "ipmi", "--name", "ks-ipmi",
+		"--driver-info", "ipmi_address="+bmc.Host, "--driver-info", "ipmi_port="+strconv.Itoa(bmc.Port),
+		"--driver-info", "ipmi_username=admin", "--driver-info", "ipmi_password="+testbed.IPMIPassword)
+	cli.ok("node", "manage", "ks-ipmi", "--wait", "60")
+	cli.ok("node", "power", "off", "ks-ipmi", "--power-timeout", "60")
+	if got := ipmitoolPower(t, bmc); got != "off" {
+		t.Fatalf("ipmitool after `baremetal node power off`: %s", got)
+	}
+	if got := cli.show("ks-ipmi", "power_state", "provision_state"); !equalJSON(got, map[string]any{
+		"power_state": node.PowerOff, "provision_state": node.Manageable}) {
+		t.Errorf("node show = %v", got)
+	}
+
+	// A system reader reads, and may not change power.
+	reader := c.token(t, c.sysreader, "")
+	if status, _, body := call(t, http.MethodGet, c.api+"/v1/nodes/ks-ipmi", reader, ""); status != http.StatusOK {
+		t.Errorf("system reader GET node: %d %s", status, body)
+	}
+	status, _, body := call(t, http.MethodPut, c.api+"/v1/nodes/ks-ipmi/states/power", reader, `{"target": "power on"}`)
+	if status != http.StatusForbidden || ironicFault(t, body) != "Access was denied to the following resource: baremetal:node:set_power_state" {
+		t.Errorf("system reader power on: %d %s; want 403", status, body)
+	}
+	time.Sleep(time.Second) // a change wrongly started would have reached the BMC by now
+	if got := ipmitoolPower(t, bmc); got != "off" {
+		t.Errorf("ipmitool after the refused power on: %s; the BMC was touched", got)
+	}
+	if n := c.stack.Node(t, "ks-ipmi"); n.TargetPowerState != "" || n.PowerState != node.PowerOff {
+		t.Errorf("node after the refused power on: power %q, target %q", n.PowerState, n.TargetPowerState)
+	}
+
+	// The service user in project service: hidden without elevated
+	// access, powers on with it.
+	svc := c.token(t, c.conductor, "service")
+	if status, _, body := call(t, http.MethodPut, c.api+"/v1/nodes/ks-ipmi/states/power", svc, `{"target": "power on"}`); status != http.StatusNotFound {
+		t.Errorf("service user without elevated access: %d %s; want 404", status, body)
+	}
+	if status, _, body := call(t, http.MethodPut, c.elevated+"/v1/nodes/ks-ipmi/states/power", svc, `{"target": "power on"}`); status != http.StatusAccepted {
+		t.Fatalf("service user with elevated access: %d %s; want 202", status, body)
+	}
+	waitPower(t, c.stack, "ks-ipmi", node.PowerOn)
+	if got := ipmitoolPower(t, bmc); got != "on" {
+		t.Errorf("ipmitool after the service user's power on: %s", got)
+	}
+
+	// Project tenant-a owns one node (owner set through the API at 1.50);
+	// alice, its member, lists only that one and cannot see the other.
+	c.stack.AddRedfishNode(t, "ks-owned", "1", "")
+	c.stack.AddRedfishNode(t, "ks-other", "2", "")
+	admin := c.token(t, c.sysadmin, "")
+	if status, _, body := call(t, http.MethodPatch, c.api+"/v1/nodes/ks-owned", admin,
+		`[{"op": "add", "path": "/owner", "value": "`+c.tenantA+`"}]`); status != http.StatusOK {
+		t.Fatalf("set owner: %d %s", status, body)
+	}
+	alice := c.token(t, c.alice, "tenant-a")
+	status, _, body = call(t, http.MethodGet, c.api+"/v1/nodes?fields=name,owner", alice, "")
+	if status != http.StatusOK || listedNames(t, body) != "ks-owned" {
+		t.Errorf("alice lists: %d %s; want ks-owned only", status, body)
+	}
+	if status, _, body := call(t, http.MethodGet, c.api+"/v1/nodes/ks-other", alice, ""); status != http.StatusNotFound {
+		t.Errorf("alice GET another project's node: %d %s; want 404", status, body)
+	}
+	if status, _, body := call(t, http.MethodPatch, c.api+"/v1/nodes/ks-owned", alice,
+		`[{"op": "replace", "path": "/owner", "value": "someone-else"}]`); status != http.StatusForbidden {
+		t.Errorf("alice changes her node's owner: %d %s; want 403", status, body)
+	}
+	status, _, body = call(t, http.MethodGet, c.api+"/v1/nodes?owner="+c.tenantA+"&fields=name", admin, "")
+	if status != http.StatusOK || listedNames(t, body) != "ks-owned" {
+		t.Errorf("system admin lists ?owner=: %d %s", status, body)
+	}
+	c.noSecretsShown(t)
+	for _, entry := range strings.Split(cli.log.String(), "\n") {
+		if _, answer, _ := strings.Cut(entry, " -> "); strings.Contains(answer, testbed.IPMIPassword) {
+			t.Errorf("an API response showed the BMC password: %s", entry)
+		}
+	}
+}
+
+// noSecretsShown checks that no password or token reached the API's log
+// or any workflow history.
+func (c *cloud) noSecretsShown(t *testing.T) {
+	t.Helper()
+	log := c.stack.Log.String()
+	for _, s := range c.secrets {
+		if strings.Contains(log, s) {
+			t.Errorf("the log holds a password or token (%.8s...)", s)
+		}
+	}
+	if err := itest.ScanHistoriesForSecrets(srv, c.secrets...); err != nil {
+		t.Error(err)
+	}
+}
+
+func listedNames(t *testing.T, body string) string {
+	t.Helper()
+	var page struct {
+		Nodes []struct {
+			Name string `json:"name"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	var names []string
+	for _, n := range page.Nodes {
+		names = append(names, n.Name)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ",")
+}
+
+func requireIpmitool(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("ipmitool"); err != nil {
+		t.Fatalf("ipmitool is missing (`make deps` installs it): %v", err)
+	}
+}
+
+// ipmitoolPower asks the BMC itself: "on" or "off".
+func ipmitoolPower(t *testing.T, b openipmi.BMC) string {
+	t.Helper()
+	out, err := exec.Command("ipmitool", "-I", "lanplus", "-C", "3", "-H", b.Host, "-p", strconv.Itoa(b.Port),
+		"-U", "admin", "-P", testbed.IPMIPassword, "-R", "1", "-N", "2", "chassis", "power", "status").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ipmitool: %v: %s", err, out)
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "Chassis Power is ")
+}
+
+func waitPower(t *testing.T, s *itest.Stack, ident, want string) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n := s.Node(t, ident)
+		if n.PowerState == want && n.TargetPowerState == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node %s: power %q target %q last_error %q; want %q", ident, n.PowerState, n.TargetPowerState, n.LastError, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
