@@ -6,7 +6,9 @@ import (
 	"io"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/metalpower/metalpower/internal/api"
+	"github.com/metalpower/metalpower/internal/cli"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/keystone"
 	"github.com/metalpower/metalpower/internal/node"
@@ -290,6 +293,53 @@ func TestKeystonePolicy(t *testing.T) {
 	if status != http.StatusOK || listedNames(t, body) != "ks-owned" {
 		t.Errorf("system admin lists ?owner=: %d %s", status, body)
 	}
+
+	// The project's own CLI: alice through the OS_* variables, the system
+	// admin through clouds.yaml; both find the API in the catalog.
+	for _, v := range []string{"OS_CLOUD", "OS_CLIENT_CONFIG_FILE", "OS_ENDPOINT", "OS_AUTH_TYPE", "OS_SYSTEM_SCOPE",
+		"OS_PROJECT_ID", "OS_DOMAIN_NAME", "OS_TENANT_NAME"} {
+		t.Setenv(v, "")
+	}
+	for k, v := range map[string]string{"OS_AUTH_URL": c.k.URL, "OS_USERNAME": c.alice.Name, "OS_PASSWORD": c.alice.Password,
+		"OS_PROJECT_NAME": "tenant-a", "OS_USER_DOMAIN_NAME": "Default", "OS_PROJECT_DOMAIN_NAME": "Default",
+		"OS_REGION_NAME": "RegionOne", "OS_INTERFACE": "public"} {
+		t.Setenv(k, v)
+	}
+	out, errOut := starter(t, 0, "remote", "node", "list")
+	if !strings.Contains(out, "ks-owned") || strings.Contains(out, "ks-other") || strings.Contains(out, "ks-ipmi") {
+		t.Errorf("starter remote node list as alice:\n%s%s", out, errOut)
+	}
+	_, errOut = starter(t, 1, "remote", "power", "off", "ks-other")
+	if !strings.Contains(errOut, "Node ks-other could not be found. (HTTP 404)") {
+		t.Errorf("alice powers off another project's node: %s", errOut)
+	}
+	t.Setenv("OS_PASSWORD", "wrong")
+	if _, errOut = starter(t, 1, "remote", "node", "list"); !strings.Contains(errOut, "refused the credentials") || strings.Contains(errOut, "wrong") {
+		t.Errorf("wrong password: %s", errOut)
+	}
+	t.Setenv("OS_AUTH_URL", "")
+	cloudsYAML := filepath.Join(t.TempDir(), "clouds.yaml")
+	os.WriteFile(cloudsYAML, []byte(fmt.Sprintf(`clouds:
+  metal:
+    auth:
+      auth_url: %s
+      username: %s
+      password: %s
+      user_domain_name: Default
+      system_scope: all
+    region_name: RegionOne
+    interface: public
+`, c.k.URL, c.sysadmin.Name, c.sysadmin.Password)), 0o600)
+	t.Setenv("OS_CLIENT_CONFIG_FILE", cloudsYAML)
+	t.Setenv("OS_CLOUD", "metal")
+	if out, errOut := starter(t, 0, "remote", "power", "off", "ks-ipmi"); !strings.Contains(out, "power off requested for ks-ipmi") {
+		t.Errorf("starter remote power off: %s%s", out, errOut)
+	}
+	waitPower(t, c.stack, "ks-ipmi", node.PowerOff)
+	if got := ipmitoolPower(t, bmc); got != "off" {
+		t.Errorf("ipmitool after `starter remote power off`: %s", got)
+	}
+
 	c.noSecretsShown(t)
 	for _, entry := range strings.Split(cli.log.String(), "\n") {
 		if _, answer, _ := strings.Cut(entry, " -> "); strings.Contains(answer, testbed.IPMIPassword) {
@@ -311,6 +361,18 @@ func (c *cloud) noSecretsShown(t *testing.T) {
 	if err := itest.ScanHistoriesForSecrets(srv, c.secrets...); err != nil {
 		t.Error(err)
 	}
+}
+
+// starter runs the project's CLI in this process and wants exit code.
+func starter(t *testing.T, code int, args ...string) (stdout, stderr string) {
+	t.Helper()
+	var out, errOut strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if got := cli.Main(ctx, args, &out, &errOut); got != code {
+		t.Errorf("starter %s: exit %d, want %d\n%s%s", strings.Join(args, " "), got, code, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String()
 }
 
 func listedNames(t *testing.T, body string) string {
