@@ -3,8 +3,8 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -70,21 +70,24 @@ func startCloud(t *testing.T) *cloud {
 	c.secrets = append(c.secrets, k.AdminPassword, k.Metalpower.Password)
 
 	c.stack = itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 2, IPMIBMCs: 1})
-	validator := func(cacheTime int) *keystone.Validator {
-		v, err := keystone.FromConfig(config.KeystoneAuthtoken{AuthURL: k.URL, AuthType: "password",
-			Username: k.Metalpower.Name, Password: k.Metalpower.Password, ProjectName: k.ServiceProject,
-			UserDomainName: "Default", ProjectDomainName: "Default", Interface: "internal",
-			TokenCacheTime: cacheTime, HTTPConnectTimeout: 5})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	c.strict, c.elevatedV = validator(2), validator(300)
+	c.strict, c.elevatedV = newValidator(t, k, 2), newValidator(t, k, 300)
 	c.api = c.stack.StartAPIServer(t, &api.Server{Auth: c.strict, Policy: policy.Config{ServiceProjectName: "service"}})
 	c.elevated = c.stack.StartAPIServer(t, &api.Server{Auth: c.elevatedV,
 		Policy: policy.Config{ServiceRoleElevatedAccess: true, ServiceProjectName: "service"}})
 	return c
+}
+
+// newValidator validates tokens as the metalpower service user does.
+func newValidator(t testing.TB, k *ks.Keystone, cacheTime int) *keystone.Validator {
+	t.Helper()
+	v, err := keystone.FromConfig(config.KeystoneAuthtoken{AuthURL: k.URL, AuthType: "password",
+		Username: k.Metalpower.Name, Password: k.Metalpower.Password, ProjectName: k.ServiceProject,
+		UserDomainName: "Default", ProjectDomainName: "Default", Interface: "internal",
+		TokenCacheTime: cacheTime, HTTPConnectTimeout: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
 
 func (c *cloud) token(t *testing.T, u ks.User, project string) string {

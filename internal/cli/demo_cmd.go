@@ -28,6 +28,7 @@ func runStack(ctx context.Context, env *Env, name string, args []string) error {
 		fs.StringVar(&o.SegmentAddr, "segment-addr", "127.0.0.1:8001", "where segment-b's Redfish service listens")
 		fs.StringVar(&o.Databases, "databases", "metalpower", "PostgreSQL databases: NAME (the node store), NAME_temporal and NAME_temporal_visibility (the server's)")
 	}
+	fs.BoolVar(&o.Keystone, "keystone", false, "run a real Keystone (Debian's keystone on the local MariaDB; make deps installs it) and the API with auth_strategy keystone behind it")
 	fs.StringVar(&o.DataDir, "data", ".data", "directory for the Temporal database, the node store, logs and nova-events.log (reused by the next run)")
 	fs.StringVar(&o.TemporalCLI, "temporal-cli", "tools/bin/temporal", "the temporal CLI (make tools/bin/temporal)")
 	fs.StringVar(&o.Worker, "worker", "", "the worker binary (default: worker beside this starter)")

@@ -78,6 +78,9 @@ type Options struct {
 	// metalpower: the node store; metalpower_temporal and
 	// metalpower_temporal_visibility: the server's).
 	Databases string
+	// Keystone runs a real Keystone (Debian's, on the local MariaDB) and
+	// the API with auth_strategy keystone behind it.
+	Keystone bool
 }
 
 func (o *Options) defaults() error {
@@ -169,6 +172,8 @@ type demo struct {
 	fleet      []plannedNode
 	// instanceNode maps Nova instance UUIDs to node names, for the event log.
 	instanceNode sync.Map
+	// keystone is the demo's Keystone (-keystone), else nil.
+	keystone *cloud
 }
 
 func (d *demo) printf(format string, args ...any) {
@@ -223,6 +228,16 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	defer cancel()
 	if err := d.startTemporal(readyCtx); err != nil {
 		return err
+	}
+	if opts.Keystone {
+		defer func() {
+			if ksErr := d.stopKeystone(); ksErr != nil && err == nil {
+				err = ksErr
+			}
+		}()
+		if err := d.startKeystone(readyCtx); err != nil {
+			return err
+		}
 	}
 	if err := d.startWorkerAndAPI(readyCtx); err != nil {
 		return err
@@ -479,11 +494,12 @@ func (d *demo) config() config.Config {
 // demo's.
 func (d *demo) childEnv() []string {
 	cfg := d.config()
-	return testbed.ChildEnv(append(testbed.Env(cfg),
+	env := append(testbed.Env(cfg),
 		"METALPOWER_API_HOST_IP=127.0.0.1",
 		// Short periods, so the demo shows sync and recovery passes.
 		"METALPOWER_CONDUCTOR_SYNC_POWER_STATE_INTERVAL="+strconv.Itoa(d.opts.SyncInterval),
-		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL="+strconv.Itoa(d.opts.RecoveryInterval))...)
+		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL="+strconv.Itoa(d.opts.RecoveryInterval))
+	return testbed.ChildEnv(append(env, d.keystoneEnv()...)...)
 }
 
 func (d *demo) start(name, logName, bin string, args ...string) (*child, error) {

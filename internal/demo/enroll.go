@@ -43,6 +43,13 @@ func (d *demo) apiAt(ctx context.Context, port int, method, path string, body an
 		return 0, nil, err
 	}
 	req.Header.Set("X-OpenStack-Ironic-API-Version", apiVersion)
+	if d.keystone != nil {
+		tok, err := d.keystone.adminToken(ctx)
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("X-Auth-Token", tok)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -253,7 +260,12 @@ func (d *demo) printBanner(known map[string]bool) {
 		w("  Segment BMCs       %s/redfish/v1: seg-01..seg-%02d, reached only by %s's workers", d.segmentURL, o.Segment, segmentGroup)
 	} else {
 		w("  Temporal frontend  %s (state in %s)", hostPort(o.TemporalPort), rel(filepath.Join(o.DataDir, "temporal.db")))
-		w("  REST API           %s/v1  (no auth)", apiURL)
+		if d.keystone != nil {
+			w("  REST API           %s/v1  (auth_strategy keystone; the catalog's baremetal endpoint)", apiURL)
+			w("  Keystone           %s  (admin's openrc, system scope: %s)", d.keystone.k.URL, rel(d.keystone.openrc))
+		} else {
+			w("  REST API           %s/v1  (no auth)", apiURL)
+		}
 	}
 	w("  Redfish fleet      %s/redfish/v1  (%s/%s)", d.sims.RedfishURL, testbed.BMCUser, testbed.RedfishPassword)
 	if o.IPMI > 0 {
@@ -284,12 +296,22 @@ func (d *demo) printBanner(known map[string]bool) {
 	w(`  %s workflow start%s --task-queue %s --type PowerChange --input '{"node":"rf-01","target":"power off"}'`, temporal, addr, taskQueue)
 	w("  # the operator CLI")
 	w("  %s power off rf-02 --wait", starter)
-	w("  # the Ironic REST API")
-	w(`  curl -i -X PUT %s/v1/nodes/rf-03/states/power -H 'X-OpenStack-Ironic-API-Version: %s' -H 'Content-Type: application/json' -d '{"target":"power off"}'`, apiURL, apiVersion)
-	w(`  curl -s %s/v1/nodes/rf-03 -H 'X-OpenStack-Ironic-API-Version: %s'`, apiURL, apiVersion)
+	if d.keystone == nil {
+		w("  # the Ironic REST API")
+		w(`  curl -i -X PUT %s/v1/nodes/rf-03/states/power -H 'X-OpenStack-Ironic-API-Version: %s' -H 'Content-Type: application/json' -d '{"target":"power off"}'`, apiURL, apiVersion)
+		w(`  curl -s %s/v1/nodes/rf-03 -H 'X-OpenStack-Ironic-API-Version: %s'`, apiURL, apiVersion)
+	}
 	w("  # the OpenStack baremetal CLI (python3-ironicclient)")
-	w("  baremetal --os-endpoint %s --os-auth-type none node list", apiURL)
-	w("  baremetal --os-endpoint %s --os-auth-type none node power on rf-03", apiURL)
+	if d.keystone != nil {
+		w("  source %s   # the admin, system-scoped; the API is found in Keystone's catalog", rel(d.keystone.openrc))
+		w("  baremetal node list")
+		w("  baremetal node power on rf-03")
+		w("  %s remote node list", rel(o.Starter))
+		w(`  curl -s %s/v1/nodes -H "X-Auth-Token: $(openstack token issue -f value -c id)" -H 'X-OpenStack-Ironic-API-Version: %s'`, apiURL, apiVersion)
+	} else {
+		w("  baremetal --os-endpoint %s --os-auth-type none node list", apiURL)
+		w("  baremetal --os-endpoint %s --os-auth-type none node power on rf-03", apiURL)
+	}
 	w("  # workflows of one node: type this query in the Web UI's search box, or")
 	w(`  #   NodeName="rf-01"`)
 	w(`  %s workflow list%s --query 'NodeName="rf-01"'`, temporal, addr)

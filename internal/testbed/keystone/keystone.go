@@ -53,10 +53,14 @@ type Keystone struct {
 	// Dir holds keystone.conf, the key repositories and keystone.log.
 	Dir string
 
+	// Timing says where Launch's time went.
+	Timing string
+
 	cmd  *exec.Cmd
 	done chan struct{}
 	conf string
 	port int
+	db   string
 }
 
 // Start runs a Keystone for t and removes it when t ends. It takes about
@@ -64,36 +68,54 @@ type Keystone struct {
 // test that needs Keystone never skips.
 func Start(t testing.TB) *Keystone {
 	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Fatalf("keystone: %s is missing; `make deps` installs it (apt-get install keystone python3-openstackclient; mariadb is the client of the machine's MariaDB): %v", tool, err)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	k := &Keystone{AdminPassword: random(), ServiceProject: "service", Dir: t.TempDir(),
-		Metalpower: User{"metalpower", random()}, Nova: User{"nova", random()}}
-
-	// A database of this test's own, so tests in parallel (and a run that
-	// died before its clean-up) never share one.
-	db := "ks_" + random()[:12]
-	if out, err := mariadb(ctx, "CREATE DATABASE "+db); err != nil {
-		t.Fatalf("keystone: create database %s in MariaDB at %s:%s: %v\n%s", db, mariaDBHost, mariaDBPort, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := mariadb(context.Background(), "DROP DATABASE IF EXISTS "+db); err != nil {
-			t.Errorf("keystone: drop database %s: %v\n%s", db, err, out)
-		}
-	})
-
-	port, err := devserver.FreePort()
+	k, err := Launch(ctx, t.TempDir(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		if err := k.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Logf("keystone: %s: %s", k.URL, k.Timing)
+	return k
+}
+
+// Launch runs a Keystone with its files in dir, on port (a free one when
+// 0), until Close. It is Start for a person's stack (`starter demo
+// -keystone`).
+func Launch(ctx context.Context, dir string, port int) (_ *Keystone, err error) {
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("keystone: %s is missing; `make deps` installs it (apt-get install keystone python3-openstackclient; mariadb is the client of the machine's MariaDB): %w", tool, err)
+		}
+	}
+	k := &Keystone{AdminPassword: random(), ServiceProject: "service", Dir: dir,
+		Metalpower: User{"metalpower", random()}, Nova: User{"nova", random()}}
+
+	// A database of this Keystone's own, so tests in parallel (and a run
+	// that died before its clean-up) never share one.
+	k.db = "ks_" + random()[:12]
+	if out, err := mariadb(ctx, "CREATE DATABASE "+k.db); err != nil {
+		return nil, fmt.Errorf("keystone: create database %s in MariaDB at %s:%s: %v\n%s", k.db, mariaDBHost, mariaDBPort, err, out)
+	}
+	defer func() {
+		if err != nil {
+			k.Close()
+		}
+	}()
+
+	if port == 0 {
+		if port, err = devserver.FreePort(); err != nil {
+			return nil, err
+		}
+	}
 	k.URL = "http://127.0.0.1:" + strconv.Itoa(port) + "/v3"
 	conf := filepath.Join(k.Dir, "keystone.conf")
-	if err := k.writeConfig(conf, db); err != nil {
-		t.Fatal(err)
+	if err := k.writeConfig(conf, k.db); err != nil {
+		return nil, err
 	}
 
 	// keystone-manage runs as root here, so the key repositories belong
@@ -113,15 +135,14 @@ func Start(t testing.TB) *Keystone {
 		// AttributeError on "getcurrent"); only its exit status counts.
 		cmd := exec.CommandContext(ctx, "keystone-manage", append([]string{"--config-file", conf}, step...)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("keystone: keystone-manage %s: %v\n%s\n%s", step[0], err, out, k.log())
+			return nil, fmt.Errorf("keystone: keystone-manage %s: %v\n%s\n%s", step[0], err, out, k.log())
 		}
 	}
 	manage := time.Since(began)
 	k.conf, k.port = conf, port
 	if err := k.serve(ctx, conf, port); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	t.Cleanup(k.Stop)
 	serve := time.Since(began) - manage
 
 	// What a cloud has besides the bootstrap admin: the service project
@@ -137,25 +158,37 @@ func Start(t testing.TB) *Keystone {
 		want = append(want, "service "+u.Name)
 	}
 	script += fmt.Sprintf("role add --project %s --user %s admin\n", k.ServiceProject, k.Nova.Name)
+	// The bootstrap admin administers the system too, as a cloud's
+	// operators do with system-scoped tokens.
+	script += "role add --system all --user admin admin\n"
 	out, err := k.Script(ctx, script)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	// Lines "ROLE USER@Default": the project's assignments.
 	got, err := k.OpenStack(ctx, "role", "assignment", "list", "--names", "--project", k.ServiceProject,
 		"-f", "value", "-c", "Role", "-c", "User")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for _, w := range want {
 		if !slices.Contains(strings.Split(got, "\n"), w+"@Default") {
-			t.Fatalf("keystone: no role assignment %q in project %s:\n%s\nopenstack said:\n%s", w, k.ServiceProject, got, out)
+			return nil, fmt.Errorf("keystone: no role assignment %q in project %s:\n%s\nopenstack said:\n%s", w, k.ServiceProject, got, out)
 		}
 	}
 	// Where the time went, for a Keystone that starts slowly.
-	t.Logf("keystone: %s: keystone-manage %s, serving %s, service users %s", k.URL,
+	k.Timing = fmt.Sprintf("keystone-manage %s, serving %s, service users %s",
 		manage.Round(time.Millisecond), serve.Round(time.Millisecond), (time.Since(began) - manage - serve).Round(time.Millisecond))
-	return k
+	return k, nil
+}
+
+// Close stops Keystone and drops its database.
+func (k *Keystone) Close() error {
+	k.Stop()
+	if out, err := mariadb(context.Background(), "DROP DATABASE IF EXISTS "+k.db); err != nil {
+		return fmt.Errorf("keystone: drop database %s: %v\n%s", k.db, err, out)
+	}
+	return nil
 }
 
 // writeConfig writes keystone.conf for database db.
