@@ -28,6 +28,12 @@ import (
 // status, headers and body.
 func do(t *testing.T, method, url, version, body string) (int, http.Header, string) {
 	t.Helper()
+	return send(t, method, url, version, "", body)
+}
+
+// send is do with a Keystone token (none when "").
+func send(t *testing.T, method, url, version, token, body string) (int, http.Header, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -37,6 +43,9 @@ func do(t *testing.T, method, url, version, body string) (int, http.Header, stri
 	}
 	if version != "" {
 		req.Header.Set("X-OpenStack-Ironic-API-Version", version)
+	}
+	if token != "" {
+		req.Header.Set("X-Auth-Token", token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -34,7 +34,7 @@ func fleet(t *testing.T, s Store) map[string]*node.Node {
 			n.InstanceUUID, n.ResourceClass, n.ConductorGroup = uuid.NewString(), "baremetal.gold", "rack-a"
 			n.Owner, n.Lessee = "p-owner", "p-lessee"
 		}),
-		"maint":     mk("maint", node.DriverIPMI, node.Manageable, func(n *node.Node) {
+		"maint": mk("maint", node.DriverIPMI, node.Manageable, func(n *node.Node) {
 			n.Maintenance, n.MaintenanceReason, n.Owner = true, "admin", "p-lessee"
 		}),
 		"powerfail": mk("powerfail", node.DriverRedfish, node.Active, func(n *node.Node) { n.Maintenance, n.Fault = true, node.FaultPowerFailure }),
