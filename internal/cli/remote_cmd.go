@@ -18,6 +18,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/baremetal/v1/nodes"
 	osconfig "github.com/gophercloud/gophercloud/v2/openstack/config"
 	"github.com/gophercloud/gophercloud/v2/openstack/config/clouds"
+
+	"github.com/metalpower/metalpower/internal/keystone"
 )
 
 // The remote commands talk to the REST API, as the baremetal CLI does,
@@ -64,7 +66,12 @@ func baremetalClient(ctx context.Context, endpoint string) (*gophercloud.Service
 			return nil, err
 		}
 		ao = a
-		eo = gophercloud.EndpointOpts{Region: os.Getenv("OS_REGION_NAME"), Availability: availability(os.Getenv("OS_INTERFACE"))}
+		// python-openstackclient's default interface is public.
+		avail, err := keystone.Availability(firstOf(os.Getenv("OS_INTERFACE"), "public"))
+		if err != nil {
+			return nil, fmt.Errorf("OS_INTERFACE: %w", err)
+		}
+		eo = gophercloud.EndpointOpts{Region: os.Getenv("OS_REGION_NAME"), Availability: avail}
 	default:
 		if endpoint == "" {
 			endpoint = "http://127.0.0.1:6385"
@@ -145,16 +152,6 @@ func keystoneError(authURL string, err error) error {
 		return fmt.Errorf("Keystone at %s refused the credentials (check OS_USERNAME, OS_PASSWORD, the domains and the scope, or the cloud's auth in clouds.yaml)", authURL)
 	}
 	return fmt.Errorf("Keystone at %s: %w", authURL, err)
-}
-
-func availability(iface string) gophercloud.Availability {
-	switch strings.TrimSuffix(iface, "URL") {
-	case "internal":
-		return gophercloud.AvailabilityInternal
-	case "admin":
-		return gophercloud.AvailabilityAdmin
-	}
-	return gophercloud.AvailabilityPublic
 }
 
 // apiError is the API's refusal as Ironic words it: the faultstring of
