@@ -322,6 +322,55 @@ func TestKeystonePolicy(t *testing.T) {
 		t.Errorf("ipmitool after `starter remote power off`: %s", got)
 	}
 
+	// Leased to tenant-a, ks-other shows alice neither its BMC nor its
+	// last error, as Ironic's node_sanitize; the node it owns shows both,
+	// and a system admin's list of the project is not redacted.
+	if status, _, body := call(t, http.MethodPatch, c.api+"/v1/nodes/ks-other", admin,
+		`[{"op": "add", "path": "/lessee", "value": "`+c.tenantA+`"}]`); status != http.StatusOK {
+		t.Fatalf("set lessee: %d %s", status, body)
+	}
+	redactedInfo := map[string]any{"content": "** Redacted - requires baremetal:node:get:driver_info permission. **"}
+	const redactedError = "** Value Redacted - Requires baremetal:node:get:last_error permission. **"
+	for _, tt := range []struct {
+		url, token string
+		redacted   map[string]bool // by node name
+	}{
+		{"/v1/nodes/detail", alice, map[string]bool{"ks-owned": false, "ks-other": true}},
+		{"/v1/nodes/detail?project=" + c.tenantA, admin, map[string]bool{"ks-owned": false, "ks-other": false}},
+		{"/v1/nodes/ks-other", alice, map[string]bool{"ks-other": true}},
+		{"/v1/nodes/ks-owned", alice, map[string]bool{"ks-owned": false}},
+		{"/v1/nodes/ks-other?fields=name,last_error", alice, map[string]bool{"ks-other": true}},
+	} {
+		status, _, body := call(t, http.MethodGet, c.api+tt.url, tt.token, "")
+		var page struct{ Nodes []map[string]any }
+		if strings.Contains(tt.url, "/detail") {
+			json.Unmarshal([]byte(body), &page)
+		} else {
+			var n map[string]any
+			json.Unmarshal([]byte(body), &n)
+			page.Nodes = append(page.Nodes, n)
+		}
+		if status != http.StatusOK || len(page.Nodes) != len(tt.redacted) {
+			t.Errorf("GET %s: %d %s", tt.url, status, body)
+			continue
+		}
+		for _, n := range page.Nodes {
+			name, _ := n["name"].(string)
+			redacted, listed := tt.redacted[name]
+			info, hasInfo := n["driver_info"].(map[string]any)
+			switch {
+			case !listed:
+				t.Errorf("GET %s listed %s", tt.url, name)
+			case redacted && n["last_error"] != redactedError:
+				t.Errorf("GET %s: %s's last_error %v, want it redacted", tt.url, name, n["last_error"])
+			case redacted && hasInfo && !equalJSON(info, redactedInfo):
+				t.Errorf("GET %s: %s's driver_info %v, want it redacted", tt.url, name, n["driver_info"])
+			case !redacted && (n["last_error"] == redactedError || equalJSON(info, redactedInfo)):
+				t.Errorf("GET %s: %s redacted: %v", tt.url, name, n)
+			}
+		}
+	}
+
 	c.noSecretsShown(t)
 	for _, entry := range strings.Split(cli.log.String(), "\n") {
 		if _, answer, _ := strings.Cut(entry, " -> "); strings.Contains(answer, testbed.IPMIPassword) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/policy"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -115,6 +116,9 @@ func (s *Server) showNode(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, err := s.views.encodedView(r, n, fields)
+	if err == nil {
+		b, err = redact(b, s.Policy.Redactions(credentialsOf(r), target(n)))
+	}
 	if err != nil {
 		s.internalError(w, r, err)
 		return
@@ -211,7 +215,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		s.internalError(w, r, err)
 		return
 	}
-	key := pageKey(r, fields) + " project=" + project
+	// A filtered caller's page has its own key: a system reader asking
+	// for ?project= of the same project must not read its redactions.
+	// Within one project every caller who may list is redacted alike
+	// (the node's owner decides), so the project names the rest.
+	c := credentialsOf(r)
+	filtered := s.Policy.Filtered(c)
+	key := pageKey(r, fields) + " project=" + project + " filtered=" + strconv.FormatBool(filtered)
 	if body, ok := s.pages.get(gen, key); ok {
 		writeEncoded(w, http.StatusOK, body)
 		return
@@ -226,10 +236,14 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, detail bool) {
 		return
 	}
 	views, err := s.views.encodedViews(r.Context(), s.Store, r, fields, refs)
+	for i := 0; err == nil && filtered && i < len(views); i++ {
+		views[i], err = redact(views[i], s.Policy.Redactions(c, policy.Target{Owner: refs[i].Owner, Lessee: refs[i].Lessee}))
+	}
 	if err != nil {
 		s.internalError(w, r, err)
 		return
 	}
+	views = compact(views)
 	// The page is put together from encoded views, the way
 	// json.Encoder would have written it.
 	var b bytes.Buffer

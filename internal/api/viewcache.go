@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/policy"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -38,7 +39,8 @@ func renderKey(r *http.Request, fields []string) string {
 }
 
 // encodedViews returns the views of the listed nodes, in order, reading
-// from the store only the nodes written since their view was kept.
+// from the store only the nodes written since their view was kept. A
+// node deleted meanwhile has a nil view.
 func (c *viewCache) encodedViews(ctx context.Context, st store.Store, r *http.Request, fields []string, refs []store.Versioned) ([][]byte, error) {
 	key := renderKey(r, fields)
 	out := make([][]byte, len(refs))
@@ -75,7 +77,7 @@ func (c *viewCache) encodedViews(ctx context.Context, st store.Store, r *http.Re
 			out[i] = byUUID[ref.UUID]
 		}
 	}
-	return compact(out), nil
+	return out, nil
 }
 
 // encodedView is encodedViews for one node already read.
@@ -131,6 +133,28 @@ func (c *viewCache) keep(key string, nodes []*node.Node, views []cachedView) {
 		kept[n.UUID] = views[i]
 		c.bytes += len(views[i].json)
 	}
+}
+
+// redact replaces the fields of an encoded view that the caller may not
+// read. Views are kept unredacted: only callers the policy filters pay.
+func redact(view []byte, rs []policy.Redaction) ([]byte, error) {
+	if len(rs) == 0 || view == nil {
+		return view, nil
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(view, &fields); err != nil {
+		return nil, err
+	}
+	for _, r := range rs {
+		if _, ok := fields[r.Field]; ok {
+			v, err := json.Marshal(r.Value)
+			if err != nil {
+				return nil, err
+			}
+			fields[r.Field] = v
+		}
+	}
+	return json.Marshal(fields)
 }
 
 func compact(views [][]byte) [][]byte {

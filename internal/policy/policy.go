@@ -87,6 +87,42 @@ func (cfg Config) ListScope(c Credentials, project string) (string, error) {
 	return c.ProjectID, nil
 }
 
+// Redaction is a field of a node's view a caller may not read, and the
+// value it reads instead (Ironic's wording).
+type Redaction struct {
+	Field string
+	Rule  string
+	Value any
+}
+
+var redactions = []Redaction{
+	{"last_error", NodeGetLastError, "** Value Redacted - Requires baremetal:node:get:last_error permission. **"},
+	{"driver_info", NodeGetDriverInfo, map[string]string{"content": "** Redacted - requires baremetal:node:get:driver_info permission. **"}},
+}
+
+// Filtered reports whether c's views of nodes are checked field by field
+// (Ironic's baremetal:node:get:filter_threshold): false for system
+// readers, whose views are the same whatever the node.
+func (cfg Config) Filtered(c Credentials) bool {
+	return !cfg.Allowed(NodeGetFilterThreshold, c, Target{})
+}
+
+// Redactions returns the fields of a node with target t that c may not
+// read, as Ironic's node_sanitize: a lessee, say, sees neither the
+// node's last error nor its BMC's address.
+func (cfg Config) Redactions(c Credentials, t Target) []Redaction {
+	if !cfg.Filtered(c) {
+		return nil
+	}
+	var out []Redaction
+	for _, r := range redactions {
+		if !cfg.Allowed(r.Rule, c, t) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // CreateOwner decides a node creation as Ironic's post with
 // [api] project_admin_can_manage_own_nodes (on, its default): a system
 // admin creates any node; a project admin (or service user) creates nodes

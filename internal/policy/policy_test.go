@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -56,6 +57,9 @@ func TestRules(t *testing.T) {
 		{NodeList, "all", false},
 		{NodeListAll, systemReaders, true},
 		{NodeGet, systemReaders + " " + projectReaders + " owner-service", true},
+		{NodeGetFilterThreshold, systemReaders, true},
+		{NodeGetLastError, systemReaders + " owner-admin owner-member owner-reader owner-service", true},
+		{NodeGetDriverInfo, systemReaders + " owner-admin owner-member owner-reader owner-service", true},
 		{NodeUpdate, systemMembers + " system-service owner-admin owner-member lessee-admin lessee-member", true},
 		{NodeUpdateExtra, systemMembers + " system-service owner-admin owner-member lessee-admin lessee-member", true},
 		{NodeUpdateDriverInfo, systemMembers + " system-service owner-admin owner-member owner-service", true},
@@ -252,5 +256,42 @@ func TestDelete(t *testing.T) {
 		if got != tt.want {
 			t.Errorf("%s: Delete = %v, want %q", tt.persona, err, tt.want)
 		}
+	}
+}
+
+// TestRedactions checks which fields of the node each persona that may
+// see it reads redacted, as Ironic's node_sanitize does.
+func TestRedactions(t *testing.T) {
+	tests := []struct {
+		persona  string
+		elevated bool
+		want     []string
+	}{
+		{"system-admin", false, nil},
+		{"system-reader", false, nil},
+		{"system-service", false, nil},
+		{"owner-admin", false, nil},
+		{"owner-reader", false, nil},
+		{"owner-service", false, nil},
+		{"lessee-admin", false, []string{"last_error", "driver_info"}},
+		{"lessee-reader", false, []string{"last_error", "driver_info"}},
+		// The service project's service user reads all once elevated.
+		{"service", true, nil},
+	}
+	for _, tt := range tests {
+		cfg := Config{ServiceRoleElevatedAccess: tt.elevated, ServiceProjectName: "service"}
+		var got []string
+		for _, r := range cfg.Redactions(personas[tt.persona], node) {
+			got = append(got, r.Field)
+			if r.Value == nil || !strings.Contains(fmt.Sprint(r.Value), r.Rule) {
+				t.Errorf("%s: %s redacted as %v, which does not name %s", tt.persona, r.Field, r.Value, r.Rule)
+			}
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: redacted %v, want %v", tt.persona, got, tt.want)
+		}
+	}
+	if r := (Config{}).Redactions(Unrestricted, node); r != nil {
+		t.Errorf("without Keystone: redacted %v, want nothing", r)
 	}
 }

@@ -8,6 +8,9 @@ const (
 	NodeList               = "baremetal:node:list"
 	NodeListAll            = "baremetal:node:list_all"
 	NodeGet                = "baremetal:node:get"
+	NodeGetFilterThreshold = "baremetal:node:get:filter_threshold"
+	NodeGetLastError       = "baremetal:node:get:last_error"
+	NodeGetDriverInfo      = "baremetal:node:get:driver_info"
 	NodeUpdate             = "baremetal:node:update"
 	NodeUpdateExtra        = "baremetal:node:update_extra"
 	NodeUpdateDriverInfo   = "baremetal:node:update:driver_info"
@@ -40,6 +43,9 @@ var rules = []Rule{
 	{NodeList, "API_READER", []string{"GET /v1/nodes", "GET /v1/nodes/detail"}, apiReader},
 	{NodeListAll, "SYSTEM_READER", []string{"GET /v1/nodes", "GET /v1/nodes/detail"}, systemReader},
 	{NodeGet, "SYSTEM_OR_PROJECT_READER", []string{"GET /v1/nodes/{ident}", "every route of one node (else 404)"}, systemOrProjectReader},
+	{NodeGetFilterThreshold, "SYSTEM_READER", []string{"GET /v1/nodes/{ident}", "GET /v1/nodes", "GET /v1/nodes/detail (callers it refuses have the next two checked)"}, systemReader},
+	{NodeGetLastError, "SYSTEM_OR_OWNER_READER", []string{"the same (else last_error is redacted)"}, systemOrOwnerReader},
+	{NodeGetDriverInfo, "SYSTEM_OR_OWNER_READER", []string{"the same (else driver_info is redacted)"}, systemOrOwnerReader},
 	{NodeUpdate, "SYSTEM_OR_PROJECT_MEMBER", []string{"PATCH /v1/nodes/{ident} (/maintenance, /maintenance_reason, /resource_class, /disable_power_off)"}, systemOrProjectMember},
 	{NodeUpdateExtra, "SYSTEM_OR_PROJECT_MEMBER", []string{"PATCH /v1/nodes/{ident} (/extra)"}, systemOrProjectMember},
 	{NodeUpdateDriverInfo, "SYSTEM_MEMBER_OR_OWNER_MEMBER", []string{"PATCH /v1/nodes/{ident} (/driver_info)"}, systemMemberOrOwnerMember},

@@ -224,7 +224,7 @@ func TestResetSyncFailuresSkipsNodesChangedSinceRead(t *testing.T) {
 		if _, err := Modify(ctx, s, b.UUID, func(n *node.Node) error { n.LastError = "newer failure"; return nil }); err != nil {
 			t.Fatal(err)
 		}
-		n, err := s.ResetSyncFailures(ctx, []Versioned{{a.UUID, a.Version}, {b.UUID, b.Version}})
+		n, err := s.ResetSyncFailures(ctx, []Versioned{{UUID: a.UUID, Version: a.Version}, {UUID: b.UUID, Version: b.Version}})
 		if err != nil || n != 1 {
 			t.Fatalf("ResetSyncFailures = %d, %v; want 1", n, err)
 		}
@@ -275,7 +275,7 @@ func TestAfterPositionSurvivesChangedSortValues(t *testing.T) {
 					t.Fatalf("%s seen twice", n.Name)
 				}
 				seen[n.UUID] = true
-				resets = append(resets, Versioned{n.UUID, n.Version})
+				resets = append(resets, Versioned{UUID: n.UUID, Version: n.Version})
 			}
 			if len(page) < 4 {
 				break
@@ -320,7 +320,7 @@ func TestListVersionsMatchesList(t *testing.T) {
 			}
 			var want []Versioned
 			for _, n := range nodes {
-				want = append(want, Versioned{UUID: n.UUID, Version: n.Version})
+				want = append(want, Versioned{UUID: n.UUID, Version: n.Version, Owner: n.Owner, Lessee: n.Lessee})
 			}
 			if !slices.Equal(refs, want) {
 				t.Errorf("%+v: ListVersions %v, List %v", q, refs, want)

@@ -141,7 +141,7 @@ func (s *sqlStore) List(ctx context.Context, q Query) ([]*node.Node, error) {
 }
 
 func (s *sqlStore) ListVersions(ctx context.Context, q Query) ([]Versioned, error) {
-	rows, err := s.list(ctx, q, `uuid, version`)
+	rows, err := s.list(ctx, q, `uuid, version, owner, lessee`)
 	if err != nil {
 		return nil, err
 	}
@@ -149,9 +149,11 @@ func (s *sqlStore) ListVersions(ctx context.Context, q Query) ([]Versioned, erro
 	out := make([]Versioned, 0, min(q.Limit, 256))
 	for rows.Next() {
 		var v Versioned
-		if err := rows.Scan(&v.UUID, &v.Version); err != nil {
+		var owner, lessee sql.NullString
+		if err := rows.Scan(&v.UUID, &v.Version, &owner, &lessee); err != nil {
 			return nil, fmt.Errorf("list nodes: %w", err)
 		}
+		v.Owner, v.Lessee = owner.String, lessee.String
 		out = append(out, v)
 	}
 	if err := rows.Err(); err != nil {

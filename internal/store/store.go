@@ -80,10 +80,12 @@ type Store interface {
 }
 
 // Versioned names a node as read, for writes that must not overwrite a
-// newer change.
+// newer change. Owner and Lessee are what the access policy needs of a
+// listed node without reading it.
 type Versioned struct {
-	UUID    string
-	Version int64
+	UUID          string
+	Version       int64
+	Owner, Lessee string
 }
 
 // PowerStateUpdate records one node's power state.
