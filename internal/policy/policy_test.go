@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -293,5 +294,19 @@ func TestRedactions(t *testing.T) {
 	}
 	if r := (Config{}).Redactions(Unrestricted, node); r != nil {
 		t.Errorf("without Keystone: redacted %v, want nothing", r)
+	}
+}
+
+// TestDocsTable: docs/api.md's policy table has every rule with its
+// default, so the docs cannot drift from the table the API enforces.
+func TestDocsTable(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range Rules() {
+		if row := fmt.Sprintf("| `%s` | `%s` |", r.Name, r.Default); !strings.Contains(string(doc), row) {
+			t.Errorf("docs/api.md has no row %q", row)
+		}
 	}
 }
