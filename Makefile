@@ -4,7 +4,7 @@ GO ?= go
 APT_PACKAGES := openipmi ipmitool iptables redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 # OpenStack services the tests run themselves, installed without recommended
 # packages (Nova's would pull about 300 more) and without starting them.
-OPENSTACK_PACKAGES := keystone
+OPENSTACK_PACKAGES := keystone placement-api nova-api nova-conductor nova-compute-ironic neutron-server glance-api
 PG_URL ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
 # The dev server as `make run` and `make bench-server` start it: its SQLite
 # file in WAL mode (about 1.5x the round trips of the default), with the

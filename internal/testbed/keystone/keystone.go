@@ -31,6 +31,10 @@ import (
 // threaded WSGI server fails on it with "database is locked".
 const mariaDBHost, mariaDBPort = "127.0.0.1", "3306"
 
+// MariaDBAddr is the machine's MariaDB as host:port, for services'
+// database URLs (mysql+pymysql://root@ADDR/DB).
+const MariaDBAddr = mariaDBHost + ":" + mariaDBPort
+
 // tools are the programs Start runs, all from Debian's packages.
 var tools = []string{"keystone-manage", "keystone-wsgi-public", "openstack", "mariadb"}
 
@@ -92,13 +96,13 @@ func Launch(ctx context.Context, dir string, port int) (_ *Keystone, err error) 
 			return nil, fmt.Errorf("keystone: %s is missing; `make deps` installs it (apt-get install keystone python3-openstackclient; mariadb is the client of the machine's MariaDB): %w", tool, err)
 		}
 	}
-	k := &Keystone{AdminPassword: random(), ServiceProject: "service", Dir: dir,
-		Metalpower: User{"metalpower", random()}, Nova: User{"nova", random()}}
+	k := &Keystone{AdminPassword: Random(), ServiceProject: "service", Dir: dir,
+		Metalpower: User{"metalpower", Random()}, Nova: User{"nova", Random()}}
 
 	// A database of this Keystone's own, so tests in parallel (and a run
 	// that died before its clean-up) never share one.
-	k.db = "ks_" + random()[:12]
-	if out, err := mariadb(ctx, "CREATE DATABASE "+k.db); err != nil {
+	k.db = "ks_" + Random()[:12]
+	if out, err := MariaDB(ctx, "CREATE DATABASE "+k.db); err != nil {
 		return nil, fmt.Errorf("keystone: create database %s in MariaDB at %s:%s: %v\n%s", k.db, mariaDBHost, mariaDBPort, err, out)
 	}
 	defer func() {
@@ -185,7 +189,7 @@ func Launch(ctx context.Context, dir string, port int) (_ *Keystone, err error) 
 // Close stops Keystone and drops its database.
 func (k *Keystone) Close() error {
 	k.Stop()
-	if out, err := mariadb(context.Background(), "DROP DATABASE IF EXISTS "+k.db); err != nil {
+	if out, err := MariaDB(context.Background(), "DROP DATABASE IF EXISTS "+k.db); err != nil {
 		return fmt.Errorf("keystone: drop database %s: %v\n%s", k.db, err, out)
 	}
 	return nil
@@ -339,13 +343,13 @@ func (k *Keystone) log() string {
 	return b.String()
 }
 
-// mariadb runs one SQL statement as root on the machine's MariaDB.
-func mariadb(ctx context.Context, sql string) ([]byte, error) {
+// MariaDB runs one SQL statement as root on the machine's MariaDB.
+func MariaDB(ctx context.Context, sql string) ([]byte, error) {
 	return exec.CommandContext(ctx, "mariadb", "-h", mariaDBHost, "-P", mariaDBPort, "-u", "root", "-e", sql).CombinedOutput()
 }
 
-// random is 32 hex digits from crypto/rand, for passwords and names.
-func random() string {
+// Random is 32 hex digits from crypto/rand, for passwords and names.
+func Random() string {
 	b := make([]byte, 16)
 	rand.Read(b)
 	return hex.EncodeToString(b)
