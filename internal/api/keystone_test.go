@@ -434,12 +434,11 @@ func requireIpmitool(t *testing.T) {
 // ipmitoolPower asks the BMC itself: "on" or "off".
 func ipmitoolPower(t *testing.T, b openipmi.BMC) string {
 	t.Helper()
-	out, err := exec.Command("ipmitool", "-I", "lanplus", "-C", "3", "-H", b.Host, "-p", strconv.Itoa(b.Port),
-		"-U", "admin", "-P", testbed.IPMIPassword, "-R", "1", "-N", "2", "chassis", "power", "status").CombinedOutput()
+	got, err := b.Power(context.Background())
 	if err != nil {
-		t.Fatalf("ipmitool: %v: %s", err, out)
+		t.Fatal(err)
 	}
-	return strings.TrimPrefix(strings.TrimSpace(string(out)), "Chassis Power is ")
+	return got
 }
 
 func waitPower(t *testing.T, s *itest.Stack, ident, want string) {

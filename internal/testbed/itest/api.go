@@ -1,6 +1,7 @@
 package itest
 
 import (
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -20,8 +21,14 @@ func (s *Stack) StartAPI(t testing.TB, auth api.Authenticator) string {
 // task queue and log, and returns its base URL.
 func (s *Stack) StartAPIServer(t testing.TB, srv *api.Server) string {
 	t.Helper()
-	srv.Store, srv.Temporal, srv.TaskQueue, srv.Log = s.Store, s.Client, s.Config.Temporal.TaskQueue, zerolog.New(s.Log)
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewServer(s.APIHandler(srv))
 	t.Cleanup(ts.Close)
 	return ts.URL
+}
+
+// APIHandler is srv's handler over the stack, for a test that serves it
+// itself (behind a recorder, say).
+func (s *Stack) APIHandler(srv *api.Server) http.Handler {
+	srv.Store, srv.Temporal, srv.TaskQueue, srv.Log = s.Store, s.Client, s.Config.Temporal.TaskQueue, zerolog.New(s.Log)
+	return srv.Handler()
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -36,6 +37,8 @@ type Stack struct {
 	Config config.Config
 	Worker *conductor.Worker
 	Log    *LogBuffer
+
+	stops map[*conductor.Worker]func()
 }
 
 // StackOptions shapes a stack; zero values give 8 Redfish systems, 4 IPMI
@@ -115,9 +118,26 @@ func (s *Stack) StartGroupWorker(t testing.TB, group string) *conductor.Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { w.Stop(); w.Pool.Close() })
+	stop := sync.OnceFunc(func() { w.Stop(); w.Pool.Close() })
+	t.Cleanup(stop)
+	if s.stops == nil {
+		s.stops = map[*conductor.Worker]func(){}
+	}
+	s.stops[w] = stop
 	s.WaitForWorker(t, group)
 	return w
+}
+
+// RestartWorker stops the stack's worker, applies change to the stack's
+// configuration and starts a worker with it: how an operator changes an
+// option such as force_power_state_during_sync.
+func (s *Stack) RestartWorker(t testing.TB, change func(*config.Config)) *conductor.Worker {
+	t.Helper()
+	if stop := s.stops[s.Worker]; stop != nil {
+		stop()
+	}
+	change(&s.Config)
+	return s.StartWorker(t)
 }
 
 // WaitForWorker waits until a worker of conductor group group polls the

@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gophercloud/gophercloud/v2"
+
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
 	"github.com/metalpower/metalpower/internal/testbed/keystone"
 )
@@ -72,12 +74,14 @@ type Cloud struct {
 	// Timing says where Launch's time went.
 	Timing string
 
-	id    string
-	vhost string
-	dbs   []string
-	mu    sync.Mutex
-	procs map[string]*process
-	ports map[string]int
+	id                      string
+	adminProject, adminUser string
+	vhost                   string
+	dbs                     []string
+	mu                      sync.Mutex
+	procs                   map[string]*process
+	ports                   map[string]int
+	compute, placement      *gophercloud.ServiceClient
 }
 
 // Start launches a cloud for t behind k and removes it when t ends.
@@ -179,6 +183,9 @@ func Launch(ctx context.Context, k *keystone.Keystone, dir string, opts Options)
 		return nil, err
 	}
 	lap("services")
+	if err := c.makeFlavor(ctx); err != nil {
+		return nil, err
+	}
 	c.Timing = strings.Join(timing, ", ")
 	return c, nil
 }

@@ -1,0 +1,391 @@
+package openstack_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/metalpower/metalpower/internal/api"
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/keystone"
+	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/policy"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
+	ks "github.com/metalpower/metalpower/internal/testbed/keystone"
+	"github.com/metalpower/metalpower/internal/testbed/openstack"
+	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
+)
+
+var srv *itest.Server
+
+func TestMain(m *testing.M) { os.Exit(itest.MustMain(m, &srv)) }
+
+// Nova's periods in the scenario: its power sync every 10 s, and its node
+// cache (which the sync reads) refreshed as often.
+const novaSyncPeriod = 10 * time.Second
+
+// world is a real OpenStack with metalpower as its baremetal service:
+// Keystone, Placement, Neutron, Glance and Nova from Debian; metalpower's
+// API (Keystone auth, elevated service role for Nova's user) as the
+// catalog's baremetal endpoint; its worker notifying the real nova-api;
+// IPMI nodes on Debian's ipmi_sim.
+type world struct {
+	t      *testing.T
+	k      *ks.Keystone
+	cloud  *openstack.Cloud
+	stack  *itest.Stack
+	ipmi   *openipmi.Fleet
+	api    string
+	rec    *recorder
+	bmcs   map[string]openipmi.BMC // by node name
+	server map[string]string       // server UUID by node name
+}
+
+// startWorld builds the world with an IPMI node per name, available and
+// recorded as its BMC's power.
+func startWorld(t *testing.T, names ...string) *world {
+	t.Helper()
+	w := &world{t: t, bmcs: map[string]openipmi.BMC{}, server: map[string]string{}}
+	w.k = ks.Start(t)
+	w.cloud = openstack.Start(t, w.k, openstack.Options{SyncPowerStateInterval: int(novaSyncPeriod.Seconds()),
+		UpdateResourcesInterval: int(novaSyncPeriod.Seconds()), ShutdownTimeout: 10})
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var err error
+	w.ipmi, err = openipmi.Start(ctx, openipmi.Options{BMCs: len(names), Username: testbed.BMCUser, Password: testbed.IPMIPassword})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.ipmi.Close)
+
+	w.stack = itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 1, IPMIBMCs: 1, Configure: func(cfg *config.Config) {
+		// The real nova-api, found in Keystone's catalog; Nova's
+		// os-server-external-events policy wants role admin.
+		cfg.Nova = config.Nova{SendPowerNotifications: true, AuthURL: w.k.URL, Username: w.k.Nova.Name,
+			Password: w.k.Nova.Password, ProjectName: w.k.ServiceProject, UserDomainName: "Default",
+			ProjectDomainName: "Default", RegionName: "RegionOne", Interface: "internal"}
+	}})
+	v, err := keystone.FromConfig(config.KeystoneAuthtoken{AuthURL: w.k.URL, WWWAuthenticateURI: w.k.URL, AuthType: "password",
+		Username: w.k.Metalpower.Name, Password: w.k.Metalpower.Password, ProjectName: w.k.ServiceProject,
+		UserDomainName: "Default", ProjectDomainName: "Default", Interface: "internal",
+		TokenCacheTime: 300, HTTPConnectTimeout: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nova's [ironic] user has role service in project service: with
+	// rbac_service_role_elevated_access it acts on every node, as Ironic's
+	// docs set a cloud up.
+	w.rec = &recorder{auth: v}
+	ts := httptest.NewServer(w.rec.wrap(w.stack.APIHandler(&api.Server{Auth: v,
+		Policy: policy.Config{ServiceRoleElevatedAccess: true, ServiceProjectName: w.k.ServiceProject}})))
+	t.Cleanup(ts.Close)
+	w.api = ts.URL
+	if err := w.cloud.RegisterBaremetal(ctx, w.api); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, name := range names {
+		b := w.ipmi.BMCs()[i]
+		w.bmcs[name] = b
+		power := node.PowerOff
+		if got, err := b.Power(ctx); err != nil {
+			t.Fatal(err)
+		} else if got == "on" {
+			power = node.PowerOn
+		}
+		n := node.New("", name, node.DriverIPMI, node.DriverInfo{"ipmi_address": b.Host, "ipmi_port": float64(b.Port),
+			"ipmi_username": testbed.BMCUser, "ipmi_password": testbed.IPMIPassword})
+		n.ProvisionState, n.PowerState = node.Available, power
+		n.ResourceClass = "baremetal"
+		n.Properties = map[string]any{"cpus": 1, "memory_mb": 1024, "local_gb": 10, "cpu_arch": "x86_64"}
+		if err := w.stack.Store.Create(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return w
+}
+
+// deploy binds a new server to each named node, as a deployment would
+// leave it: ACTIVE and running in Nova, active with the instance in
+// metalpower, powered on at the BMC.
+func (w *world) deploy(names ...string) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, name := range names {
+		if _, err := w.bmcs[name].Ipmitool(ctx, "chassis", "power", "on"); err != nil {
+			w.t.Fatal(err)
+		}
+		n := w.stack.Node(w.t, name)
+		id, err := w.cloud.CreateInstance(ctx, n.UUID, "srv-"+name)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		w.server[name] = id
+		w.stack.Modify(w.t, name, func(n *node.Node) {
+			n.ProvisionState, n.InstanceUUID, n.PowerState = node.Active, id, node.PowerOn
+		})
+	}
+}
+
+// openstackCLI runs `openstack` as the cloud's admin.
+func (w *world) openstackCLI(args ...string) string {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := w.k.OpenStack(ctx, args...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return out
+}
+
+// baremetal runs the `baremetal` CLI as the system admin, finding
+// metalpower in the catalog.
+func (w *world) baremetal(args ...string) string {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "baremetal", args...)
+	var env []string
+	for _, kv := range w.k.AdminEnv() {
+		if !strings.HasPrefix(kv, "OS_PROJECT_") {
+			env = append(env, kv)
+		}
+	}
+	cmd.Env = append(env, "OS_SYSTEM_SCOPE=all", "OS_AUTH_TYPE=password", "OS_INTERFACE=public", "OS_REGION_NAME=RegionOne")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		w.t.Fatalf("baremetal %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// sides is the power of a node's server as each side sees it.
+type sides struct {
+	novaStatus string // ACTIVE, SHUTOFF, ...
+	novaPower  int    // Nova's power_state: 1 running, 4 shutdown
+	novaTask   string
+	metalpower string // power on / power off
+	bmc        string // on / off (ipmitool)
+}
+
+func (s sides) String() string {
+	return fmt.Sprintf("nova %s/power_state %d/task %q, metalpower %q, BMC %q", s.novaStatus, s.novaPower, s.novaTask, s.metalpower, s.bmc)
+}
+
+// agree reports whether every side says on (or off), nothing pending.
+func (s sides) agree(on bool) bool {
+	if on {
+		return s.novaStatus == "ACTIVE" && s.novaPower == openstack.Running && s.novaTask == "" &&
+			s.metalpower == node.PowerOn && s.bmc == "on"
+	}
+	return s.novaStatus == "SHUTOFF" && s.novaPower == openstack.Shutdown && s.novaTask == "" &&
+		s.metalpower == node.PowerOff && s.bmc == "off"
+}
+
+func (w *world) sides(name string) sides {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	srv, err := w.cloud.Server(ctx, w.server[name])
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	bmc, err := w.bmcs[name].Power(ctx)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	n := w.stack.Node(w.t, name)
+	mp := n.PowerState
+	if n.TargetPowerState != "" {
+		mp += " -> " + n.TargetPowerState
+	}
+	return sides{novaStatus: srv.Status, novaPower: srv.PowerState, novaTask: srv.TaskState, metalpower: mp, bmc: bmc}
+}
+
+// waitAgree waits until all three sides agree on the power of name's
+// server, and returns how long that took.
+func (w *world) waitAgree(name string, on bool, timeout time.Duration, what string) time.Duration {
+	w.t.Helper()
+	start := time.Now()
+	var last sides
+	for time.Since(start) < timeout {
+		if last = w.sides(name); last.agree(on) {
+			return time.Since(start)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	w.t.Fatalf("%s: after %v the sides still disagree: %s\nnova-compute:\n%s\nrequests:\n%s", what, timeout, last, w.cloud.Log("nova-compute"), w.rec.timeline(start.Add(-time.Minute)))
+	return 0
+}
+
+// holds checks for d that Nova keeps the server as it is (ACTIVE or
+// SHUTOFF, no task) and that metalpower and the BMC keep its power: that
+// Nova never acts on the node. Nova's power_state alone may lag by a
+// refresh of its node cache (its sync copies the cached state into it),
+// so at the end all sides must agree fully within two of its periods.
+func (w *world) holds(name string, on bool, d time.Duration, what string) {
+	w.t.Helper()
+	status, power, bmc := "SHUTOFF", node.PowerOff, "off"
+	if on {
+		status, power, bmc = "ACTIVE", node.PowerOn, "on"
+	}
+	lagged := 0
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(time.Second) {
+		s := w.sides(name)
+		if s.novaStatus != status || s.novaTask != "" || s.metalpower != power || s.bmc != bmc {
+			w.t.Fatalf("%s: %s", what, s)
+		}
+		if !s.agree(on) {
+			lagged++
+		}
+	}
+	if lagged > 0 {
+		w.t.Logf("%s: Nova's power_state lagged for %d of the checks (its node cache)", what, lagged)
+	}
+	w.waitAgree(name, on, 2*novaSyncPeriod+5*time.Second, what)
+}
+
+// waitRefresh waits until nova-compute has refreshed its node cache (a
+// node list by Nova's user) n times from now: Nova's sync reads the
+// cache, so a test that changes power through Nova waits for one before
+// asserting what Nova's sync does next.
+func (w *world) waitRefresh(n int) {
+	w.t.Helper()
+	since := time.Now()
+	deadline := since.Add(time.Duration(n+2) * novaSyncPeriod * 2)
+	for w.rec.count(func(r request) bool { return r.at.After(since) && r.nova() && r.cacheRefresh() }) < n {
+		if time.Now().After(deadline) {
+			w.t.Fatalf("nova-compute listed no nodes in %v\n%s", time.Since(since), w.cloud.Log("nova-compute"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// request is one API request as the recorder saw it.
+type request struct {
+	at     time.Time
+	user   string
+	method string
+	path   string
+	query  string
+	body   string
+	status int
+}
+
+func (r request) String() string {
+	return fmt.Sprintf("%s %s %s %s?%s %s -> %d", r.at.Format("15:04:05.000"), r.user, r.method, r.path, r.query, r.body, r.status)
+}
+
+// nova reports whether nova-compute's ironic driver made the request.
+func (r request) nova() bool { return r.user == novaIronicUser }
+
+// cacheRefresh reports whether the request is nova-compute's refresh of
+// its node cache: a list of every node with their power states (not a
+// lookup by instance_uuid, nor the associated=True list).
+func (r request) cacheRefresh() bool {
+	return r.method == http.MethodGet && (r.path == "/v1/nodes" || r.path == "/v1/nodes/detail") &&
+		strings.Contains(r.query, "power_state") && !strings.Contains(r.query, "instance_uuid=")
+}
+
+// powerPut reports whether the request asked for power target on the
+// node with UUID or name ident.
+func (r request) powerPut(ident, target string) bool {
+	return r.method == http.MethodPut && r.path == "/v1/nodes/"+ident+"/states/power" &&
+		strings.Contains(r.body, `"`+target+`"`)
+}
+
+// novaIronicUser is the user of nova-compute's [ironic] section
+// (openstack.Cloud.Ironic).
+const novaIronicUser = "nova-ironic"
+
+// recorder keeps every API request with its caller and answer.
+type recorder struct {
+	auth *keystone.Validator
+	mu   sync.Mutex
+	reqs []request
+	// after, when set, runs after each answered request.
+	after func(request)
+}
+
+func (rec *recorder) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<16))
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		// The token is cached by now: this costs Keystone nothing.
+		creds, _ := rec.auth.Authenticate(r)
+		req := request{at: time.Now(), user: creds.UserName, method: r.Method, path: r.URL.Path, query: r.URL.RawQuery, body: string(body), status: sw.status}
+		rec.mu.Lock()
+		rec.reqs = append(rec.reqs, req)
+		after := rec.after
+		rec.mu.Unlock()
+		if after != nil {
+			after(req)
+		}
+	})
+}
+
+func (rec *recorder) count(match func(request) bool) int {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	n := 0
+	for _, r := range rec.reqs {
+		if match(r) {
+			n++
+		}
+	}
+	return n
+}
+
+func (rec *recorder) find(match func(request) bool) []request {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var out []request
+	for _, r := range rec.reqs {
+		if match(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// timeline lists the requests since t but the tests' own reads, for
+// failure messages.
+func (rec *recorder) timeline(t time.Time) string {
+	var b strings.Builder
+	for _, r := range rec.find(func(r request) bool { return r.at.After(t) }) {
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+func (rec *recorder) setAfter(fn func(request)) {
+	rec.mu.Lock()
+	rec.after = fn
+	rec.mu.Unlock()
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
