@@ -42,6 +42,10 @@ var tools = []string{"placement-api", "placement-manage", "neutron-server", "neu
 
 // Options shape the cloud.
 type Options struct {
+	// BaremetalURL is metalpower's API, listed as the catalog's baremetal
+	// service (public and internal) before nova-compute starts and looks
+	// for it. Required.
+	BaremetalURL string
 	// SyncPowerStateInterval is nova-compute's sync_power_state_interval
 	// in seconds (Nova's default 600); UpdateResourcesInterval its
 	// update_resources_interval, which also refreshes the node cache its
@@ -110,6 +114,9 @@ func Launch(ctx context.Context, k *keystone.Keystone, dir string, opts Options)
 			return nil, fmt.Errorf("openstack: %s is missing; `make deps` installs it (apt-get install --no-install-recommends %s): %w", tool, Packages, err)
 		}
 	}
+	if opts.BaremetalURL == "" {
+		return nil, errors.New("openstack: no BaremetalURL: nova-compute needs metalpower's API in the catalog")
+	}
 	if opts.SyncPowerStateInterval == 0 {
 		opts.SyncPowerStateInterval = 600
 	}
@@ -155,7 +162,7 @@ func Launch(ctx context.Context, k *keystone.Keystone, dir string, opts Options)
 	c.NetworkURL = c.url("neutron", "")
 	c.ImageURL = c.url("glance", "")
 	c.ComputeURL = c.url("nova", "/v2.1")
-	if err := c.register(ctx); err != nil {
+	if err := c.register(ctx, opts.BaremetalURL); err != nil {
 		return nil, err
 	}
 	lap("databases, vhost, users and catalog")
@@ -190,8 +197,9 @@ func Launch(ctx context.Context, k *keystone.Keystone, dir string, opts Options)
 	return c, nil
 }
 
-// register makes the service users and the catalog entries.
-func (c *Cloud) register(ctx context.Context) error {
+// register makes the service users and the catalog entries, metalpower's
+// API at baremetal among them.
+func (c *Cloud) register(ctx context.Context, baremetal string) error {
 	var script strings.Builder
 	for _, u := range []keystone.User{c.Placement, c.Neutron, c.Glance} {
 		fmt.Fprintf(&script, "user create --domain default --password %s %s\nrole add --project service --user %s admin\nrole add --project service --user %s service\n",
@@ -202,6 +210,7 @@ func (c *Cloud) register(ctx context.Context) error {
 	for _, s := range []struct{ name, kind, url string }{
 		{"nova", "compute", c.ComputeURL}, {"placement", "placement", c.PlacementURL},
 		{"neutron", "network", c.NetworkURL}, {"glance", "image", c.ImageURL},
+		{"metalpower", "baremetal", baremetal},
 	} {
 		fmt.Fprintf(&script, "service create --name %s %s\n", s.name, s.kind)
 		for _, iface := range []string{"public", "internal"} {
@@ -217,21 +226,12 @@ func (c *Cloud) register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, kind := range []string{"compute", "placement", "network", "image"} {
+	for _, kind := range []string{"compute", "placement", "network", "image", "baremetal"} {
 		if strings.Count(got, kind+"\n") != 2 {
 			return fmt.Errorf("openstack: the catalog lacks the %s endpoints:\n%s\nopenstack said:\n%s", kind, got, out)
 		}
 	}
 	return nil
-}
-
-// RegisterBaremetal lists metalpower's API at url as the catalog's
-// baremetal service, public and internal, where nova-compute finds it.
-func (c *Cloud) RegisterBaremetal(ctx context.Context, url string) error {
-	_, err := c.K.Script(ctx, "service create --name metalpower baremetal\n"+
-		"endpoint create --region RegionOne baremetal public "+url+"\n"+
-		"endpoint create --region RegionOne baremetal internal "+url+"\n")
-	return err
 }
 
 // startServices starts every service and waits until each answers.

@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -40,27 +42,29 @@ const novaSyncPeriod = 10 * time.Second
 // catalog's baremetal endpoint; its worker notifying the real nova-api;
 // IPMI nodes on Debian's ipmi_sim.
 type world struct {
-	t      *testing.T
-	k      *ks.Keystone
-	cloud  *openstack.Cloud
-	stack  *itest.Stack
-	ipmi   *openipmi.Fleet
-	api    string
-	rec    *recorder
-	bmcs   map[string]openipmi.BMC // by node name
-	server map[string]string       // server UUID by node name
+	// t is the running step's test; root the scenario's, which owns what
+	// outlives a step (the worker).
+	t, root *testing.T
+	k       *ks.Keystone
+	cloud   *openstack.Cloud
+	stack   *itest.Stack
+	ipmi    *openipmi.Fleet
+	api     string
+	rec     *recorder
+	bmcs    map[string]openipmi.BMC // by node name
+	server  map[string]string       // server UUID by node name
+	// expected are Nova's requests a step meant metalpower to refuse.
+	expected []request
 }
 
 // startWorld builds the world with an IPMI node per name, available and
 // recorded as its BMC's power.
 func startWorld(t *testing.T, names ...string) *world {
 	t.Helper()
-	w := &world{t: t, bmcs: map[string]openipmi.BMC{}, server: map[string]string{}}
+	w := &world{t: t, root: t, bmcs: map[string]openipmi.BMC{}, server: map[string]string{}}
 	w.k = ks.Start(t)
-	w.cloud = openstack.Start(t, w.k, openstack.Options{SyncPowerStateInterval: int(novaSyncPeriod.Seconds()),
-		UpdateResourcesInterval: int(novaSyncPeriod.Seconds()), ShutdownTimeout: 10})
 
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	defer cancel()
 	var err error
 	w.ipmi, err = openipmi.Start(ctx, openipmi.Options{BMCs: len(names), Username: testbed.BMCUser, Password: testbed.IPMIPassword})
@@ -91,9 +95,8 @@ func startWorld(t *testing.T, names ...string) *world {
 		Policy: policy.Config{ServiceRoleElevatedAccess: true, ServiceProjectName: w.k.ServiceProject}})))
 	t.Cleanup(ts.Close)
 	w.api = ts.URL
-	if err := w.cloud.RegisterBaremetal(ctx, w.api); err != nil {
-		t.Fatal(err)
-	}
+	w.cloud = openstack.Start(t, w.k, openstack.Options{BaremetalURL: w.api,
+		SyncPowerStateInterval: int(novaSyncPeriod.Seconds()), UpdateResourcesInterval: int(novaSyncPeriod.Seconds()), ShutdownTimeout: 10})
 
 	for i, name := range names {
 		b := w.ipmi.BMCs()[i]
@@ -257,6 +260,47 @@ func (w *world) holds(name string, on bool, d time.Duration, what string) {
 	}
 	w.waitAgree(name, on, 2*novaSyncPeriod+5*time.Second, what)
 }
+
+// restartWorker restarts metalpower's worker with a changed
+// configuration; it runs until the scenario ends.
+func (w *world) restartWorker(change func(*config.Config)) {
+	w.stack.RestartWorker(w.root, change)
+}
+
+// put sends one request to metalpower's API with token and returns
+// its status.
+func (w *world) put(ctx context.Context, token, path, body string) int {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, w.api+path, strings.NewReader(body))
+	req.Header.Set("X-Auth-Token", token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-OpenStack-Ironic-API-Version", "1.95")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// notifyAttempts is the attempt at which metalpower's latest
+// power-update event for name's server reached Nova: its notifier
+// workflow's local activity marker records it.
+func (w *world) notifyAttempts(ctx context.Context, name string) int {
+	w.t.Helper()
+	id := "nova-notify/" + w.server[name]
+	if err := w.stack.Client.GetWorkflow(ctx, id, "").Get(ctx, nil); err != nil {
+		w.t.Fatalf("notifier %s: %v", id, err)
+	}
+	attempt := 0
+	for _, m := range attemptRE.FindAllStringSubmatch(itest.History(w.t, w.stack, id), -1) {
+		n, _ := strconv.Atoi(m[1])
+		attempt = max(attempt, n)
+	}
+	return attempt
+}
+
+// attemptRE finds a local activity marker's attempt in a history's text.
+var attemptRE = regexp.MustCompile(`\\"Attempt\\":(\d+)`)
 
 // waitRefresh waits until nova-compute has refreshed its node cache (a
 // node list by Nova's user) n times from now: Nova's sync reads the
