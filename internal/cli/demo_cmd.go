@@ -29,6 +29,7 @@ func runStack(ctx context.Context, env *Env, name string, args []string) error {
 		fs.StringVar(&o.Databases, "databases", "metalpower", "PostgreSQL databases: NAME (the node store), NAME_temporal and NAME_temporal_visibility (the server's)")
 	}
 	fs.BoolVar(&o.Keystone, "keystone", false, "run a real Keystone (Debian's keystone on the local MariaDB; make deps installs it) and the API with auth_strategy keystone behind it")
+	fs.BoolVar(&o.OpenStack, "openstack", false, "also run Placement, Neutron, Glance and Nova with the ironic driver (Debian's; make deps installs them) behind Keystone, with a Nova server on every fourth node (implies -keystone)")
 	fs.StringVar(&o.DataDir, "data", ".data", "directory for the Temporal database, the node store, logs and nova-events.log (reused by the next run)")
 	fs.StringVar(&o.TemporalCLI, "temporal-cli", "tools/bin/temporal", "the temporal CLI (make tools/bin/temporal)")
 	fs.StringVar(&o.Worker, "worker", "", "the worker binary (default: worker beside this starter)")

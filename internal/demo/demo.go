@@ -33,6 +33,7 @@ import (
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/openstack"
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
@@ -81,6 +82,11 @@ type Options struct {
 	// Keystone runs a real Keystone (Debian's, on the local MariaDB) and
 	// the API with auth_strategy keystone behind it.
 	Keystone bool
+	// OpenStack also runs Placement, Neutron, Glance and Nova with the
+	// ironic driver (Debian's), with the API as the catalog's baremetal
+	// endpoint, the worker notifying the real nova-api, and a Nova
+	// server on every node with an instance. It implies Keystone.
+	OpenStack bool
 }
 
 func (o *Options) defaults() error {
@@ -123,6 +129,12 @@ func (o *Options) defaults() error {
 	}
 	if o.RecoveryInterval == 0 {
 		o.RecoveryInterval = 120
+	}
+	if o.OpenStack {
+		o.Keystone = true
+		if o.ReadyTimeout == 0 {
+			o.ReadyTimeout = 6 * time.Minute
+		}
 	}
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 2 * time.Minute
@@ -174,6 +186,8 @@ type demo struct {
 	instanceNode sync.Map
 	// keystone is the demo's Keystone (-keystone), else nil.
 	keystone *cloud
+	// openstack is the demo's Nova and the rest (-openstack), else nil.
+	openstack *openstack.Cloud
 }
 
 func (d *demo) printf(format string, args ...any) {
@@ -241,6 +255,16 @@ func Run(ctx context.Context, opts Options, out io.Writer) (err error) {
 	}
 	if err := d.startWorkerAndAPI(readyCtx); err != nil {
 		return err
+	}
+	if opts.OpenStack {
+		defer func() {
+			if osErr := d.stopOpenStack(); osErr != nil && err == nil {
+				err = osErr
+			}
+		}()
+		if err := d.startOpenStack(readyCtx); err != nil {
+			return err
+		}
 	}
 	if err := d.enroll(readyCtx, known); err != nil {
 		return err
@@ -499,7 +523,8 @@ func (d *demo) childEnv() []string {
 		// Short periods, so the demo shows sync and recovery passes.
 		"METALPOWER_CONDUCTOR_SYNC_POWER_STATE_INTERVAL="+strconv.Itoa(d.opts.SyncInterval),
 		"METALPOWER_CONDUCTOR_POWER_FAILURE_RECOVERY_INTERVAL="+strconv.Itoa(d.opts.RecoveryInterval))
-	return testbed.ChildEnv(append(env, d.keystoneEnv()...)...)
+	env = append(env, d.keystoneEnv()...)
+	return testbed.ChildEnv(append(env, d.novaEnv()...)...)
 }
 
 func (d *demo) start(name, logName, bin string, args ...string) (*child, error) {

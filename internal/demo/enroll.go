@@ -90,6 +90,13 @@ func (d *demo) getNode(ctx context.Context, name string) (*apiNode, int, error) 
 // already there is taken on from whatever state it is in.
 func (d *demo) enroll(ctx context.Context, known map[string]bool) error {
 	created := 0
+	var servers map[string]string
+	if d.openstack != nil {
+		var err error
+		if servers, err = d.makeServers(ctx); err != nil {
+			return err
+		}
+	}
 	for _, p := range d.fleet {
 		n, status, err := d.getNode(ctx, p.name)
 		if err != nil {
@@ -100,7 +107,16 @@ func (d *demo) enroll(ctx context.Context, known map[string]bool) error {
 			if p.group != "" {
 				req["conductor_group"] = p.group
 			}
-			if p.instance {
+			switch {
+			case d.openstack != nil:
+				// What Nova's resource tracker reads: every node is a
+				// hypervisor of resource class CUSTOM_BAREMETAL.
+				req["uuid"], req["resource_class"] = nodeUUID(p.name), "baremetal"
+				req["properties"] = map[string]any{"cpus": 1, "memory_mb": 1024, "local_gb": 10, "cpu_arch": "x86_64"}
+				if id := servers[p.name]; id != "" {
+					req["instance_uuid"] = id
+				}
+			case p.instance:
 				id := instanceUUID(p.name)
 				req["instance_uuid"] = id
 				d.addInstance(id, p.name, d.hardwareOn(p))
@@ -263,6 +279,10 @@ func (d *demo) printBanner(known map[string]bool) {
 		if d.keystone != nil {
 			w("  REST API           %s/v1  (auth_strategy keystone; the catalog's baremetal endpoint)", apiURL)
 			w("  Keystone           %s  (admin's openrc, system scope: %s)", d.keystone.k.URL, rel(d.keystone.openrc))
+			if d.openstack != nil {
+				w("  Nova               %s  (nova-compute %s, ironic driver; admin's openrc, project admin: %s)", d.openstack.ComputeURL, d.openstack.Host, rel(d.openstackRC()))
+				w("                     its power sync every %d s; logs in %s", novaSyncInterval, rel(d.openstack.Dir))
+			}
 		} else {
 			w("  REST API           %s/v1  (no auth)", apiURL)
 		}
@@ -300,6 +320,22 @@ func (d *demo) printBanner(known map[string]bool) {
 		w("  # the Ironic REST API")
 		w(`  curl -i -X PUT %s/v1/nodes/rf-03/states/power -H 'X-OpenStack-Ironic-API-Version: %s' -H 'Content-Type: application/json' -d '{"target":"power off"}'`, apiURL, apiVersion)
 		w(`  curl -s %s/v1/nodes/rf-03 -H 'X-OpenStack-Ironic-API-Version: %s'`, apiURL, apiVersion)
+	}
+	if d.openstack != nil {
+		server := ""
+		for _, p := range d.fleet {
+			if p.instance {
+				server = p.name
+				break
+			}
+		}
+		w("  # Nova drives the nodes through metalpower, and hears of every change metalpower makes")
+		w("  source %s   # the admin in project admin, who owns the servers", rel(d.openstackRC()))
+		w("  openstack hypervisor list")
+		w("  openstack server list")
+		w("  openstack server stop srv-%s      # Nova powers %s off through metalpower", server, server)
+		w("  source %s   # the admin, system-scoped, for the baremetal CLI", rel(d.keystone.openrc))
+		w("  baremetal node power on %s        # Nova shows srv-%s ACTIVE again within seconds", server, server)
 	}
 	w("  # the OpenStack baremetal CLI (python3-ironicclient)")
 	if d.keystone != nil {

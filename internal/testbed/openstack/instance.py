@@ -5,8 +5,8 @@ have left behind (ACTIVE, running, on HOST's node NODE), in cell1 with its
 mapping in the API database. Nova's API needs the empty network info
 cache to show it.
 
-usage: instance.py NOVA_CONF HOST NODE NAME FLAVOR PROJECT_ID USER_ID
-prints the server's UUID.
+usage: instance.py NOVA_CONF HOST FLAVOR PROJECT_ID USER_ID NODE=NAME...
+prints each server's UUID, one a line, in order.
 """
 import sys
 
@@ -17,12 +17,18 @@ from nova.compute import power_state, vm_states
 from nova.network import model as network_model
 
 
-def main(conf, host, node, name, flavor_name, project_id, user_id):
+def main(conf, host, flavor_name, project_id, user_id, *servers):
     config.parse_args([sys.argv[0], '--config-file', conf])
     objects.register_all()
     ctxt = context.get_admin_context()
     flavor = objects.Flavor.get_by_name(ctxt, flavor_name)
     cell = next(c for c in objects.CellMappingList.get_all(ctxt) if c.name == 'cell1')
+    for server in servers:
+        node, name = server.split('=', 1)
+        print(create(ctxt, cell, flavor, host, node, name, project_id, user_id))
+
+
+def create(ctxt, cell, flavor, host, node, name, project_id, user_id):
     server = uuidutils.generate_uuid()
     with context.target_cell(ctxt, cell) as cctxt:
         objects.Instance(
@@ -38,8 +44,8 @@ def main(conf, host, node, name, flavor_name, project_id, user_id):
     objects.InstanceMapping(context=ctxt, instance_uuid=server, cell_mapping=cell,
                             project_id=project_id, user_id=user_id,
                             queued_for_delete=False).create()
-    print(server)
+    return server
 
 
 if __name__ == '__main__':
-    main(*sys.argv[1:8])
+    main(*sys.argv[1:])

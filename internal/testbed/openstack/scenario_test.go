@@ -12,7 +12,8 @@ import (
 
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
-	ks "github.com/metalpower/metalpower/internal/testbed/keystone"
+	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
 // TestSeedScenario is the seed's scenario inside a real OpenStack: real
@@ -187,10 +188,7 @@ func TestSeedScenario(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		w.waitRefresh(2)
-		token, err := w.k.Token(ctx, ks.User{Name: "admin", Password: w.k.AdminPassword}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		token := w.adminToken(ctx)
 		uuid, server := w.stack.Node(t, "os-b").UUID, w.server["os-b"]
 		// As nova-compute looks the node up to stop the server, an
 		// operator powers it off through metalpower: Nova's own request
@@ -220,6 +218,21 @@ func TestSeedScenario(t *testing.T) {
 		}
 		t.Logf("Nova's driver was refused %d time(s) with 409 and retried", len(refused))
 		w.expectConflicts(refused...)
+	})
+
+	t.Run("no secret in metalpower's log or histories", func(t *testing.T) {
+		w.t = t
+		secrets := []string{w.k.AdminPassword, w.k.Nova.Password, w.k.Metalpower.Password, w.cloud.Ironic.Password, testbed.IPMIPassword}
+		secrets = append(secrets, w.tokens...)
+		log := w.stack.Log.String()
+		for _, s := range secrets {
+			if strings.Contains(log, s) {
+				t.Errorf("metalpower's log holds a secret (%.4s…)", s)
+			}
+		}
+		if err := itest.ScanHistoriesForSecrets(srv, secrets...); err != nil {
+			t.Error(err)
+		}
 	})
 
 	t.Run("Nova's driver met no error", func(t *testing.T) {

@@ -48,25 +48,40 @@ func (c *Cloud) makeFlavor(ctx context.Context) error {
 	return nil
 }
 
-// CreateInstance makes server name, ACTIVE and running, on the node with
-// UUID node (a hypervisor nova-compute already reports), owned by the
-// admin's project, and returns its UUID. The caller sets the node's
+// Instance is a server to make on a node.
+type Instance struct {
+	// Node is the node's UUID: a hypervisor of nova-compute, or one it
+	// will list.
+	Node string
+	Name string
+}
+
+// CreateInstances makes each server, ACTIVE and running, on its node,
+// owned by the admin's project, in one run of Nova's objects, and
+// returns their UUIDs in order. The caller sets each node's
 // instance_uuid in metalpower, as Nova's deployment would.
-func (c *Cloud) CreateInstance(ctx context.Context, node, name string) (string, error) {
+func (c *Cloud) CreateInstances(ctx context.Context, servers ...Instance) ([]string, error) {
 	script := c.path("instance.py")
 	if err := os.WriteFile(script, instanceScript, 0o600); err != nil {
-		return "", fmt.Errorf("openstack: %w", err)
+		return nil, fmt.Errorf("openstack: %w", err)
 	}
-	out, err := exec.CommandContext(ctx, python, script, c.NovaConf, c.Host, node, name, Flavor,
-		c.adminProject, c.adminUser).Output()
+	args := []string{script, c.NovaConf, c.Host, Flavor, c.adminProject, c.adminUser}
+	for _, s := range servers {
+		args = append(args, s.Node+"="+s.Name)
+	}
+	out, err := exec.CommandContext(ctx, python, args...).Output()
 	if err != nil {
 		var stderr []byte
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = ee.Stderr
 		}
-		return "", fmt.Errorf("openstack: instance.py for node %s: %v\n%s", node, err, tail(stderr, 4000))
+		return nil, fmt.Errorf("openstack: instance.py: %v\n%s", err, tail(stderr, 4000))
 	}
-	return strings.TrimSpace(string(out)), nil
+	ids := strings.Fields(string(out))
+	if len(ids) != len(servers) {
+		return nil, fmt.Errorf("openstack: instance.py made %d servers, want %d: %s", len(ids), len(servers), out)
+	}
+	return ids, nil
 }
 
 // Server is what Nova's API shows of a server.

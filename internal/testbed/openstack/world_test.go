@@ -44,7 +44,7 @@ const novaSyncPeriod = 10 * time.Second
 type world struct {
 	// t is the running step's test; root the scenario's, which owns what
 	// outlives a step (the worker).
-	t, root *testing.T
+	t, root testing.TB
 	k       *ks.Keystone
 	cloud   *openstack.Cloud
 	stack   *itest.Stack
@@ -55,11 +55,13 @@ type world struct {
 	server  map[string]string       // server UUID by node name
 	// expected are Nova's requests a step meant metalpower to refuse.
 	expected []request
+	// tokens are the Keystone tokens the test used, secrets all.
+	tokens []string
 }
 
 // startWorld builds the world with an IPMI node per name, available and
 // recorded as its BMC's power.
-func startWorld(t *testing.T, names ...string) *world {
+func startWorld(t testing.TB, names ...string) *world {
 	t.Helper()
 	w := &world{t: t, root: t, bmcs: map[string]openipmi.BMC{}, server: map[string]string{}}
 	w.k = ks.Start(t)
@@ -131,10 +133,11 @@ func (w *world) deploy(names ...string) {
 			w.t.Fatal(err)
 		}
 		n := w.stack.Node(w.t, name)
-		id, err := w.cloud.CreateInstance(ctx, n.UUID, "srv-"+name)
+		ids, err := w.cloud.CreateInstances(ctx, openstack.Instance{Node: n.UUID, Name: "srv-" + name})
 		if err != nil {
 			w.t.Fatal(err)
 		}
+		id := ids[0]
 		w.server[name] = id
 		w.stack.Modify(w.t, name, func(n *node.Node) {
 			n.ProvisionState, n.InstanceUUID, n.PowerState = node.Active, id, node.PowerOn
@@ -265,6 +268,17 @@ func (w *world) holds(name string, on bool, d time.Duration, what string) {
 // configuration; it runs until the scenario ends.
 func (w *world) restartWorker(change func(*config.Config)) {
 	w.stack.RestartWorker(w.root, change)
+}
+
+// adminToken is a system-scoped token of Keystone's admin.
+func (w *world) adminToken(ctx context.Context) string {
+	w.t.Helper()
+	token, err := w.k.Token(ctx, ks.User{Name: "admin", Password: w.k.AdminPassword}, "")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.tokens = append(w.tokens, token)
+	return token
 }
 
 // put sends one request to metalpower's API with token and returns
