@@ -33,8 +33,8 @@ import (
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
-	"github.com/metalpower/metalpower/internal/testbed/openstack"
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
+	"github.com/metalpower/metalpower/internal/testbed/openstack"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 )
 
