@@ -335,7 +335,8 @@ func (d *demo) printBanner(known map[string]bool) {
 		w("  openstack server list")
 		w("  openstack server stop srv-%s      # Nova powers %s off through metalpower", server, server)
 		w("  source %s   # the admin, system-scoped, for the baremetal CLI", rel(d.keystone.openrc))
-		w("  baremetal node power on %s        # Nova shows srv-%s ACTIVE again within seconds", server, server)
+		w("  # %d s after Nova's stop (its node cache; docs/openstack.md), power it on through metalpower:", novaSyncInterval)
+		w("  baremetal node power on %s        # Nova shows srv-%s ACTIVE again within a second", server, server)
 	}
 	w("  # the OpenStack baremetal CLI (python3-ironicclient)")
 	if d.keystone != nil {
