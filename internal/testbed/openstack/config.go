@@ -7,27 +7,15 @@ import (
 	"github.com/metalpower/metalpower/internal/testbed/keystone"
 )
 
-// authtoken is a [keystone_authtoken] section for service user u.
-func (c *Cloud) authtoken(u keystone.User) string {
-	return fmt.Sprintf(`[keystone_authtoken]
-www_authenticate_uri = %[1]s
-auth_url = %[1]s
-auth_type = password
-username = %s
-password = %s
-project_name = service
-user_domain_name = Default
-project_domain_name = Default
-region_name = RegionOne
-`, c.K.URL, u.Name, u.Password)
-}
-
-// serviceAuth is a keystoneauth password section (Nova's [placement],
-// [neutron], [ironic]) for user u in project service.
-func (c *Cloud) serviceAuth(section string, u keystone.User) string {
+// auth is a section with which a service logs in to Keystone as user u
+// in project service: its [keystone_authtoken] (keystonemiddleware) or a
+// keystoneauth client section such as Nova's [placement], [neutron] and
+// [ironic], which ignore www_authenticate_uri.
+func (c *Cloud) auth(section string, u keystone.User) string {
 	return fmt.Sprintf(`[%s]
+www_authenticate_uri = %[2]s
+auth_url = %[2]s
 auth_type = password
-auth_url = %s
 username = %s
 password = %s
 project_name = service
@@ -54,7 +42,7 @@ log_file = %s
 connection = %s
 [api]
 auth_strategy = keystone
-`, c.LogFile("placement"), c.dbURL("placement")) + c.authtoken(c.Placement),
+`, c.LogFile("placement"), c.dbURL("placement")) + c.auth("keystone_authtoken", c.Placement),
 
 		// ML2 with no type, network or mechanism in use and no agents:
 		// Nova only reads (empty) port lists and security groups.
@@ -79,7 +67,7 @@ tenant_network_types =
 mechanism_drivers =
 [oslo_concurrency]
 lock_path = %s
-`, c.LogFile("neutron"), c.ports["neutron"], transport, c.dbURL("neutron"), c.path("lock")) + c.authtoken(c.Neutron),
+`, c.LogFile("neutron"), c.ports["neutron"], transport, c.dbURL("neutron"), c.path("lock")) + c.auth("keystone_authtoken", c.Neutron),
 
 		"glance-api.conf": fmt.Sprintf(`[DEFAULT]
 log_file = %s
@@ -98,7 +86,7 @@ flavor = keystone
 config_file = /etc/glance/glance-api-paste.ini
 [oslo_concurrency]
 lock_path = %s
-`, c.LogFile("glance"), c.ports["glance"], c.path("images"), c.dbURL("glance"), c.path("lock")) + c.authtoken(c.Glance),
+`, c.LogFile("glance"), c.ports["glance"], c.path("images"), c.dbURL("glance"), c.path("lock")) + c.auth("keystone_authtoken", c.Glance),
 	}
 
 	// One nova.conf for the API, the conductor and nova-manage; the
@@ -127,12 +115,12 @@ region_name = RegionOne
 auth_strategy = keystone
 `, transport, c.Host, c.path("nova-state"), opts.SyncPowerStateInterval, opts.UpdateResourcesInterval,
 		opts.ShutdownTimeout, c.path("lock")) +
-		c.authtoken(c.K.Nova) +
-		c.serviceAuth("placement", c.K.Nova) +
-		c.serviceAuth("neutron", c.K.Nova) +
+		c.auth("keystone_authtoken", c.K.Nova) +
+		c.auth("placement", c.K.Nova) +
+		c.auth("neutron", c.K.Nova) +
 		// No endpoint_override: the baremetal endpoint comes from the
 		// catalog, as in a cloud.
-		c.serviceAuth("ironic", c.Ironic)
+		c.auth("ironic", c.Ironic)
 	databases := fmt.Sprintf(`[api_database]
 connection = %s
 [database]
