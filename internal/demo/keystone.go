@@ -39,9 +39,12 @@ func (d *demo) startKeystone(ctx context.Context) error {
 	}
 	d.keystone = &cloud{k: k, openrc: filepath.Join(d.opts.DataDir, "keystone-openrc")}
 	api := "http://" + hostPort(d.opts.APIPort)
-	if _, err := k.Script(ctx, "service create --name ironic baremetal\nendpoint create --region RegionOne baremetal public "+api+
-		"\nendpoint create --region RegionOne baremetal internal "+api+"\n"); err != nil {
-		return err
+	// With -openstack the cloud lists the API itself, before Nova starts.
+	if !d.opts.OpenStack {
+		if _, err := k.Script(ctx, "service create --name ironic baremetal\nendpoint create --region RegionOne baremetal public "+api+
+			"\nendpoint create --region RegionOne baremetal internal "+api+"\n"); err != nil {
+			return err
+		}
 	}
 	openrc := fmt.Sprintf("export OS_AUTH_URL=%s OS_USERNAME=admin OS_PASSWORD=%s OS_USER_DOMAIN_NAME=Default OS_SYSTEM_SCOPE=all OS_IDENTITY_API_VERSION=3 OS_REGION_NAME=RegionOne OS_INTERFACE=public\nunset OS_PROJECT_NAME OS_PROJECT_DOMAIN_NAME OS_CLOUD OS_ENDPOINT\n",
 		k.URL, k.AdminPassword)
