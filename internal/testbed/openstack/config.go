@@ -137,14 +137,3 @@ connection = %s
 	}
 	return nil
 }
-
-// Env is the openstack CLI's environment as Keystone's admin in project
-// admin (the project instances belong to), with Nova's microversion
-// named when microversion is not "".
-func (c *Cloud) Env(microversion string) []string {
-	env := c.K.AdminEnv()
-	if microversion != "" {
-		env = append(env, "OS_COMPUTE_API_VERSION="+microversion)
-	}
-	return env
-}
