@@ -19,6 +19,7 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
@@ -74,6 +75,9 @@ func (f *fakeBMCs) on(uuid string, rs ...reading) *fakeBMCs {
 	f.script[uuid] = append(f.script[uuid], rs...)
 	return f
 }
+
+// Paced: the fakes keep no spacing between commands.
+func (f *fakeBMCs) Paced(*node.Node) bool { return false }
 
 func (f *fakeBMCs) For(n *node.Node) (bmc.PowerManager, error) {
 	f.mu.Lock()
@@ -198,11 +202,15 @@ func conductor() config.Conductor {
 
 // fixture is one test's activities with their doubles.
 type fixture struct {
-	t     *testing.T
-	a     *activities.Activities
-	store store.Store
-	bmcs  *fakeBMCs
-	nova  *mocks.Client
+	t         *testing.T
+	power     *activities.Power
+	syncPass  *activities.SyncPass
+	nodeSync  *activities.NodeSync
+	recovery  *activities.Recovery
+	provision *activities.Provision
+	store     store.Store
+	bmcs      *fakeBMCs
+	nova      *mocks.Client
 	// direct records deliveries that bypassed the notifier workflow.
 	direct *fakeNotifier
 }
@@ -216,8 +224,14 @@ func newFixture(t *testing.T, c config.Conductor) *fixture {
 		WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{Status: enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}}
 	nova.On("DescribeWorkflowExecution", mock.Anything, mock.Anything, mock.Anything).Return(running, nil).Maybe()
 	f := &fixture{t: t, store: newStore(t), bmcs: newBMCs(), nova: nova, direct: &fakeNotifier{}}
-	f.a = &activities.Activities{Store: f.store, BMCs: f.bmcs, Conductor: c, IPMI: config.IPMI{CommandRetryTimeout: 60},
-		Nova: f.direct, Temporal: nova, TaskQueue: "metalpower", BaseQueue: "metalpower"}
+	queues := activities.Queues{TaskQueue: "metalpower", BaseQueue: "metalpower", Temporal: nova}
+	notify := &activities.Nova{Notifier: f.direct, Temporal: nova, TaskQueue: "metalpower"}
+	ipmi := config.IPMI{CommandRetryTimeout: 60}
+	f.power = &activities.Power{Store: f.store, BMCs: f.bmcs, Conductor: c, IPMI: ipmi, Queues: queues, Nova: notify}
+	f.syncPass = &activities.SyncPass{Store: f.store, BMCs: f.bmcs, Conductor: c, Temporal: nova, Queues: queues}
+	f.nodeSync = &activities.NodeSync{Store: f.store, BMCs: f.bmcs, Conductor: c, IPMI: ipmi, Queues: queues, Nova: notify}
+	f.recovery = &activities.Recovery{Store: f.store, BMCs: f.bmcs, Conductor: c, Queues: queues, Nova: notify}
+	f.provision = &activities.Provision{Store: f.store, BMCs: f.bmcs, Queues: queues}
 	return f
 }
 
@@ -225,7 +239,7 @@ func newFixture(t *testing.T, c config.Conductor) *fixture {
 // edit first.
 func (f *fixture) addNode(edit func(n *node.Node)) *node.Node {
 	f.t.Helper()
-	n := node.New("", "", node.DriverIPMI, node.DriverInfo{"ipmi_address": "10.0.0.9", "ipmi_password": "s3cret"})
+	n := node.New("", "", ipmi.Name, node.DriverInfo{"ipmi_address": "10.0.0.9", "ipmi_password": "s3cret"})
 	n.ProvisionState, n.PowerState, n.InstanceUUID = node.Active, node.PowerOn, uuid.NewString()
 	if edit != nil {
 		edit(n)
@@ -291,7 +305,9 @@ func (f *fixture) noNova() {
 
 func newActivityEnv(f *fixture) *testsuite.TestActivityEnvironment {
 	env := (&testsuite.WorkflowTestSuite{}).NewTestActivityEnvironment()
-	env.RegisterActivity(f.a)
+	for _, a := range []any{f.power, f.syncPass, f.nodeSync, f.recovery, f.provision} {
+		env.RegisterActivity(a)
+	}
 	return env
 }
 
@@ -299,7 +315,7 @@ func newActivityEnv(f *fixture) *testsuite.TestActivityEnvironment {
 func (f *fixture) syncNode(uuid string) (activities.NodeSyncDecision, error) {
 	env := newActivityEnv(f)
 	var d activities.NodeSyncDecision
-	v, err := env.ExecuteLocalActivity(f.a.SyncNode, uuid)
+	v, err := env.ExecuteLocalActivity(f.nodeSync.SyncNode, uuid)
 	if err == nil {
 		err = v.Get(&d)
 	}
@@ -318,7 +334,7 @@ func (f *fixture) mustSync(uuid string) activities.NodeSyncDecision {
 // readPage runs one page of a pass.
 func (f *fixture) readPage(in activities.SyncPageInput) activities.SyncPage {
 	f.t.Helper()
-	v, err := newActivityEnv(f).ExecuteActivity(f.a.ReadPowerStates, in)
+	v, err := newActivityEnv(f).ExecuteActivity(f.syncPass.ReadPowerStates, in)
 	if err != nil {
 		f.t.Fatalf("ReadPowerStates: %v", err)
 	}
@@ -332,7 +348,7 @@ func (f *fixture) readPage(in activities.SyncPageInput) activities.SyncPage {
 // recoverPass runs one power-failure recovery pass.
 func (f *fixture) recoverPass() activities.RecoveryResult {
 	f.t.Helper()
-	v, err := newActivityEnv(f).ExecuteActivity(f.a.RecoverPowerFailures)
+	v, err := newActivityEnv(f).ExecuteActivity(f.recovery.RecoverPowerFailures)
 	if err != nil {
 		f.t.Fatalf("RecoverPowerFailures: %v", err)
 	}
@@ -345,12 +361,12 @@ func (f *fixture) recoverPass() activities.RecoveryResult {
 
 // finishChange ends the power change a forcing decision started, as the
 // workflow's change() does, with failure "" for success.
-func (f *fixture) finishChange(p *activities.Plan, failure string) {
+func (f *fixture) finishChange(p *activities.PowerPlan, failure string) {
 	f.t.Helper()
 	if p == nil {
 		f.t.Fatal("no plan to finish")
 	}
-	if _, err := f.a.FinishPowerChange(context.Background(), activities.FinishInput{NodeUUID: p.NodeUUID, Target: p.Target, Final: p.Final, Failure: failure}); err != nil {
+	if _, err := f.power.FinishPowerChange(context.Background(), activities.FinishInput{NodeUUID: p.NodeUUID, Target: p.Target, Final: p.Final, Failure: failure}); err != nil {
 		f.t.Fatal(err)
 	}
 }

@@ -55,8 +55,8 @@ func recoveryFilter() store.Filter {
 
 // ServedGroups lists the conductor groups that have nodes for the pass,
 // and whether a live worker serves each (this worker serves its own).
-func (a *Activities) ServedGroups(ctx context.Context, in GroupsInput) (Groups, error) {
-	base := cmp.Or(a.BaseQueue, in.Base)
+func (a *SyncPass) ServedGroups(ctx context.Context, in GroupsInput) (Groups, error) {
+	base := cmp.Or(a.Queues.BaseQueue, in.Base)
 	f := syncFilter()
 	if in.Recovery {
 		f = recoveryFilter()
@@ -67,9 +67,9 @@ func (a *Activities) ServedGroups(ctx context.Context, in GroupsInput) (Groups, 
 	}
 	res := Groups{Base: base}
 	for _, g := range slices.Sorted(maps.Keys(counts)) {
-		live := dispatch.Queue(base, g) == a.TaskQueue
+		live := dispatch.Queue(base, g) == a.Queues.TaskQueue
 		if !live {
-			if live, err = dispatch.Live(ctx, a.Temporal, dispatch.Queue(base, g)); err != nil {
+			if live, err = dispatch.Live(ctx, a.Queues.Temporal, dispatch.Queue(base, g)); err != nil {
 				return Groups{}, err
 			}
 		}

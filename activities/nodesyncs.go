@@ -116,7 +116,7 @@ const passMemo = "pass"
 // sync is still its own workflow under the node's lock ID, with the
 // node's search attributes, in the Web UI. A retried attempt picks up the
 // outcomes its heartbeats recorded and waits on the syncs it had started.
-func (a *Activities) RunNodeSyncs(ctx context.Context, in NodeSyncsInput) (SyncCounts, error) {
+func (a *SyncPass) RunNodeSyncs(ctx context.Context, in NodeSyncsInput) (SyncCounts, error) {
 	outcomes := make([]string, len(in.Candidates))
 	if activity.HasHeartbeatDetails(ctx) {
 		var kept []string
@@ -191,7 +191,7 @@ func (a *Activities) RunNodeSyncs(ctx context.Context, in NodeSyncsInput) (SyncC
 // runNodeSync starts one node's NodePowerSync and waits for its outcome.
 // An error means Temporal could not be asked: the attempt fails and is
 // retried.
-func (a *Activities) runNodeSync(ctx context.Context, in NodeSyncsInput, c SyncCandidate) (string, error) {
+func (a *SyncPass) runNodeSync(ctx context.Context, in NodeSyncsInput, c SyncCandidate) (string, error) {
 	opts := dispatch.StartOptions(dispatch.Work{NodeUUID: c.UUID, NodeName: c.Name, Target: "sync", Queue: in.TaskQueue, Summary: NodeSyncSummary(c)})
 	opts.StaticDetails = "started by sync pass " + in.Pass
 	opts.Memo = map[string]any{passMemo: in.Pass}
@@ -230,7 +230,7 @@ func NodeSyncSummary(c SyncCandidate) string {
 
 // startedBy reports whether the workflow run holding a node's lock is a
 // per-node sync this pass started (in an earlier attempt).
-func (a *Activities) startedBy(ctx context.Context, id, runID, pass string) (bool, error) {
+func (a *SyncPass) startedBy(ctx context.Context, id, runID, pass string) (bool, error) {
 	d, err := a.Temporal.DescribeWorkflowExecution(ctx, id, runID)
 	if err != nil {
 		return false, fmt.Errorf("describe %s: %w", id, err)

@@ -16,6 +16,23 @@ import (
 	"github.com/metalpower/metalpower/internal/nova"
 )
 
+// Nova tells Nova of power changes (QueueNovaNotification,
+// SendPowerUpdate), and queues the notifications the other activities
+// owe it on the same ordered notifier.
+type Nova struct {
+	// Notifier is nil when notifications cannot be sent; Disabled says why
+	// (switched off, or credentials missing), and is recorded on each
+	// change.
+	Notifier Notifier
+	Disabled string
+	// Temporal starts and signals the notifier workflows, which run on
+	// TaskQueue, this worker's own.
+	Temporal  client.Client
+	TaskQueue string
+	// Metrics records the domain metrics; nil records nothing.
+	Metrics *metrics.Metrics
+}
+
 // The Nova notifier workflow: one per instance, fed by signal-with-start,
 // so a Nova outage holds no node lock and loses no notification.
 const (
@@ -61,16 +78,16 @@ const directTimeout = 3 * time.Second
 // notifier workflow (starting it if needed) and returns. It returns why
 // nothing was sent when notifications are off or not configured. A local
 // activity.
-func (a *Activities) QueueNovaNotification(ctx context.Context, u PowerUpdate) (string, error) {
-	return a.queueNova(ctx, u)
+func (a *Nova) QueueNovaNotification(ctx context.Context, u PowerUpdate) (string, error) {
+	return a.queue(ctx, u)
 }
 
-// queueNova is QueueNovaNotification's work, for the activities that
+// queue is QueueNovaNotification's work, for the activities that
 // notify Nova as one of their steps (an activity never calls another).
-func (a *Activities) queueNova(ctx context.Context, u PowerUpdate) (string, error) {
-	if a.Nova == nil {
+func (a *Nova) queue(ctx context.Context, u PowerUpdate) (string, error) {
+	if a.Notifier == nil {
 		a.Metrics.NovaNotification(metrics.NovaNotSent, 1)
-		return a.NovaDisabled, nil
+		return a.Disabled, nil
 	}
 	if _, ok := nova.Tag(u.PowerState); !ok {
 		a.Metrics.NovaNotification(metrics.NovaNotSent, 1)
@@ -93,7 +110,7 @@ func (a *Activities) queueNova(ctx context.Context, u PowerUpdate) (string, erro
 		},
 		NovaNotifyWorkflow, NovaNotifyInput{InstanceUUID: u.InstanceUUID})
 	if err != nil {
-		return "", temporal.NewApplicationError("queue Nova notification: "+err.Error(), ErrStore)
+		return "", temporal.NewApplicationError("queue Nova notification: "+err.Error(), StoreType)
 	}
 	a.Metrics.NovaNotification(metrics.NovaQueued, 1)
 	return NovaQueued, nil
@@ -102,7 +119,7 @@ func (a *Activities) queueNova(ctx context.Context, u PowerUpdate) (string, erro
 // notifierRunning reports whether updates for the instance are still
 // being delivered; a newer one must then queue behind them. When unsure,
 // it says yes: queueing is always safe.
-func (a *Activities) notifierRunning(ctx context.Context, instanceUUID string) bool {
+func (a *Nova) notifierRunning(ctx context.Context, instanceUUID string) bool {
 	d, err := a.Temporal.DescribeWorkflowExecution(ctx, NovaNotifyID(instanceUUID), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
@@ -121,10 +138,10 @@ const (
 // rejection (unknown instance, no host, bad request, forbidden) is a
 // result, not an error, so it is recorded and never retried; transient
 // failures (Nova down, 5xx, 429) are errors the retry policy retries.
-func (a *Activities) SendPowerUpdate(ctx context.Context, u PowerUpdate) (string, error) {
-	if a.Nova == nil {
+func (a *Nova) SendPowerUpdate(ctx context.Context, u PowerUpdate) (string, error) {
+	if a.Notifier == nil {
 		a.Metrics.NovaNotification(metrics.NovaNotSent, 1)
-		return a.NovaDisabled, nil
+		return a.Disabled, nil
 	}
 	return a.deliver(ctx, ctx, u)
 }
@@ -133,8 +150,8 @@ func (a *Activities) SendPowerUpdate(ctx context.Context, u PowerUpdate) (string
 // rejection is a result, recorded and logged; only a transient failure is
 // an error, which a caller may retry. Delivered notifications record their
 // queue age: from the change (ChangedAt) to Nova accepting it.
-func (a *Activities) deliver(ctx, actx context.Context, u PowerUpdate) (string, error) {
-	err := a.Nova.PowerUpdate(ctx, u.InstanceUUID, u.PowerState)
+func (a *Nova) deliver(ctx, actx context.Context, u PowerUpdate) (string, error) {
+	err := a.Notifier.PowerUpdate(ctx, u.InstanceUUID, u.PowerState)
 	switch {
 	case err == nil:
 		a.Metrics.NovaDelivered(u.ChangedAt)
@@ -145,5 +162,5 @@ func (a *Activities) deliver(ctx, actx context.Context, u PowerUpdate) (string, 
 		return NovaRejected + ": " + err.Error(), nil
 	}
 	a.Metrics.NovaDeliveryError()
-	return "", temporal.NewApplicationError(err.Error(), "NovaUnavailable")
+	return "", temporal.NewApplicationError(err.Error(), NovaUnavailableType)
 }

@@ -10,11 +10,35 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
 
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/powersync"
 	"github.com/metalpower/metalpower/internal/store"
 )
+
+// SyncPass runs a sync pass's steps (Ironic's _sync_power_states):
+// ServedGroups, ClearStaleTargets, ReadPowerStates page by page, and
+// RunNodeSyncs for the nodes a page found out of sync. The recovery pass
+// asks ServedGroups too.
+type SyncPass struct {
+	Store store.Store
+	BMCs  BMCs
+	// Conductor's sync_power_state_workers bounds the reads in flight.
+	Conductor config.Conductor
+	// Temporal starts the per-node syncs and asks whether a workflow
+	// holds a node's lock.
+	Temporal client.Client
+	Queues   Queues
+	// Metrics records the domain metrics; nil records nothing.
+	Metrics *metrics.Metrics
+	// StaleTargetAge is how long a target_power_state with no workflow
+	// holding the node's lock stands before a sync pass clears it;
+	// DefaultStaleTargetAge when 0.
+	StaleTargetAge time.Duration
+}
 
 // SyncPageInput asks for the next page of a sync pass.
 type SyncPageInput struct {
@@ -98,9 +122,9 @@ var (
 // their counters and last_error are reset here in one batch. The rest are
 // returned as candidates for a per-node sync under the node's lock; a
 // page ends early rather than return more than SyncPageSize of them.
-func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (SyncPage, error) {
+func (a *SyncPass) ReadPowerStates(ctx context.Context, in SyncPageInput) (SyncPage, error) {
 	if in.Group != nil {
-		if err := a.serves(*in.Group, ""); err != nil {
+		if err := a.Queues.serves(*in.Group, ""); err != nil {
 			return SyncPage{}, err
 		}
 	}
@@ -145,7 +169,7 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 		found    atomic.Int64 // candidates so far
 		finished atomic.Int64 // nodes read so far
 	)
-	err := a.pool(ctx, in.Limit, func(feed func(i int) bool) error {
+	err := pool(ctx, a.Conductor.SyncPowerStateWorkers, in.Limit, func(feed func(i int) bool) error {
 		// The next chunk is read from the store while this one is fed,
 		// so the readers never wait on the store between chunks.
 		type chunk struct {
@@ -201,7 +225,7 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 		return storeError(err)
 	}, func(i int) {
 		n := all[i]
-		r := a.read(ctx, n)
+		r := readForSync(ctx, a.BMCs, n)
 		inSync, reason := powersync.Triage(n, r)
 		switch {
 		case reason != "":
@@ -248,19 +272,20 @@ func (a *Activities) ReadPowerStates(ctx context.Context, in SyncPageInput) (Syn
 	return page, nil
 }
 
-// paced reports whether a call to n's BMC may wait for the IPMI spacing.
-func (a *Activities) paced(n *node.Node) bool {
-	return n.Driver == node.DriverIPMI && a.IPMI.MinCommandInterval > 0
+// paced reports whether a call to n's BMC may wait for its driver's spacing
+// between commands ([ipmi] min_command_interval).
+func (a *SyncPass) paced(n *node.Node) bool {
+	return a.BMCs.Paced(n)
 }
 
 // syncWindow is how many per-node syncs run at once: enough to keep BMCs
 // busy, few enough to stay far from Temporal's 2,000 pending children.
 func syncWindow(workers int) int { return min(max(workers/4, 8), 100) }
 
-// forEach runs fn for 0..n-1 with sync_power_state_workers goroutines,
-// heartbeating progress.
-func (a *Activities) forEach(ctx context.Context, n int, fn func(i int)) {
-	a.pool(ctx, n, func(feed func(int) bool) error {
+// forEach runs fn for 0..n-1 with workers (sync_power_state_workers)
+// goroutines, heartbeating progress.
+func forEach(ctx context.Context, workers, n int, fn func(i int)) {
+	pool(ctx, workers, n, func(feed func(int) bool) error {
 		for i := 0; i < n && feed(i); i++ {
 		}
 		return nil
@@ -268,12 +293,12 @@ func (a *Activities) forEach(ctx context.Context, n int, fn func(i int)) {
 }
 
 // pool runs do for every index produce feeds it (at most most), with
-// sync_power_state_workers goroutines, heartbeating progress. feed
-// reports false once ctx is done; produce's error is pool's.
-func (a *Activities) pool(ctx context.Context, most int, produce func(feed func(i int) bool) error, do func(i int)) error {
+// workers (sync_power_state_workers) goroutines, heartbeating progress.
+// feed reports false once ctx is done; produce's error is pool's.
+func pool(ctx context.Context, workers, most int, produce func(feed func(i int) bool) error, do func(i int)) error {
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range max(1, min(a.Conductor.SyncPowerStateWorkers, most)) {
+	for range max(1, min(workers, most)) {
 		wg.Go(func() {
 			for i := range next {
 				do(i)

@@ -4,17 +4,18 @@ import (
 	"testing"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
 // Every power change, requested or forced by the sync, is planned by
-// NewPlan: one set of defaults for both (the sync used to retry the BMC
+// NewPowerPlan: one set of defaults for both (the sync used to retry the BMC
 // command for 1 s where a request retried for 60 s when
 // command_retry_timeout was 0).
-func TestNewPlan(t *testing.T) {
+func TestNewPowerPlan(t *testing.T) {
 	cond := config.Conductor{PowerStateChangeTimeout: 60, SoftPowerOffTimeout: 600}
-	n := node.New("", "n1", node.DriverIPMI, node.DriverInfo{"ipmi_address": "10.0.0.7", "ipmi_port": float64(6230)})
+	n := node.New("", "n1", ipmi.Name, node.DriverInfo{"ipmi_address": "10.0.0.7", "ipmi_port": float64(6230)})
 	n.InstanceUUID = "6c1a4f0e-9c61-4b53-9a2a-3c8d2f3f1b10"
 	tests := []struct {
 		name         string
@@ -37,11 +38,11 @@ func TestNewPlan(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := activities.NewPlan(n, tt.target, tt.timeout, tt.via, cond, config.IPMI{CommandRetryTimeout: tt.retry})
-			want := activities.Plan{NodeUUID: n.UUID, NodeName: "n1", Driver: node.DriverIPMI, BMC: "10.0.0.7:6230", InstanceUUID: n.InstanceUUID,
+			p := activities.NewPowerPlan(n, tt.target, tt.timeout, tt.via, cond, config.IPMI{CommandRetryTimeout: tt.retry})
+			want := activities.PowerPlan{NodeUUID: n.UUID, NodeName: "n1", Driver: ipmi.Name, BMC: "10.0.0.7:6230", InstanceUUID: n.InstanceUUID,
 				Target: tt.target, Final: tt.wantFinal, Timeout: tt.wantTimeout, CommandRetryTimeout: tt.wantRetrying, Via: tt.via}
 			if p != want {
-				t.Fatalf("NewPlan = %+v\nwant      %+v", p, want)
+				t.Fatalf("NewPowerPlan = %+v\nwant           %+v", p, want)
 			}
 		})
 	}

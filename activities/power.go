@@ -11,10 +11,24 @@ import (
 
 	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
+
+// Power runs the steps of a power change (Ironic's
+// change_node_power_state and node_power_action): PreparePowerChange,
+// MarkPowerChange, AbortPowerChange, SetPowerState, VerifyPowerState and
+// FinishPowerChange.
+type Power struct {
+	Store     store.Store
+	BMCs      BMCs
+	Conductor config.Conductor
+	IPMI      config.IPMI
+	// Queues routes each plan to the node's conductor group.
+	Queues Queues
+	// Nova tells Nova of the state a skipped change found.
+	Nova *Nova
+}
 
 // PrepareInput asks to validate a power change and, with Mark, to record
 // it on the node.
@@ -29,8 +43,8 @@ type PrepareInput struct {
 	Via string `json:"via,omitempty"`
 }
 
-// Plan is a validated power change.
-type Plan struct {
+// PowerPlan is a validated power change.
+type PowerPlan struct {
 	NodeUUID     string `json:"node_uuid"`
 	NodeName     string `json:"node_name,omitempty"`
 	Driver       string `json:"driver"`
@@ -61,14 +75,14 @@ type Plan struct {
 // default, used when the option is 0 or less.
 const defaultCommandRetryTimeout = 60
 
-// NewPlan is the plan for moving n to target: the state it ends in (on for
+// NewPowerPlan is the plan for moving n to target: the state it ends in (on for
 // reboots), the time to reach it (timeout, else [conductor]
 // power_state_change_timeout, soft_power_off_timeout for soft actions) and
 // how long the BMC command is retried ([ipmi] command_retry_timeout, 60 s
 // when unset). Every power change, requested or forced by the sync, is
 // planned here.
-func NewPlan(n *node.Node, target string, timeout int, via string, c config.Conductor, ipmi config.IPMI) Plan {
-	p := Plan{NodeUUID: n.UUID, NodeName: n.Name, Driver: n.Driver, BMC: bmcAddress(n), InstanceUUID: n.InstanceUUID,
+func NewPowerPlan(n *node.Node, target string, timeout int, via string, c config.Conductor, ipmi config.IPMI) PowerPlan {
+	p := PowerPlan{NodeUUID: n.UUID, NodeName: n.Name, Driver: n.Driver, BMC: n.BMC(), InstanceUUID: n.InstanceUUID,
 		Target: target, Final: node.FinalState(target), Timeout: timeout, CommandRetryTimeout: ipmi.CommandRetryTimeout, Via: via,
 		Group: n.ConductorGroup}
 	if p.CommandRetryTimeout <= 0 {
@@ -89,40 +103,28 @@ func NewPlan(n *node.Node, target string, timeout int, via string, c config.Cond
 // to soft_power_off_timeout. With Mark it then records target_power_state
 // and clears last_error (a forced change keeps it in failure states). A
 // local activity.
-func (a *Activities) PreparePowerChange(ctx context.Context, in PrepareInput) (Plan, error) {
-	n, err := a.loadNode(ctx, in.Node)
+func (a *Power) PreparePowerChange(ctx context.Context, in PrepareInput) (PowerPlan, error) {
+	n, err := loadNode(ctx, a.Store, in.Node)
 	if err != nil {
-		return Plan{}, err
+		return PowerPlan{}, err
 	}
 	if err := refusal(n, in.Target, in.Timeout); err != nil {
-		return Plan{}, err
+		return PowerPlan{}, err
 	}
-	plan := a.plan(ctx, n, in.Target, in.Timeout, in.Via)
+	plan := a.Queues.route(ctx, NewPowerPlan(n, in.Target, in.Timeout, in.Via, a.Conductor, a.IPMI))
 	if in.Mark {
-		a.checkConflict(ctx, n, plan.Final, in.Via)
+		checkConflict(ctx, a.Store, a.Conductor, n, plan.Final, in.Via)
 		if err := a.mark(ctx, n.UUID, in.Target, plan.Final, in.Via); err != nil {
-			return Plan{}, err
+			return PowerPlan{}, err
 		}
 	}
 	return plan, nil
 }
 
-// plan is NewPlan routed: the queue of the node's conductor group, and
-// whether a live worker polls it (this worker's own queue is live).
-func (a *Activities) plan(ctx context.Context, n *node.Node, target string, timeout int, via string) Plan {
-	p := NewPlan(n, target, timeout, via, a.Conductor, a.IPMI)
-	p.Queue = dispatch.Queue(a.BaseQueue, n.ConductorGroup)
-	if p.Queue != a.TaskQueue {
-		_, err := dispatch.Route(ctx, a.Temporal, a.BaseQueue, n.ConductorGroup, n.Driver)
-		_, p.Unserved = dispatch.AsNoWorker(err)
-	}
-	return p
-}
-
 // AbortPowerChange clears the target_power_state the starter recorded, for
 // a change refused before it began (no last_error, as Ironic's checks). A
 // local activity.
-func (a *Activities) AbortPowerChange(ctx context.Context, uuid string) error {
+func (a *Power) AbortPowerChange(ctx context.Context, uuid string) error {
 	_, err := store.Modify(ctx, a.Store, uuid, func(n *node.Node) error {
 		n.TargetPowerState = ""
 		return nil
@@ -136,13 +138,13 @@ func (a *Activities) AbortPowerChange(ctx context.Context, uuid string) error {
 // MarkPowerChange records a change in progress once the lock is held, for
 // changes whose lock was only known after resolving the node. A local
 // activity.
-func (a *Activities) MarkPowerChange(ctx context.Context, p Plan) error {
+func (a *Power) MarkPowerChange(ctx context.Context, p PowerPlan) error {
 	return a.mark(ctx, p.NodeUUID, p.Target, p.Final, p.Via)
 }
 
 // mark records the change: a request clears last_error, a change the
 // sync forces keeps it in a failure state.
-func (a *Activities) mark(ctx context.Context, uuid, target, final, via string) error {
+func (a *Power) mark(ctx context.Context, uuid, target, final, via string) error {
 	_, err := store.Modify(ctx, a.Store, uuid, func(n *node.Node) error {
 		// Re-check under the write: the node may have changed since it was read.
 		if err := refusal(n, target, 0); err != nil {
@@ -166,30 +168,30 @@ func refusal(n *node.Node, target string, timeout int) error {
 	case node.Allowed:
 		return nil
 	case node.RefusedTimeout:
-		msg, kind = fmt.Sprintf("Invalid timeout %d: must be a positive number of seconds.", timeout), ErrInvalidParameter
+		msg, kind = fmt.Sprintf("Invalid timeout %d: must be a positive number of seconds.", timeout), InvalidParameterType
 	case node.RefusedTarget:
-		msg, kind = fmt.Sprintf("Invalid power target %q: use one of %q, %q, %q, %q or %q.", target, node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff), ErrInvalidTarget
+		msg, kind = fmt.Sprintf("Invalid power target %q: use one of %q, %q, %q, %q or %q.", target, node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff), InvalidTargetType
+	case node.RefusedUnsupported:
+		msg, kind = node.UnsupportedMessage(n, target)+".", InvalidParameterType
 	case node.RefusedCleaning:
-		msg, kind = fmt.Sprintf("Can not change power state because node %s is in %s provision state.", n.UUID, n.ProvisionState), ErrInvalidState
+		msg, kind = fmt.Sprintf("Can not change power state because node %s is in %s provision state.", n.UUID, n.ProvisionState), InvalidStateType
 	case node.RefusedPowerOff:
-		msg, kind = fmt.Sprintf("Node %s does not allow power off: disable_power_off is set.", n.UUID), ErrPowerOffDisabled
+		msg, kind = fmt.Sprintf("Node %s does not allow power off: disable_power_off is set.", n.UUID), PowerOffDisabledType
 	}
 	return temporal.NewNonRetryableApplicationError(msg, kind, nil)
 }
 
-// bmcAddress names a node's BMC without credentials, for summaries and logs.
-func bmcAddress(n *node.Node) string {
-	switch n.Driver {
-	case node.DriverIPMI:
-		if info, err := n.DriverInfo.IPMI(); err == nil {
-			return info.HostPort()
-		}
-	case node.DriverRedfish:
-		if info, err := n.DriverInfo.Redfish(); err == nil {
-			return info.Endpoint + info.SystemID
-		}
+// powerManager returns the BMC client of a node of this worker's
+// conductor group.
+func (a *Power) powerManager(n *node.Node) (bmc.PowerManager, error) {
+	if err := a.Queues.serves(n.ConductorGroup, n.Driver); err != nil {
+		return nil, err
 	}
-	return "unknown"
+	pm, err := a.BMCs.For(n)
+	if err != nil {
+		return nil, bmcError(err)
+	}
+	return pm, nil
 }
 
 // SetPowerInput names the node and the action; the activity loads the
@@ -216,8 +218,8 @@ type SetPowerResult struct {
 // when it is already there, as Ironic's _can_skip_state_change; otherwise
 // it sends the action (reboots always run) and reads once more: a BMC that
 // is already there saves the workflow a polling activity and a round trip.
-func (a *Activities) SetPowerState(ctx context.Context, in SetPowerInput) (SetPowerResult, error) {
-	n, err := a.loadNode(ctx, in.NodeUUID)
+func (a *Power) SetPowerState(ctx context.Context, in SetPowerInput) (SetPowerResult, error) {
+	n, err := loadNode(ctx, a.Store, in.NodeUUID)
 	if err != nil {
 		return SetPowerResult{}, err
 	}
@@ -260,8 +262,8 @@ type VerifyInput struct {
 // shows the last reading and a retried attempt resumes where it was.
 // Transient read errors are tolerated until the deadline. An attempt
 // that starts past the deadline reads once before it gives up.
-func (a *Activities) VerifyPowerState(ctx context.Context, in VerifyInput) (string, error) {
-	n, err := a.loadNode(ctx, in.NodeUUID)
+func (a *Power) VerifyPowerState(ctx context.Context, in VerifyInput) (string, error) {
+	n, err := loadNode(ctx, a.Store, in.NodeUUID)
 	if err != nil {
 		return "", err
 	}
@@ -307,7 +309,7 @@ func (a *Activities) VerifyPowerState(ctx context.Context, in VerifyInput) (stri
 			} else if last != "" {
 				msg += " The node is still " + last + "."
 			}
-			return "", temporal.NewNonRetryableApplicationError(msg, ErrPowerStateTimeout, nil)
+			return "", temporal.NewNonRetryableApplicationError(msg, PowerStateTimeoutType, nil)
 		}
 		select {
 		case <-ctx.Done():
@@ -350,7 +352,7 @@ type FinishResult struct {
 // last_error; on failure last_error in Ironic's wording, also recorded as
 // an ERROR event in the node history, and power_state unchanged.
 // target_power_state is cleared in every case. A local activity.
-func (a *Activities) FinishPowerChange(ctx context.Context, in FinishInput) (FinishResult, error) {
+func (a *Power) FinishPowerChange(ctx context.Context, in FinishInput) (FinishResult, error) {
 	var nova string
 	if in.Skipped && in.Failure == "" {
 		var err error
@@ -379,12 +381,12 @@ func (a *Activities) FinishPowerChange(ctx context.Context, in FinishInput) (Fin
 		// Not best effort: a failed change must leave a trace. A retry
 		// after a failed write only writes the same values again.
 		if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventPowerChange,
-			Source: in.Via, Event: n.LastError}); err != nil {
+			Via: in.Via, Event: n.LastError}); err != nil {
 			return FinishResult{}, storeError(err)
 		}
 	}
 	if in.Failure == "" && !in.Skipped {
-		a.recordChange(ctx, n.UUID, in.Final, in.Target, in.Via)
+		recordChange(ctx, a.Store, n.UUID, in.Final, in.Target, in.Via)
 	}
 	return FinishResult{PowerState: n.PowerState, InstanceUUID: n.InstanceUUID, Nova: nova}, nil
 }
@@ -399,8 +401,8 @@ func (a *Activities) FinishPowerChange(ctx context.Context, in FinishInput) (Fin
 // the record is written, so a retry after a failed write (or a worker
 // lost before the result was recorded) sends it again rather than never:
 // Nova applies a repeated state as a no-op. "" when nothing is sent.
-func (a *Activities) notifySkipCorrection(ctx context.Context, in FinishInput) (string, error) {
-	n, err := a.loadNode(ctx, in.NodeUUID)
+func (a *Power) notifySkipCorrection(ctx context.Context, in FinishInput) (string, error) {
+	n, err := loadNode(ctx, a.Store, in.NodeUUID)
 	if err != nil {
 		return "", err
 	}
@@ -412,18 +414,5 @@ func (a *Activities) notifySkipCorrection(ctx context.Context, in FinishInput) (
 	if activity.IsActivity(ctx) {
 		u.Source = activity.GetInfo(ctx).WorkflowExecution.ID
 	}
-	return a.queueNova(ctx, u)
-}
-
-func storeError(err error) error {
-	var appErr *temporal.ApplicationError
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &appErr):
-		return err
-	case errors.Is(err, store.ErrNotFound):
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrNodeNotFound, nil)
-	}
-	return temporal.NewApplicationError(err.Error(), ErrStore)
+	return a.Nova.queue(ctx, u)
 }

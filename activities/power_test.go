@@ -19,7 +19,7 @@ import (
 func TestFailedChangeIsKeptInTheNodeHistory(t *testing.T) {
 	f := newFixture(t, conductor())
 	n := f.addNode(func(n *node.Node) { n.TargetPowerState = node.PowerOff })
-	if _, err := f.a.FinishPowerChange(context.Background(), activities.FinishInput{NodeUUID: n.UUID, Target: node.PowerOff,
+	if _, err := f.power.FinishPowerChange(context.Background(), activities.FinishInput{NodeUUID: n.UUID, Target: node.PowerOff,
 		Final: node.PowerOff, Failure: "the BMC did not answer in time", Via: "api"}); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestFailedChangeIsKeptInTheNodeHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(events) != 1 || events[0].Severity != "ERROR" || events[0].Type != store.EventPowerChange || events[0].Event != want || events[0].Source != "api" {
+	if len(events) != 1 || events[0].Severity != "ERROR" || events[0].Type != store.EventPowerChange || events[0].Event != want || events[0].Via != "api" {
 		t.Fatalf("history = %+v", events)
 	}
 }
@@ -51,14 +51,14 @@ func TestConflictCheckLooksAtTheLastChangeMade(t *testing.T) {
 	f := newFixture(t, c)
 	n := f.addNode(nil)
 	ctx := context.Background()
-	if _, err := f.a.FinishPowerChange(ctx, activities.FinishInput{NodeUUID: n.UUID, Target: node.PowerOff, Final: node.PowerOff, Via: "api"}); err != nil {
+	if _, err := f.power.FinishPowerChange(ctx, activities.FinishInput{NodeUUID: n.UUID, Target: node.PowerOff, Final: node.PowerOff, Via: "api"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.a.FinishPowerChange(ctx, activities.FinishInput{NodeUUID: n.UUID, Target: node.PowerOn, Final: node.PowerOn, Failure: "BMC busy", Via: "api"}); err != nil {
+	if _, err := f.power.FinishPowerChange(ctx, activities.FinishInput{NodeUUID: n.UUID, Target: node.PowerOn, Final: node.PowerOn, Failure: "BMC busy", Via: "api"}); err != nil {
 		t.Fatal(err)
 	}
 	// Powered back on right after metalpower powered it off: a conflict.
-	if _, err := newActivityEnv(f).ExecuteLocalActivity(f.a.PreparePowerChange,
+	if _, err := newActivityEnv(f).ExecuteLocalActivity(f.power.PreparePowerChange,
 		activities.PrepareInput{Node: n.UUID, Target: node.PowerOn, Mark: true, Via: "api"}); err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestVerificationStartedPastItsDeadlineReadsOnce(t *testing.T) {
 	f := newFixture(t, conductor())
 	n := f.addNode(nil)
 	f.bmcs.on(n.UUID, off())
-	v, err := newActivityEnv(f).ExecuteActivity(f.a.VerifyPowerState,
+	v, err := newActivityEnv(f).ExecuteActivity(f.power.VerifyPowerState,
 		activities.VerifyInput{NodeUUID: n.UUID, Want: node.PowerOff, Deadline: time.Now().Add(-time.Minute)})
 	if err != nil {
 		t.Fatalf("verification past the deadline: %v", err)
@@ -87,7 +87,7 @@ func TestVerificationStartedPastItsDeadlineReadsOnce(t *testing.T) {
 	// Still not there past the deadline: a timeout after that one read.
 	still := f.addNode(nil)
 	f.bmcs.on(still.UUID, on())
-	_, err = newActivityEnv(f).ExecuteActivity(f.a.VerifyPowerState,
+	_, err = newActivityEnv(f).ExecuteActivity(f.power.VerifyPowerState,
 		activities.VerifyInput{NodeUUID: still.UUID, Want: node.PowerOff, Deadline: time.Now().Add(-time.Minute)})
 	if err == nil || !strings.Contains(err.Error(), "The node is still power on.") {
 		t.Fatalf("err = %v, want a timeout naming the state read", err)
@@ -107,7 +107,7 @@ func TestSkippedChangeTellsNovaOfTheCorrectedState(t *testing.T) {
 	n := f.addNode(func(n *node.Node) { n.TargetPowerState = node.PowerOff })
 	f.expectNova(n.InstanceUUID, node.PowerOff)
 	skip := activities.FinishInput{NodeUUID: n.UUID, Target: node.PowerOff, Final: node.PowerOff, Skipped: true, HardwareState: node.PowerOff}
-	v, err := newActivityEnv(f).ExecuteLocalActivity(f.a.FinishPowerChange, skip)
+	v, err := newActivityEnv(f).ExecuteLocalActivity(f.power.FinishPowerChange, skip)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestSkippedChangeTellsNovaOfTheCorrectedState(t *testing.T) {
 		t.Fatalf("node: power %q target %q", got.PowerState, got.TargetPowerState)
 	}
 	// Asked again: the record is right, Nova hears nothing more.
-	if _, err := newActivityEnv(f).ExecuteLocalActivity(f.a.FinishPowerChange, skip); err != nil {
+	if _, err := newActivityEnv(f).ExecuteLocalActivity(f.power.FinishPowerChange, skip); err != nil {
 		t.Fatal(err)
 	}
 	if c := f.novaCalls(); c != 1 {

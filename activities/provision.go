@@ -10,6 +10,14 @@ import (
 	"github.com/metalpower/metalpower/internal/store"
 )
 
+// Provision applies the provision moves that read the node's BMC
+// (ProvisionNode).
+type Provision struct {
+	Store  store.Store
+	BMCs   BMCs
+	Queues Queues
+}
+
 // ProvisionInput is a provision move that reads the node's BMC (manage,
 // adopt).
 type ProvisionInput struct {
@@ -29,21 +37,21 @@ type ProvisionResult struct {
 // verify step for manage, and adopt). It runs on a worker of the node's
 // conductor group: only those reach its BMC. A failed read is an outcome,
 // not an error: the node records it.
-func (a *Activities) ProvisionNode(ctx context.Context, in ProvisionInput) (ProvisionResult, error) {
+func (a *Provision) ProvisionNode(ctx context.Context, in ProvisionInput) (ProvisionResult, error) {
 	n, err := a.Store.Get(ctx, in.Node)
 	if err != nil {
 		return ProvisionResult{}, storeError(err)
 	}
 	if _, err := node.Plan(n, in.Action); err != nil {
-		return ProvisionResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalidState, err)
+		return ProvisionResult{}, temporal.NewNonRetryableApplicationError(err.Error(), InvalidStateType, err)
 	}
-	if err := a.serves(n.ConductorGroup, n.Driver); err != nil {
+	if err := a.Queues.serves(n.ConductorGroup, n.Driver); err != nil {
 		return ProvisionResult{}, err
 	}
 	power, readErr := ReadPower(ctx, a.BMCs, n)
 	n, err = MoveNode(ctx, a.Store, n.UUID, in.Action, power, readErr)
 	if errors.Is(err, node.ErrInvalidState) {
-		return ProvisionResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrInvalidState, err)
+		return ProvisionResult{}, temporal.NewNonRetryableApplicationError(err.Error(), InvalidStateType, err)
 	}
 	if err != nil {
 		return ProvisionResult{}, storeError(err)

@@ -4,9 +4,25 @@ import (
 	"context"
 	"errors"
 
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 )
+
+// Recovery is Ironic's _power_failure_recovery: RecoverPowerFailures,
+// and RecoverGroup for one conductor group's nodes.
+type Recovery struct {
+	Store store.Store
+	BMCs  BMCs
+	// Conductor's sync_power_state_workers bounds the reads in flight.
+	Conductor config.Conductor
+	Queues    Queues
+	// Nova hears of the states a recovery records.
+	Nova *Nova
+	// Metrics records the domain metrics; nil records nothing.
+	Metrics *metrics.Metrics
+}
 
 // RecoveryResult is what a recovery pass did.
 type RecoveryResult struct {
@@ -23,20 +39,20 @@ type RecoveryResult struct {
 // reason and the fault, records the state and tells Nova when it changed.
 // last_error stays. A failed read changes nothing. Operator maintenance
 // has no fault and is never selected.
-func (a *Activities) RecoverPowerFailures(ctx context.Context) (RecoveryResult, error) {
+func (a *Recovery) RecoverPowerFailures(ctx context.Context) (RecoveryResult, error) {
 	return a.recoverPowerFailures(ctx, nil)
 }
 
 // RecoverGroup is RecoverPowerFailures for the nodes of one conductor
 // group, run on that group's workers.
-func (a *Activities) RecoverGroup(ctx context.Context, group string) (RecoveryResult, error) {
-	if err := a.serves(group, ""); err != nil {
+func (a *Recovery) RecoverGroup(ctx context.Context, group string) (RecoveryResult, error) {
+	if err := a.Queues.serves(group, ""); err != nil {
 		return RecoveryResult{}, err
 	}
 	return a.recoverPowerFailures(ctx, &group)
 }
 
-func (a *Activities) recoverPowerFailures(ctx context.Context, group *string) (RecoveryResult, error) {
+func (a *Recovery) recoverPowerFailures(ctx context.Context, group *string) (RecoveryResult, error) {
 	var res RecoveryResult
 	var after *store.Position
 	f := recoveryFilter()
@@ -48,9 +64,9 @@ func (a *Activities) recoverPowerFailures(ctx context.Context, group *string) (R
 		}
 		states := make([]string, len(nodes))
 		errs := make([]error, len(nodes))
-		a.forEach(ctx, len(nodes), func(i int) {
+		forEach(ctx, a.Conductor.SyncPowerStateWorkers, len(nodes), func(i int) {
 			if nodes[i].ProvisionState != node.Enroll {
-				states[i], errs[i] = a.readPower(ctx, nodes[i])
+				states[i], errs[i] = readPower(ctx, a.BMCs, nodes[i])
 			}
 		})
 		for i, n := range nodes {
@@ -83,7 +99,7 @@ var errNoLongerFailed = errors.New("no longer in power failure")
 
 // recover is Ironic's handle_recovery, written only if the node is still
 // in power-failure maintenance with no change in progress.
-func (a *Activities) recover(ctx context.Context, n *node.Node, state string) (bool, error) {
+func (a *Recovery) recover(ctx context.Context, n *node.Node, state string) (bool, error) {
 	old := n.PowerState
 	stillFailed := func(n *node.Node) bool {
 		return n.Maintenance && n.Fault == node.FaultPowerFailure && n.TargetPowerState == ""
@@ -98,7 +114,7 @@ func (a *Activities) recover(ctx context.Context, n *node.Node, state string) (b
 		if err != nil {
 			return false, storeError(err)
 		}
-		if _, err := a.notifyFromSync(ctx, n, state); err != nil {
+		if _, err := notifyFromSync(ctx, a.Nova, n, state); err != nil {
 			return false, err
 		}
 	}

@@ -180,7 +180,7 @@ func TestRecoveryNodeDeletedDuringThePassIsSkipped(t *testing.T) {
 		}
 	}})
 	env := newActivityEnv(f)
-	if _, err := env.ExecuteActivity(f.a.RecoverPowerFailures); err != nil {
+	if _, err := env.ExecuteActivity(f.recovery.RecoverPowerFailures); err != nil {
 		t.Fatalf("pass failed: %v", err)
 	}
 	if f.get(next.UUID).Maintenance {

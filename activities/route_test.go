@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
@@ -40,12 +41,12 @@ func TestWorkersReachOnlyTheirGroupsBMCs(t *testing.T) {
 				run  func() error
 			}{
 				{"SetPowerState", func() error {
-					_, err := env.ExecuteActivity(f.a.SetPowerState, activities.SetPowerInput{NodeUUID: n.UUID, Target: node.PowerOff})
+					_, err := env.ExecuteActivity(f.power.SetPowerState, activities.SetPowerInput{NodeUUID: n.UUID, Target: node.PowerOff})
 					return err
 				}},
-				{"SyncNode", func() error { _, err := env.ExecuteLocalActivity(f.a.SyncNode, n.UUID); return err }},
+				{"SyncNode", func() error { _, err := env.ExecuteLocalActivity(f.nodeSync.SyncNode, n.UUID); return err }},
 				{"ProvisionNode", func() error {
-					_, err := env.ExecuteActivity(f.a.ProvisionNode, activities.ProvisionInput{Node: n.UUID, Action: node.ActionAdopt})
+					_, err := env.ExecuteActivity(f.provision.ProvisionNode, activities.ProvisionInput{Node: n.UUID, Action: node.ActionAdopt})
 					return err
 				}},
 			}
@@ -58,7 +59,7 @@ func TestWorkersReachOnlyTheirGroupsBMCs(t *testing.T) {
 					}
 					continue
 				}
-				if !refused || m.Queue != tt.want || m.Driver != node.DriverIPMI {
+				if !refused || m.Queue != tt.want || m.Driver != ipmi.Name {
 					t.Fatalf("%s = %v, want the refusal naming %s", c.name, err, tt.want)
 				}
 				var app *temporal.ApplicationError
@@ -103,11 +104,11 @@ func TestPlanNamesTheNodesGroupAndWhetherItIsServed(t *testing.T) {
 				}
 				f.nova.On("DescribeTaskQueue", mock.Anything, tt.wantQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW).Return(resp, nil).Once()
 			}
-			v, err := newActivityEnv(f).ExecuteLocalActivity(f.a.PreparePowerChange, activities.PrepareInput{Node: n.UUID, Target: node.PowerOff})
+			v, err := newActivityEnv(f).ExecuteLocalActivity(f.power.PreparePowerChange, activities.PrepareInput{Node: n.UUID, Target: node.PowerOff})
 			if err != nil {
 				t.Fatal(err)
 			}
-			var p activities.Plan
+			var p activities.PowerPlan
 			if err := v.Get(&p); err != nil {
 				t.Fatal(err)
 			}

@@ -29,7 +29,7 @@ const StaleTargetAborted = "Pending power operation was aborted: no workflow hol
 
 // ClearStaleTargets is clearStaleTargets as the first step of a sync pass,
 // visible in its history. A local activity.
-func (a *Activities) ClearStaleTargets(ctx context.Context) (int, error) {
+func (a *SyncPass) ClearStaleTargets(ctx context.Context) (int, error) {
 	return a.clearStaleTargets(ctx)
 }
 
@@ -49,7 +49,7 @@ func (a *Activities) ClearStaleTargets(ctx context.Context) (int, error) {
 // maintenance ends clears them. A lock that cannot be checked (Temporal
 // unreachable) leaves the node alone. It returns how many nodes it
 // cleared.
-func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
+func (a *SyncPass) clearStaleTargets(ctx context.Context) (int, error) {
 	age := a.StaleTargetAge
 	if age == 0 {
 		age = DefaultStaleTargetAge
@@ -89,7 +89,7 @@ func (a *Activities) clearStaleTargets(ctx context.Context) (int, error) {
 			activity.GetLogger(ctx).Warn("cleared a stale target_power_state", "node", n.UUID, "target", target, "lock", lock)
 		}
 		if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventTakeover,
-			Source: ViaSync, Event: msg}); err != nil && activity.IsActivity(ctx) {
+			Via: ViaSync, Event: msg}); err != nil && activity.IsActivity(ctx) {
 			activity.GetLogger(ctx).Warn("cannot record node history", "node", n.UUID, "error", err.Error())
 		}
 	}

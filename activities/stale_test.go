@@ -28,7 +28,7 @@ import (
 // lock is held stays.
 func TestPassClearsATargetNoWorkflowHolds(t *testing.T) {
 	f := newFixture(t, conductor())
-	f.a.StaleTargetAge = -time.Second // every target counts as old
+	f.syncPass.StaleTargetAge = -time.Second // every target counts as old
 	stale := f.addNode(func(n *node.Node) { n.TargetPowerState = node.PowerOff })
 	held := f.addNode(func(n *node.Node) { n.TargetPowerState = node.PowerOff })
 	// As Ironic's _check_orphan_nodes: a node in maintenance is left
@@ -41,7 +41,7 @@ func TestPassClearsATargetNoWorkflowHolds(t *testing.T) {
 	locks.On("DescribeWorkflowExecution", mock.Anything, dispatch.LockPrefix+held.UUID, "").
 		Return(&workflowservice.DescribeWorkflowExecutionResponse{WorkflowExecutionInfo: &workflowpb.WorkflowExecutionInfo{
 			Status: enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING}}, nil).Once()
-	f.a.Temporal = locks
+	f.syncPass.Temporal = locks
 
 	page := f.readPage(activities.SyncPageInput{})
 	if page.ClearedTargets != 1 || page.Checked != 1 || page.InSync != 1 {
@@ -70,7 +70,7 @@ func TestPassLeavesAFreshTargetAlone(t *testing.T) {
 	f := newFixture(t, conductor())
 	n := f.addNode(func(n *node.Node) { n.TargetPowerState = node.PowerOn })
 	locks := &mocks.Client{} // any call fails the test
-	f.a.Temporal = locks
+	f.syncPass.Temporal = locks
 	if page := f.readPage(activities.SyncPageInput{}); page.ClearedTargets != 0 || page.Checked != 0 {
 		t.Fatalf("page = %+v", page)
 	}

@@ -7,11 +7,29 @@ import (
 
 	"go.temporal.io/sdk/activity"
 
+	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/powersync"
 	"github.com/metalpower/metalpower/internal/store"
 )
+
+// NodeSync is Ironic's do_sync_power_state for one node, under the
+// node's lock: SyncNode, and SyncFailedRead for a node its pass could not
+// read.
+type NodeSync struct {
+	Store     store.Store
+	BMCs      BMCs
+	Conductor config.Conductor
+	// IPMI and Queues make the plan of a change that forces the recorded
+	// state onto the hardware.
+	IPMI   config.IPMI
+	Queues Queues
+	// Nova hears of the states the sync records.
+	Nova *Nova
+	// Metrics records the domain metrics; nil records nothing.
+	Metrics *metrics.Metrics
+}
 
 // readTimeout bounds one power read from a BMC, whoever asks (the sync,
 // recovery, manage, a power request's check).
@@ -33,8 +51,8 @@ func ReadPower(ctx context.Context, bmcs BMCs, n *node.Node) (string, error) {
 
 // readPower reads a node's hardware state; a driver answering "error"
 // counts as a failed read, as in Ironic.
-func (a *Activities) readPower(ctx context.Context, n *node.Node) (string, error) {
-	state, err := ReadPower(ctx, a.BMCs, n)
+func readPower(ctx context.Context, bmcs BMCs, n *node.Node) (string, error) {
+	state, err := ReadPower(ctx, bmcs, n)
 	if err != nil {
 		return "", err
 	}
@@ -66,7 +84,7 @@ type NodeSyncDecision struct {
 	PowerState string `json:"power_state,omitempty"`
 	// Plan is the power change that pushes the recorded state onto the
 	// hardware, for Action "force".
-	Plan *Plan `json:"plan,omitempty"`
+	Plan *PowerPlan `json:"plan,omitempty"`
 	// Nova says what became of a notification the decision queued.
 	Nova string `json:"nova,omitempty"`
 	// Error is why the read failed, for Action "unreadable" and
@@ -79,19 +97,19 @@ type NodeSyncDecision struct {
 // counter lives with the node, so it survives restarts. A local activity;
 // forcing the recorded state onto the hardware is left to the workflow,
 // through PowerChange's steps.
-func (a *Activities) SyncNode(ctx context.Context, uuid string) (NodeSyncDecision, error) {
-	n, err := a.loadNode(ctx, uuid)
+func (a *NodeSync) SyncNode(ctx context.Context, uuid string) (NodeSyncDecision, error) {
+	n, err := loadNode(ctx, a.Store, uuid)
 	if err != nil {
 		return NodeSyncDecision{}, err
 	}
-	if err := a.serves(n.ConductorGroup, n.Driver); err != nil {
+	if err := a.Queues.serves(n.ConductorGroup, n.Driver); err != nil {
 		// Not a failed read: nothing is counted against the node.
 		return NodeSyncDecision{}, err
 	}
 	if powersync.Skip(n) {
 		return NodeSyncDecision{Action: SyncSkipped, Count: n.SyncFailures}, nil
 	}
-	return a.decide(ctx, n, a.read(ctx, n))
+	return a.decide(ctx, n, readForSync(ctx, a.BMCs, n))
 }
 
 // FailedRead is a BMC read of the pass's page that failed.
@@ -105,8 +123,8 @@ type FailedRead struct {
 // not read: Ironic reads a node once a pass, so that failure is the
 // pass's one failure, counted under the lock without reading again. A
 // local activity.
-func (a *Activities) SyncFailedRead(ctx context.Context, in FailedRead) (NodeSyncDecision, error) {
-	n, err := a.loadNode(ctx, in.NodeUUID)
+func (a *NodeSync) SyncFailedRead(ctx context.Context, in FailedRead) (NodeSyncDecision, error) {
+	n, err := loadNode(ctx, a.Store, in.NodeUUID)
 	if err != nil {
 		return NodeSyncDecision{}, err
 	}
@@ -116,14 +134,14 @@ func (a *Activities) SyncFailedRead(ctx context.Context, in FailedRead) (NodeSyn
 	return a.decide(ctx, n, powersync.Read{Err: errors.New(in.Error), DriverError: in.DriverError})
 }
 
-func (a *Activities) decide(ctx context.Context, n *node.Node, r powersync.Read) (NodeSyncDecision, error) {
+func (a *NodeSync) decide(ctx context.Context, n *node.Node, r powersync.Read) (NodeSyncDecision, error) {
 	d := powersync.Decide(n, r, powersync.Rules{Force: a.Conductor.ForcePowerStateDuringSync, MaxRetries: a.Conductor.PowerStateSyncMaxRetries})
 	return a.applySync(ctx, n, r, d)
 }
 
 // applySync carries out a decision: the node's record, Nova, the force's
 // plan, maintenance.
-func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Read, d powersync.Decision) (NodeSyncDecision, error) {
+func (a *NodeSync) applySync(ctx context.Context, n *node.Node, r powersync.Read, d powersync.Decision) (NodeSyncDecision, error) {
 	out := NodeSyncDecision{Action: string(d.Action), Count: d.Count, PowerState: d.State}
 	if r.Err != nil && (d.Action == powersync.Unreadable || d.Action == powersync.Maintenance) {
 		out.Error = r.Err.Error()
@@ -134,7 +152,7 @@ func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Re
 	if d.Moved {
 		// The hardware moved behind metalpower's back: record it if that
 		// follows a change metalpower just made.
-		a.checkConflict(ctx, n, r.State, "hardware")
+		checkConflict(ctx, a.Store, a.Conductor, n, r.State, "hardware")
 	}
 	entered := false
 	change := func(m *node.Node) {
@@ -162,7 +180,7 @@ func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Re
 		activity.GetLogger(ctx).Warn("could not get power state during sync", "node", n.UUID, "attempt", d.Count,
 			"max", a.Conductor.PowerStateSyncMaxRetries, "error", r.Err.Error())
 	case powersync.Force:
-		plan := a.plan(ctx, n, d.Target, 0, ViaSync)
+		plan := a.Queues.route(ctx, NewPowerPlan(n, d.Target, 0, ViaSync, a.Conductor, a.IPMI))
 		out.Plan = &plan
 	}
 	var err error
@@ -180,17 +198,18 @@ func (a *Activities) applySync(ctx context.Context, n *node.Node, r powersync.Re
 	// As Ironic's node_history_record(event_type=MONITORING, error=True):
 	// the reason outlives last_error, which the next power change clears.
 	if err := a.Store.AddEvent(ctx, store.Event{NodeUUID: n.UUID, Severity: "ERROR", Type: store.EventMonitoring,
-		Source: ViaSync, Event: d.LastError}); err != nil {
+		Via: ViaSync, Event: d.LastError}); err != nil {
 		activity.GetLogger(ctx).Warn("could not record the node history event", "node", n.UUID, "error", err.Error())
 	}
 	activity.GetLogger(ctx).Error(d.LastError)
 	return out, nil
 }
 
-// read reads a node's hardware state for the sync's rules: a driver that
-// cannot address the BMC and one that answers "error" are told apart.
-func (a *Activities) read(ctx context.Context, n *node.Node) powersync.Read {
-	state, err := a.readPower(ctx, n)
+// readForSync reads a node's hardware state for the sync's rules: a
+// driver that cannot address the BMC and one that answers "error" are
+// told apart.
+func readForSync(ctx context.Context, bmcs BMCs, n *node.Node) powersync.Read {
+	state, err := readPower(ctx, bmcs, n)
 	return powersync.Read{State: state, Err: err, ConfigError: node.InvalidDriverInfo(err), DriverError: errors.Is(err, errDriverError)}
 }
 
@@ -198,7 +217,7 @@ func (a *Activities) read(ctx context.Context, n *node.Node) powersync.Read {
 // The write re-checks what the decision assumed, as do_sync_power_state re-checks under the lock: an
 // operator may have put the node in maintenance, or a provision action
 // moved it, while its BMC was being read; then the sync leaves it alone.
-func (a *Activities) syncWrite(ctx context.Context, n *node.Node, d NodeSyncDecision, change func(*node.Node)) (NodeSyncDecision, error) {
+func (a *NodeSync) syncWrite(ctx context.Context, n *node.Node, d NodeSyncDecision, change func(*node.Node)) (NodeSyncDecision, error) {
 	_, err := store.Modify(ctx, a.Store, n.UUID, func(n *node.Node) error {
 		if changedDuringRead(n, d) {
 			return errChangedDuringRead
@@ -225,7 +244,7 @@ func changedDuringRead(n *node.Node, d NodeSyncDecision) bool {
 // Written first, the retry would find the node in sync and Nova would
 // never hear of the change. When the write then finds the node changed
 // meanwhile, Nova has been told the state the hardware really had.
-func (a *Activities) notifyThenWrite(ctx context.Context, n *node.Node, d NodeSyncDecision, state string, change func(*node.Node)) (NodeSyncDecision, error) {
+func (a *NodeSync) notifyThenWrite(ctx context.Context, n *node.Node, d NodeSyncDecision, state string, change func(*node.Node)) (NodeSyncDecision, error) {
 	// Nova hears nothing of a node the write would leave alone.
 	fresh, err := a.Store.Get(ctx, n.UUID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && changedDuringRead(fresh, d)) {
@@ -234,7 +253,7 @@ func (a *Activities) notifyThenWrite(ctx context.Context, n *node.Node, d NodeSy
 	if err != nil {
 		return d, storeError(err)
 	}
-	nova, err := a.notifyFromSync(ctx, n, state)
+	nova, err := notifyFromSync(ctx, a.Nova, n, state)
 	if err != nil {
 		return d, err
 	}
@@ -249,11 +268,11 @@ func (a *Activities) notifyThenWrite(ctx context.Context, n *node.Node, d NodeSy
 // recovery found (Ironic's nova.power_update calls in do_sync_power_state
 // and _power_failure_recovery) on the same durable, ordered notifier as
 // power changes. It fails only when the notifier cannot be reached.
-func (a *Activities) notifyFromSync(ctx context.Context, n *node.Node, state string) (string, error) {
+func notifyFromSync(ctx context.Context, nova *Nova, n *node.Node, state string) (string, error) {
 	if n.InstanceUUID == "" {
 		return NovaNoInstance, nil
 	}
 	info := activity.GetInfo(ctx)
-	return a.queueNova(ctx, PowerUpdate{InstanceUUID: n.InstanceUUID, NodeUUID: n.UUID, PowerState: state,
+	return nova.queue(ctx, PowerUpdate{InstanceUUID: n.InstanceUUID, NodeUUID: n.UUID, PowerState: state,
 		ChangedAt: time.Now(), Source: info.WorkflowExecution.ID})
 }

@@ -84,7 +84,7 @@ func TestSyncPageReadFailureIsThePassOneFailure(t *testing.T) {
 	c := page.Candidates[0]
 	reads := len(f.bmcs.readLog())
 	f.bmcs.on(n.UUID, reading{state: node.PowerOn}) // would answer now
-	v, err := newActivityEnv(f).ExecuteLocalActivity(f.a.SyncFailedRead,
+	v, err := newActivityEnv(f).ExecuteLocalActivity(f.nodeSync.SyncFailedRead,
 		activities.FailedRead{NodeUUID: c.UUID, Error: c.ReadError, DriverError: c.DriverError})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +171,7 @@ func TestSyncMaxRetriesExceededEntersMaintenanceWithIronicMessage(t *testing.T) 
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(events) != 1 || events[0].Severity != "ERROR" || events[0].Event != msg || events[0].Source != "sync" {
+			if len(events) != 1 || events[0].Severity != "ERROR" || events[0].Event != msg || events[0].Via != "sync" {
 				t.Fatalf("monitoring events = %+v, want one ERROR with %q", events, msg)
 			}
 			if got := f.get(n.UUID); got.LastError != "" {

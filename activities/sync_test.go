@@ -71,6 +71,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 )
@@ -227,7 +228,7 @@ func TestSyncForceReturnsPlanWithRecordedStateAndKeepsCounter(t *testing.T) {
 			}
 			p := *d.Plan
 			if p.NodeUUID != n.UUID || p.NodeName != "r1-n07" || p.Target != node.PowerOn || p.Final != node.PowerOn ||
-				p.InstanceUUID != n.InstanceUUID || p.Timeout != 90 || p.Driver != node.DriverIPMI || p.BMC != "10.0.0.9:623" || p.CommandRetryTimeout != 60 {
+				p.InstanceUUID != n.InstanceUUID || p.Timeout != 90 || p.Driver != ipmi.Name || p.BMC != "10.0.0.9:623" || p.CommandRetryTimeout != 60 {
 				t.Fatalf("plan = %+v", p)
 			}
 			got := f.get(n.UUID)
@@ -306,8 +307,8 @@ func TestSyncDeletedNodeIsNodeNotFound(t *testing.T) {
 	f := newFixture(t, force(conductor()))
 	_, err := f.syncNode("0b8a1f0c-0000-4000-8000-000000000000")
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrNodeNotFound || !appErr.NonRetryable() {
-		t.Fatalf("err = %v, want non-retryable %s", err, activities.ErrNodeNotFound)
+	if !errors.As(err, &appErr) || appErr.Type() != activities.NodeNotFoundType || !appErr.NonRetryable() {
+		t.Fatalf("err = %v, want non-retryable %s", err, activities.NodeNotFoundType)
 	}
 }
 

@@ -71,7 +71,7 @@ func NovaNotify(ctx workflow.Context, in activities.NovaNotifyInput) (NovaNotify
 		current := *pending
 		pending = nil
 		var outcome string
-		if err := workflow.ExecuteLocalActivity(actx, acts.SendPowerUpdate, current).Get(ctx, &outcome); err != nil {
+		if err := workflow.ExecuteLocalActivity(actx, novaActs.SendPowerUpdate, current).Get(ctx, &outcome); err != nil {
 			workflow.GetLogger(ctx).Error("giving up on a Nova notification", "instance_uuid", current.InstanceUUID,
 				"power_state", current.PowerState, "error", err)
 			res.Expired++

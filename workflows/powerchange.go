@@ -16,10 +16,6 @@ import (
 	"github.com/metalpower/metalpower/internal/node"
 )
 
-// acts is only a handle: workflows name activities by method, and the
-// worker runs them on its registered Activities value.
-var acts *activities.Activities
-
 // PowerChangeWorkflow is the registered type name.
 const PowerChangeWorkflow = "PowerChange"
 
@@ -39,8 +35,9 @@ type PowerChangeInput struct {
 	Node    string `json:"node"`
 	Target  string `json:"target"`
 	Timeout int    `json:"timeout,omitempty"`
-	// RequestedVia says who asked (api, cli, sync); shown in summaries.
-	RequestedVia string `json:"requested_via,omitempty"`
+	// Via says who asked (api, cli, sync); shown in summaries. Its JSON
+	// name is the one histories recorded.
+	Via string `json:"requested_via,omitempty"`
 }
 
 // PowerChangeResult is what the change did.
@@ -88,13 +85,13 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 	info := workflow.GetInfo(ctx)
 	holdsLock := info.WorkflowExecution.ID == dispatch.LockID(in.Node)
 
-	plan, err := prepare(ctx, activities.PrepareInput{Node: in.Node, Target: in.Target, Timeout: in.Timeout, Mark: holdsLock, Via: in.RequestedVia})
+	plan, err := prepare(ctx, activities.PrepareInput{Node: in.Node, Target: in.Target, Timeout: in.Timeout, Mark: holdsLock, Via: in.Via})
 	if err != nil {
 		status.Step, status.Error = "failed", err.Error()
 		if holdsLock {
 			// The starter recorded the target before starting us.
 			dctx, _ := workflow.NewDisconnectedContext(ctx)
-			if aerr := workflow.ExecuteLocalActivity(localCtx(dctx), acts.AbortPowerChange, in.Node).Get(dctx, nil); aerr != nil {
+			if aerr := workflow.ExecuteLocalActivity(localCtx(dctx), powerActs.AbortPowerChange, in.Node).Get(dctx, nil); aerr != nil {
 				return PowerChangeResult{}, errors.Join(err, aerr)
 			}
 		}
@@ -107,7 +104,7 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 	}
 	if !holdsLock {
 		// Started under the lock ID with a node name: mark now.
-		if err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.MarkPowerChange, plan).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteLocalActivity(localCtx(ctx), powerActs.MarkPowerChange, plan).Get(ctx, nil); err != nil {
 			return PowerChangeResult{}, err
 		}
 	}
@@ -115,9 +112,9 @@ func PowerChange(ctx workflow.Context, in PowerChangeInput) (PowerChangeResult, 
 	return change(ctx, plan, status, false)
 }
 
-func prepare(ctx workflow.Context, in activities.PrepareInput) (activities.Plan, error) {
-	var plan activities.Plan
-	err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.PreparePowerChange, in).Get(ctx, &plan)
+func prepare(ctx workflow.Context, in activities.PrepareInput) (activities.PowerPlan, error) {
+	var plan activities.PowerPlan
+	err := workflow.ExecuteLocalActivity(localCtx(ctx), powerActs.PreparePowerChange, in).Get(ctx, &plan)
 	return plan, err
 }
 
@@ -127,7 +124,7 @@ func prepare(ctx workflow.Context, in activities.PrepareInput) (activities.Plan,
 // many nodes at once, and a local activity saves each a server round
 // trip. A power change an operator asked for keeps it a regular activity,
 // its own step in the Web UI.
-func change(ctx workflow.Context, plan activities.Plan, status *Status, local bool) (PowerChangeResult, error) {
+func change(ctx workflow.Context, plan activities.PowerPlan, status *Status, local bool) (PowerChangeResult, error) {
 	res := PowerChangeResult{NodeUUID: plan.NodeUUID, NodeName: plan.NodeName, Target: plan.Target, Nova: activities.NovaNoInstance}
 	name := plan.NodeName
 	if name == "" {
@@ -140,7 +137,7 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 	finish := func(in activities.FinishInput) (activities.FinishResult, error) {
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
 		var out activities.FinishResult
-		err := workflow.ExecuteLocalActivity(localCtx(dctx), acts.FinishPowerChange, in).Get(dctx, &out)
+		err := workflow.ExecuteLocalActivity(localCtx(dctx), powerActs.FinishPowerChange, in).Get(dctx, &out)
 		return out, err
 	}
 	fail := func(err error) (PowerChangeResult, error) {
@@ -194,7 +191,7 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 		status.Step = "queueing Nova notification"
 		u := activities.PowerUpdate{InstanceUUID: out.InstanceUUID, NodeUUID: plan.NodeUUID, PowerState: plan.Final,
 			ChangedAt: workflow.Now(ctx), Source: workflow.GetInfo(ctx).WorkflowExecution.ID}
-		if err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.QueueNovaNotification, u).Get(ctx, &res.Nova); err != nil {
+		if err := workflow.ExecuteLocalActivity(localCtx(ctx), novaActs.QueueNovaNotification, u).Get(ctx, &res.Nova); err != nil {
 			// The power change itself succeeded; the notification is lost
 			// only if queueing keeps failing, and the result says so.
 			res.Nova = "not sent: " + err.Error()
@@ -206,7 +203,7 @@ func change(ctx workflow.Context, plan activities.Plan, status *Status, local bo
 
 // setPower sends the action, as an activity on a worker of the node's
 // conductor group, or as a local activity when this worker is one.
-func setPower(ctx workflow.Context, plan activities.Plan, name string, local bool, set *activities.SetPowerResult) error {
+func setPower(ctx workflow.Context, plan activities.PowerPlan, name string, local bool, set *activities.SetPowerResult) error {
 	attempt, total := setTimeouts(plan)
 	// Transient BMC errors are retried for about [ipmi] command_retry_timeout
 	// (counted in attempts); the schedule-to-close bound also allows for a
@@ -227,16 +224,16 @@ func setPower(ctx workflow.Context, plan activities.Plan, name string, local boo
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 			Summary: opts.Summary, StartToCloseTimeout: attempt, ScheduleToCloseTimeout: total, RetryPolicy: retry,
 		})
-		err = workflow.ExecuteLocalActivity(lctx, acts.SetPowerState, in).Get(ctx, set)
+		err = workflow.ExecuteLocalActivity(lctx, powerActs.SetPowerState, in).Get(ctx, set)
 	} else {
-		err = workflow.ExecuteActivity(onGroup(ctx, plan, opts), acts.SetPowerState, in).Get(ctx, set)
+		err = workflow.ExecuteActivity(onGroup(ctx, plan, opts), powerActs.SetPowerState, in).Get(ctx, set)
 	}
-	return onNodeGroup(ctx, unpicked(plan, err), opts, set, acts.SetPowerState, in)
+	return onNodeGroup(ctx, unpicked(plan, err), opts, set, powerActs.SetPowerState, in)
 }
 
 // verify polls the hardware until it reaches the plan's final state or the
 // plan's timeout passes.
-func verify(ctx workflow.Context, plan activities.Plan, name string, status *Status) error {
+func verify(ctx workflow.Context, plan activities.PowerPlan, name string, status *Status) error {
 	status.Step = "verifying " + plan.Final
 	deadline := workflow.Now(ctx).Add(time.Duration(plan.Timeout) * time.Second)
 	// The action was sent: whatever else fails (the node store while the
@@ -256,14 +253,14 @@ func verify(ctx workflow.Context, plan activities.Plan, name string, status *Sta
 		},
 	}
 	in := activities.VerifyInput{NodeUUID: plan.NodeUUID, Want: plan.Final, Deadline: deadline}
-	err := workflow.ExecuteActivity(onGroup(ctx, plan, opts), acts.VerifyPowerState, in).Get(ctx, nil)
-	return onNodeGroup(ctx, unpicked(plan, err), opts, nil, acts.VerifyPowerState, in)
+	err := workflow.ExecuteActivity(onGroup(ctx, plan, opts), powerActs.VerifyPowerState, in).Get(ctx, nil)
+	return onNodeGroup(ctx, unpicked(plan, err), opts, nil, powerActs.VerifyPowerState, in)
 }
 
 // runUnderLock runs the change as a child holding the node's lock, for a
 // workflow started under another ID. A running holder means the node is
 // locked: refused, naming the holder.
-func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Plan) (PowerChangeResult, error) {
+func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.PowerPlan) (PowerChangeResult, error) {
 	lock := dispatch.LockID(plan.NodeUUID)
 	name := plan.NodeName
 	if name == "" {
@@ -272,10 +269,10 @@ func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Pla
 	// The child runs on this workflow's queue: its BMC activities go to
 	// the node's group (onGroup) wherever it runs.
 	cctx := workflow.WithChildOptions(ctx, dispatch.ChildOptions(dispatch.Work{
-		NodeUUID: plan.NodeUUID, NodeName: plan.NodeName, Target: plan.Target, Summary: Summary(plan.Target, name, in.RequestedVia),
+		NodeUUID: plan.NodeUUID, NodeName: plan.NodeName, Target: plan.Target, Summary: Summary(plan.Target, name, in.Via),
 	}, enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL))
 	child := workflow.ExecuteChildWorkflow(cctx, PowerChangeWorkflow, PowerChangeInput{
-		Node: plan.NodeUUID, Target: in.Target, Timeout: in.Timeout, RequestedVia: in.RequestedVia,
+		Node: plan.NodeUUID, Target: in.Target, Timeout: in.Timeout, Via: in.Via,
 	})
 	var res PowerChangeResult
 	if err := child.GetChildWorkflowExecution().Get(ctx, nil); err != nil {
@@ -294,7 +291,7 @@ func runUnderLock(ctx workflow.Context, in PowerChangeInput, plan activities.Pla
 
 // upsertSearchAttributes sets the attributes a starter could not (tctl
 // knows no node UUID); when they are already there it costs no event.
-func upsertSearchAttributes(ctx workflow.Context, p activities.Plan) {
+func upsertSearchAttributes(ctx workflow.Context, p activities.PowerPlan) {
 	current := workflow.GetTypedSearchAttributes(ctx)
 	if v, ok := current.GetKeyword(NodeUUIDKey); ok && v == p.NodeUUID {
 		return
@@ -315,7 +312,7 @@ const queueAllowance = 10 * time.Minute
 // Ironic retries one IPMI command), in attempts of a third of it (2-20 s).
 // Reboots wait inside the driver for the server to go off, so their
 // attempts also get the change's timeout.
-func setTimeouts(p activities.Plan) (attempt, total time.Duration) {
+func setTimeouts(p activities.PowerPlan) (attempt, total time.Duration) {
 	total = time.Duration(p.CommandRetryTimeout) * time.Second
 	attempt = min(max(total/3, 2*time.Second), 20*time.Second)
 	if p.Target == node.Reboot || p.Target == node.SoftReboot {

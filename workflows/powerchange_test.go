@@ -28,29 +28,29 @@ func newEnv(t *testing.T, workflowID string) *testsuite.TestWorkflowEnvironment 
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(PowerChange, workflow.RegisterOptions{Name: PowerChangeWorkflow})
 	env.RegisterWorkflowWithOptions(NovaNotify, workflow.RegisterOptions{Name: activities.NovaNotifyWorkflow})
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflowID})
 	t.Cleanup(func() { env.AssertExpectations(t) })
 	return env
 }
 
-func plan(target string, instance string) activities.Plan {
-	return activities.Plan{NodeUUID: testUUID, NodeName: "r1-n07", Driver: "ipmi", BMC: "10.0.0.7:623",
+func plan(target string, instance string) activities.PowerPlan {
+	return activities.PowerPlan{NodeUUID: testUUID, NodeName: "r1-n07", Driver: "ipmi", BMC: "10.0.0.7:623",
 		InstanceUUID: instance, Target: target, Final: node.FinalState(target), Timeout: 60}
 }
 
 func TestPowerChangeSetsVerifiesPersistsAndQueuesNova(t *testing.T) {
 	env := newEnv(t, dispatch.LockID(testUUID))
 	p := plan(node.PowerOff, "inst-1")
-	env.OnActivity(acts.PreparePowerChange, mock.Anything, activities.PrepareInput{Node: testUUID, Target: node.PowerOff, Mark: true}).Return(p, nil).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, activities.SetPowerInput{NodeUUID: testUUID, Target: node.PowerOff}).
+	env.OnActivity(powerActs.PreparePowerChange, mock.Anything, activities.PrepareInput{Node: testUUID, Target: node.PowerOff, Mark: true}).Return(p, nil).Once()
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, activities.SetPowerInput{NodeUUID: testUUID, Target: node.PowerOff}).
 		Return(activities.SetPowerResult{HardwareState: node.PowerOn}, nil).Once()
-	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool {
+	env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool {
 		return in.Want == node.PowerOff && in.NodeUUID == testUUID
 	})).Return(node.PowerOff, nil).Once()
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOff, Final: node.PowerOff}).
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOff, Final: node.PowerOff}).
 		Return(activities.FinishResult{PowerState: node.PowerOff, InstanceUUID: "inst-1"}, nil).Once()
-	env.OnActivity(acts.QueueNovaNotification, mock.Anything, mock.MatchedBy(func(u activities.PowerUpdate) bool {
+	env.OnActivity(novaActs.QueueNovaNotification, mock.Anything, mock.MatchedBy(func(u activities.PowerUpdate) bool {
 		return u.InstanceUUID == "inst-1" && u.PowerState == node.PowerOff
 	})).Return(activities.NovaQueued, nil).Once()
 
@@ -67,11 +67,11 @@ func TestPowerChangeSetsVerifiesPersistsAndQueuesNova(t *testing.T) {
 func TestPowerChangeRebootEndsOnAndNotifiesPowerOn(t *testing.T) {
 	env := newEnv(t, dispatch.LockID(testUUID))
 	p := plan(node.Reboot, "inst-1")
-	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(p, nil)
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil)
-	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool { return in.Want == node.PowerOn })).Return(node.PowerOn, nil)
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{PowerState: node.PowerOn, InstanceUUID: "inst-1"}, nil)
-	env.OnActivity(acts.QueueNovaNotification, mock.Anything, mock.MatchedBy(func(u activities.PowerUpdate) bool { return u.PowerState == node.PowerOn })).
+	env.OnActivity(powerActs.PreparePowerChange, mock.Anything, mock.Anything).Return(p, nil)
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil)
+	env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool { return in.Want == node.PowerOn })).Return(node.PowerOn, nil)
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{PowerState: node.PowerOn, InstanceUUID: "inst-1"}, nil)
+	env.OnActivity(novaActs.QueueNovaNotification, mock.Anything, mock.MatchedBy(func(u activities.PowerUpdate) bool { return u.PowerState == node.PowerOn })).
 		Return(activities.NovaQueued, nil).Once()
 	env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: node.Reboot})
 	if err := env.GetWorkflowError(); err != nil {
@@ -81,9 +81,9 @@ func TestPowerChangeRebootEndsOnAndNotifiesPowerOn(t *testing.T) {
 
 func TestPowerChangeSkipsWhenAlreadyThereWithoutNova(t *testing.T) {
 	env := newEnv(t, dispatch.LockID(testUUID))
-	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, "inst-1"), nil)
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOff}, nil)
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOff, Final: node.PowerOff, Skipped: true, HardwareState: node.PowerOff}).
+	env.OnActivity(powerActs.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, "inst-1"), nil)
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOff}, nil)
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOff, Final: node.PowerOff, Skipped: true, HardwareState: node.PowerOff}).
 		Return(activities.FinishResult{PowerState: node.PowerOff, InstanceUUID: "inst-1"}, nil).Once()
 	env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: node.PowerOff})
 	var res PowerChangeResult
@@ -104,18 +104,18 @@ func TestPowerChangeFailureRecordsLastErrorAndFailsTyped(t *testing.T) {
 		verify  error
 		errType string
 	}{
-		{"bmc auth", temporal.NewNonRetryableApplicationError("bad credentials", activities.ErrBMCAuth, nil), nil, activities.ErrBMCAuth},
-		{"verify timeout", nil, temporal.NewNonRetryableApplicationError("Failed to set node power state to power off.", activities.ErrPowerStateTimeout, nil), activities.ErrPowerStateTimeout},
+		{"bmc auth", temporal.NewNonRetryableApplicationError("bad credentials", activities.BMCAuthType, nil), nil, activities.BMCAuthType},
+		{"verify timeout", nil, temporal.NewNonRetryableApplicationError("Failed to set node power state to power off.", activities.PowerStateTimeoutType, nil), activities.PowerStateTimeoutType},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := newEnv(t, dispatch.LockID(testUUID))
-			env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil)
-			env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, tt.setErr)
+			env.OnActivity(powerActs.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil)
+			env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, tt.setErr)
 			if tt.setErr == nil {
-				env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return("", tt.verify)
+				env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.Anything).Return("", tt.verify)
 			}
-			env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool {
+			env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool {
 				return in.Failure != "" && !in.Skipped
 			})).Return(activities.FinishResult{PowerState: node.PowerOn}, nil).Once()
 			env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: node.PowerOff})
@@ -135,13 +135,13 @@ func TestPowerChangeFailureRecordsLastErrorAndFailsTyped(t *testing.T) {
 // target_power_state left set and nothing recorded.
 func TestPowerChangeRidesOutANodeStoreOutage(t *testing.T) {
 	env := newEnv(t, dispatch.LockID(testUUID))
-	storeDown := temporal.NewApplicationError("get node: connection refused", activities.ErrStore)
-	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil).Once()
-	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return("", storeDown).Times(6)
-	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return(node.PowerOff, nil).Once()
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{}, storeDown).Times(15)
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool { return in.Failure == "" })).
+	storeDown := temporal.NewApplicationError("get node: connection refused", activities.StoreType)
+	env.OnActivity(powerActs.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil).Once()
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil).Once()
+	env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.Anything).Return("", storeDown).Times(6)
+	env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.Anything).Return(node.PowerOff, nil).Once()
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{}, storeDown).Times(15)
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool { return in.Failure == "" })).
 		Return(activities.FinishResult{PowerState: node.PowerOff}, nil).Once()
 	env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: node.PowerOff})
 	var res PowerChangeResult
@@ -155,12 +155,12 @@ func TestPowerChangeRidesOutANodeStoreOutage(t *testing.T) {
 
 func TestPowerChangeUnderAnotherIDRunsUnderTheNodeLock(t *testing.T) {
 	env := newEnv(t, "my-own-id")
-	env.OnActivity(acts.PreparePowerChange, mock.Anything, activities.PrepareInput{Node: "r1-n07", Target: node.PowerOn}).Return(plan(node.PowerOn, ""), nil).Once()
+	env.OnActivity(powerActs.PreparePowerChange, mock.Anything, activities.PrepareInput{Node: "r1-n07", Target: node.PowerOn}).Return(plan(node.PowerOn, ""), nil).Once()
 	var childID string
 	// The child is the same workflow under the lock ID: it marks the node.
-	env.OnActivity(acts.PreparePowerChange, mock.Anything, activities.PrepareInput{Node: testUUID, Target: node.PowerOn, Mark: true}).Return(plan(node.PowerOn, ""), nil).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOn}, nil).Once()
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{PowerState: node.PowerOn}, nil).Once()
+	env.OnActivity(powerActs.PreparePowerChange, mock.Anything, activities.PrepareInput{Node: testUUID, Target: node.PowerOn, Mark: true}).Return(plan(node.PowerOn, ""), nil).Once()
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOn}, nil).Once()
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{PowerState: node.PowerOn}, nil).Once()
 	env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, _ converter.EncodedValues) {
 		childID = info.WorkflowExecution.ID
 	})
@@ -176,13 +176,13 @@ func TestPowerChangeUnderAnotherIDRunsUnderTheNodeLock(t *testing.T) {
 
 func TestInvalidTargetFailsBeforeAnythingChanges(t *testing.T) {
 	env := newEnv(t, dispatch.LockID(testUUID))
-	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).
-		Return(activities.Plan{}, temporal.NewNonRetryableApplicationError("Invalid power target", activities.ErrInvalidTarget, nil))
+	env.OnActivity(powerActs.PreparePowerChange, mock.Anything, mock.Anything).
+		Return(activities.PowerPlan{}, temporal.NewNonRetryableApplicationError("Invalid power target", activities.InvalidTargetType, nil))
 	// The target the starter recorded is taken back.
-	env.OnActivity(acts.AbortPowerChange, mock.Anything, testUUID).Return(nil).Once()
+	env.OnActivity(powerActs.AbortPowerChange, mock.Anything, testUUID).Return(nil).Once()
 	env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: "explode"})
 	var appErr *temporal.ApplicationError
-	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrInvalidTarget {
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.InvalidTargetType {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -190,7 +190,7 @@ func TestInvalidTargetFailsBeforeAnythingChanges(t *testing.T) {
 func TestNovaNotifyCollapsesQueuedUpdatesToTheNewest(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	var sent []string
 	record := func(_ context.Context, u activities.PowerUpdate) (string, error) {
 		sent = append(sent, u.PowerState)
@@ -198,8 +198,8 @@ func TestNovaNotifyCollapsesQueuedUpdatesToTheNewest(t *testing.T) {
 	}
 	// The first delivery takes a while; three updates arrive meanwhile and
 	// only the last of them needs to go.
-	env.OnActivity(acts.SendPowerUpdate, mock.Anything, mock.Anything).After(5 * time.Second).Return(record).Once()
-	env.OnActivity(acts.SendPowerUpdate, mock.Anything, mock.Anything).Return(record).Once()
+	env.OnActivity(novaActs.SendPowerUpdate, mock.Anything, mock.Anything).After(5 * time.Second).Return(record).Once()
+	env.OnActivity(novaActs.SendPowerUpdate, mock.Anything, mock.Anything).Return(record).Once()
 	first := activities.PowerUpdate{InstanceUUID: "i", PowerState: node.PowerOff}
 	env.RegisterDelayedCallback(func() {
 		for _, st := range []string{node.PowerOn, node.PowerOff, node.PowerOn} {
@@ -222,8 +222,8 @@ func TestNovaNotifyCollapsesQueuedUpdatesToTheNewest(t *testing.T) {
 func TestNovaNotifyRecordsRejectionsAndExpiry(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
-	env.OnActivity(acts.SendPowerUpdate, mock.Anything, mock.Anything).Return(activities.NovaRejected+": 404", nil).Once()
+	registerActivities(env)
+	env.OnActivity(novaActs.SendPowerUpdate, mock.Anything, mock.Anything).Return(activities.NovaRejected+": 404", nil).Once()
 	env.ExecuteWorkflow(NovaNotify, activities.NovaNotifyInput{InstanceUUID: "i", Pending: &activities.PowerUpdate{InstanceUUID: "i", PowerState: node.PowerOn}})
 	var res NovaNotifyResult
 	if err := env.GetWorkflowResult(&res); err != nil {

@@ -42,20 +42,35 @@ func Types() []WorkflowType {
 		{PowerChangeWorkflow, PowerChange, pinned},
 		{activities.NovaNotifyWorkflow, NovaNotify, autoUpgrade},
 		{PowerSyncWorkflow, PowerSync, pinned},
-		{NodePowerSyncWorkflow, NodePowerSync, pinned},
+		{activities.NodePowerSyncWorkflow, NodePowerSync, pinned},
 		{PowerFailureRecoveryWorkflow, PowerFailureRecovery, pinned},
 		{NodeProvisionWorkflow, NodeProvision, pinned},
 	}
 }
 
-// Register adds types (Types() when nil) and the activities to a worker,
-// or to a replayer.
-func Register(r worker.Registry, types []WorkflowType, acts *activities.Activities) {
+// Handles only: workflows name activities by method, and the worker runs
+// them on the values it registered (Register).
+var (
+	powerActs     *activities.Power
+	novaActs      *activities.Nova
+	passActs      *activities.SyncPass
+	nodeSyncActs  *activities.NodeSync
+	recoveryActs  *activities.Recovery
+	provisionActs *activities.Provision
+)
+
+// Register adds types (Types() when nil) and the activity structs
+// (activities.Power, Nova, SyncPass, NodeSync, Recovery, Provision) to a
+// worker, or to a replayer. Each activity is registered under its method's
+// name, the name the workflows' histories record.
+func Register(r worker.Registry, types []WorkflowType, acts ...any) {
 	if types == nil {
 		types = Types()
 	}
 	for _, t := range types {
 		r.RegisterWorkflowWithOptions(t.Fn, workflow.RegisterOptions{Name: t.Name, VersioningBehavior: t.Behavior})
 	}
-	r.RegisterActivity(acts)
+	for _, a := range acts {
+		r.RegisterActivity(a)
+	}
 }

@@ -17,7 +17,7 @@ import (
 // of the node's conductor group, whichever queue this workflow runs on,
 // waiting at most dispatch.Pickup for one of its workers to take it.
 // Plans made before routing carry no queue: the workflow's own, as then.
-func onGroup(ctx workflow.Context, plan activities.Plan, opts workflow.ActivityOptions) workflow.Context {
+func onGroup(ctx workflow.Context, plan activities.PowerPlan, opts workflow.ActivityOptions) workflow.Context {
 	if plan.Queue != "" {
 		opts.TaskQueue, opts.ScheduleToStartTimeout = plan.Queue, dispatch.Pickup
 	}
@@ -26,13 +26,13 @@ func onGroup(ctx workflow.Context, plan activities.Plan, opts workflow.ActivityO
 
 // noWorker is the plan's NoValidHost refusal: no live worker serves the
 // node's conductor group.
-func noWorker(plan activities.Plan) error {
+func noWorker(plan activities.PowerPlan) error {
 	return (&dispatch.NoWorkerError{Group: plan.Group, Driver: plan.Driver, Queue: plan.Queue}).Application()
 }
 
 // unpicked turns a BMC activity that no worker of the group took within
 // dispatch.Pickup into the plan's NoValidHost refusal.
-func unpicked(plan activities.Plan, err error) error {
+func unpicked(plan activities.PowerPlan, err error) error {
 	if dispatch.NoPickup(err) {
 		return noWorker(plan)
 	}

@@ -55,16 +55,16 @@ func TestPowerChangeRunsBMCActivitiesOnTheNodesGroup(t *testing.T) {
 			env := newEnv(t, dispatch.LockID(testUUID))
 			p := plan(node.PowerOff, "")
 			p.Queue = tt.planQueue
-			env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(p, nil).Once()
-			env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{HardwareState: node.PowerOn}, nil).Once()
-			env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return(node.PowerOff, nil).Once()
-			env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{PowerState: node.PowerOff}, nil).Once()
+			env.OnActivity(powerActs.PreparePowerChange, mock.Anything, mock.Anything).Return(p, nil).Once()
+			env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{HardwareState: node.PowerOn}, nil).Once()
+			env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.Anything).Return(node.PowerOff, nil).Once()
+			env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{PowerState: node.PowerOff}, nil).Once()
 			queues := startedOn(env)
 			env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: node.PowerOff})
 			if err := env.GetWorkflowError(); err != nil {
 				t.Fatal(err)
 			}
-			for _, act := range []string{"SetPowerState", "VerifyPowerState"} {
+			for _, act := range []string{nameOf(powerActs.SetPowerState), nameOf(powerActs.VerifyPowerState)} {
 				if got := queues()[act]; !slices.Equal(got, []string{tt.want}) {
 					t.Errorf("%s ran on %q, want %q", act, got, tt.want)
 				}
@@ -90,12 +90,12 @@ func TestPowerChangeForAGroupNobodyServes(t *testing.T) {
 			env := newEnv(t, dispatch.LockID(testUUID))
 			p := plan(node.PowerOff, "")
 			p.Group, p.Queue, p.Unserved = "segment-c", "metalpower.segment-c", tt.unserved
-			env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(p, nil).Once()
+			env.OnActivity(powerActs.PreparePowerChange, mock.Anything, mock.Anything).Return(p, nil).Once()
 			if !tt.unserved {
-				env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, tt.setErr).Once()
+				env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, tt.setErr).Once()
 			}
 			var failure string
-			env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool {
+			env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool {
 				failure = in.Failure
 				return in.Failure != ""
 			})).Return(activities.FinishResult{PowerState: node.PowerOn}, nil).Once()
@@ -116,7 +116,7 @@ func TestPowerChangeForAGroupNobodyServes(t *testing.T) {
 
 // misrouted is a worker's refusal of a node of another group.
 func misrouted(group, queue string) error {
-	return temporal.NewNonRetryableApplicationError("conductor group is served elsewhere", activities.ErrWrongGroup, nil,
+	return temporal.NewNonRetryableApplicationError("conductor group is served elsewhere", activities.WrongGroupType, nil,
 		activities.Misrouted{Group: group, Queue: queue, Driver: "redfish"})
 }
 
@@ -128,11 +128,11 @@ func TestNodePowerSyncStartedElsewhereReadsOnTheNodesGroup(t *testing.T) {
 	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	p := forcePlan()
 	p.Queue = "metalpower.segment-b"
-	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{}, misrouted("segment-b", p.Queue)).Once()
-	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
+	env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{}, misrouted("segment-b", p.Queue)).Once()
+	env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, testUUID).
 		Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, PowerState: node.PowerOff, Plan: &p}, nil).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Verified: true}, nil).Once()
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{PowerState: node.PowerOn}, nil).Once()
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Verified: true}, nil).Once()
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.Anything).Return(activities.FinishResult{PowerState: node.PowerOn}, nil).Once()
 	queues := startedOn(env)
 	res := nodeSync(t, env)
 	if res.Action != activities.SyncForce || res.PowerState != node.PowerOn {
@@ -140,7 +140,7 @@ func TestNodePowerSyncStartedElsewhereReadsOnTheNodesGroup(t *testing.T) {
 	}
 	// The local read is not an activity task; the routed read and the
 	// force are, both on segment-b's queue.
-	for act, want := range map[string][]string{"SyncNode": {p.Queue}, "SetPowerState": {p.Queue}} {
+	for act, want := range map[string][]string{nameOf(nodeSyncActs.SyncNode): {p.Queue}, nameOf(powerActs.SetPowerState): {p.Queue}} {
 		if got := queues()[act]; !slices.Equal(got, want) {
 			t.Errorf("%s ran on %q, want %q", act, got, want)
 		}
@@ -163,10 +163,10 @@ func TestNodeProvisionStartedElsewhereReadsOnTheNodesGroup(t *testing.T) {
 			var s testsuite.WorkflowTestSuite
 			env := s.NewTestWorkflowEnvironment()
 			env.RegisterWorkflowWithOptions(NodeProvision, workflow.RegisterOptions{Name: NodeProvisionWorkflow})
-			env.RegisterActivity(&activities.Activities{})
-			in := ProvisionInput{Node: testUUID, Action: node.ActionManage}
-			env.OnActivity(acts.ProvisionNode, mock.Anything, in).Return(ProvisionResult{}, misrouted("segment-b", "metalpower.segment-b")).Once()
-			env.OnActivity(acts.ProvisionNode, mock.Anything, in).Return(ProvisionResult{ProvisionState: node.Manageable}, tt.second).Once()
+			registerActivities(env)
+			in := activities.ProvisionInput{Node: testUUID, Action: node.ActionManage}
+			env.OnActivity(provisionActs.ProvisionNode, mock.Anything, in).Return(activities.ProvisionResult{}, misrouted("segment-b", "metalpower.segment-b")).Once()
+			env.OnActivity(provisionActs.ProvisionNode, mock.Anything, in).Return(activities.ProvisionResult{ProvisionState: node.Manageable}, tt.second).Once()
 			queues := startedOn(env)
 			env.ExecuteWorkflow(NodeProvision, in)
 			env.AssertExpectations(t)
@@ -174,7 +174,7 @@ func TestNodeProvisionStartedElsewhereReadsOnTheNodesGroup(t *testing.T) {
 			if _, ok := dispatch.AsNoWorker(err); ok != tt.wantErr || (err != nil) != tt.wantErr {
 				t.Fatalf("workflow error = %v, want NoValidHost: %v", err, tt.wantErr)
 			}
-			if got, want := queues()["ProvisionNode"], []string{ownQueue, "metalpower.segment-b"}; !slices.Equal(got, want) {
+			if got, want := queues()[nameOf(provisionActs.ProvisionNode)], []string{ownQueue, "metalpower.segment-b"}; !slices.Equal(got, want) {
 				t.Errorf("ProvisionNode ran on %q, want %q", got, want)
 			}
 		})
@@ -187,19 +187,19 @@ func TestNodeProvisionStartedElsewhereReadsOnTheNodesGroup(t *testing.T) {
 // group: in-flight changes finish after the upgrade.
 func TestPowerChangePlannedBeforeRoutingFindsTheNodesGroup(t *testing.T) {
 	env := newEnv(t, dispatch.LockID(testUUID))
-	env.OnActivity(acts.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, misrouted("segment-b", "metalpower.segment-b")).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil).Once()
-	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return("", misrouted("segment-b", "metalpower.segment-b")).Once()
-	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.Anything).Return(node.PowerOff, nil).Once()
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOff, Final: node.PowerOff}).
+	env.OnActivity(powerActs.PreparePowerChange, mock.Anything, mock.Anything).Return(plan(node.PowerOff, ""), nil).Once()
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, misrouted("segment-b", "metalpower.segment-b")).Once()
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{}, nil).Once()
+	env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.Anything).Return("", misrouted("segment-b", "metalpower.segment-b")).Once()
+	env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.Anything).Return(node.PowerOff, nil).Once()
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOff, Final: node.PowerOff}).
 		Return(activities.FinishResult{PowerState: node.PowerOff}, nil).Once()
 	queues := startedOn(env)
 	env.ExecuteWorkflow(PowerChange, PowerChangeInput{Node: testUUID, Target: node.PowerOff})
 	if err := env.GetWorkflowError(); err != nil {
 		t.Fatal(err)
 	}
-	for _, act := range []string{"SetPowerState", "VerifyPowerState"} {
+	for _, act := range []string{nameOf(powerActs.SetPowerState), nameOf(powerActs.VerifyPowerState)} {
 		if got, want := queues()[act], []string{ownQueue, "metalpower.segment-b"}; !slices.Equal(got, want) {
 			t.Errorf("%s ran on %q, want %q", act, got, want)
 		}

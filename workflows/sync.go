@@ -13,22 +13,18 @@ import (
 	"github.com/metalpower/metalpower/internal/dispatch"
 )
 
-// Registered type names of the sync workflows.
+// Registered type names of the sync workflows; NodePowerSync's,
+// activities.NodePowerSyncWorkflow, is named where RunNodeSyncs starts it.
 const (
 	PowerSyncWorkflow            = "PowerSync"
-	NodePowerSyncWorkflow        = activities.NodePowerSyncWorkflow
 	PowerFailureRecoveryWorkflow = "PowerFailureRecovery"
 )
-
-// SyncCounts is what a pass did, as the Web UI and `starter sync status`
-// show it.
-type SyncCounts = activities.SyncCounts
 
 // PowerSyncInput carries a pass across continue-as-new.
 type PowerSyncInput struct {
 	After     *activities.SyncPosition `json:"after,omitempty"`
 	PassStart time.Time                `json:"pass_start,omitempty"`
-	Counts    SyncCounts               `json:"counts"`
+	Counts    activities.SyncCounts    `json:"counts"`
 	Pages     int                      `json:"pages"`
 	// StartedAt is when the pass began (its first run).
 	StartedAt time.Time `json:"started_at,omitempty"`
@@ -44,14 +40,14 @@ type PowerSyncInput struct {
 
 // PowerSyncResult is a finished pass.
 type PowerSyncResult struct {
-	SyncCounts
+	activities.SyncCounts
 	Pages    int     `json:"pages"`
 	Duration float64 `json:"duration_seconds"`
 }
 
 // SyncProgress answers the "progress" query.
 type SyncProgress struct {
-	SyncCounts
+	activities.SyncCounts
 	Pages    int  `json:"pages"`
 	InFlight int  `json:"node_syncs_in_flight"`
 	Done     bool `json:"done"`
@@ -83,7 +79,7 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 		if workflow.GetVersion(ctx, staleTargetsStep, workflow.DefaultVersion, 1) == 1 {
 			// Targets left by changes that no longer run are cleared
 			// first, as a step of its own, so this pass syncs those nodes.
-			if err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.ClearStaleTargets).Get(ctx, nil); err != nil {
+			if err := workflow.ExecuteLocalActivity(localCtx(ctx), passActs.ClearStaleTargets).Get(ctx, nil); err != nil {
 				return PowerSyncResult{}, err
 			}
 			staleCleared = true
@@ -113,7 +109,7 @@ func PowerSync(ctx workflow.Context, in PowerSyncInput) (PowerSyncResult, error)
 			opts.Summary = fmt.Sprintf("read power states, page %d (conductor group %q)", pages+1, groups[0])
 		}
 		var page activities.SyncPage
-		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.ReadPowerStates, req).Get(ctx, &page)
+		err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), passActs.ReadPowerStates, req).Get(ctx, &page)
 		switch {
 		case routed && dispatch.NoPickup(err):
 			// Its workers went away since the pass began: the group is
@@ -161,7 +157,7 @@ const conductorGroupsStep = "conductor-groups"
 // live worker, and adds the nodes of the others to noWorker.
 func servedGroups(ctx workflow.Context, recovery bool, noWorker *int) (activities.Groups, error) {
 	var g activities.Groups
-	err := workflow.ExecuteLocalActivity(localCtx(ctx), acts.ServedGroups,
+	err := workflow.ExecuteLocalActivity(localCtx(ctx), passActs.ServedGroups,
 		activities.GroupsInput{Base: workflow.GetInfo(ctx).TaskQueueName, Recovery: recovery}).Get(ctx, &g)
 	*noWorker += g.UnservedNodes
 	if g.Base == "" {
@@ -179,7 +175,7 @@ const nodeSyncsStep = "node-syncs-activity"
 // runNodeSyncs runs a page's per-node syncs: in one activity (on a worker
 // of the nodes' group) that starts them under their locks and waits for
 // them, or as children in passes started before that.
-func runNodeSyncs(ctx workflow.Context, page activities.SyncPage, counts *SyncCounts, inFlight *int, queue string) error {
+func runNodeSyncs(ctx workflow.Context, page activities.SyncPage, counts *activities.SyncCounts, inFlight *int, queue string) error {
 	if len(page.Candidates) == 0 {
 		return nil
 	}
@@ -199,8 +195,8 @@ func runNodeSyncs(ctx workflow.Context, page activities.SyncPage, counts *SyncCo
 		opts.TaskQueue, opts.ScheduleToStartTimeout, nodesQueue = queue, dispatch.Pickup, queue
 	}
 	*inFlight = len(page.Candidates)
-	var part SyncCounts
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), acts.RunNodeSyncs, activities.NodeSyncsInput{
+	var part activities.SyncCounts
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, opts), passActs.RunNodeSyncs, activities.NodeSyncsInput{
 		Candidates: page.Candidates, Window: page.Window, TaskQueue: nodesQueue, Pass: workflow.GetInfo(ctx).WorkflowExecution.ID,
 	}).Get(ctx, &part)
 	*inFlight = 0
@@ -219,7 +215,7 @@ func runNodeSyncs(ctx workflow.Context, page activities.SyncPage, counts *SyncCo
 
 // syncNodes runs a NodePowerSync child for each candidate, at most window
 // at a time, and adds up their outcomes.
-func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, window int, counts *SyncCounts, inFlight *int, queue string) {
+func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, window int, counts *activities.SyncCounts, inFlight *int, queue string) {
 	if window <= 0 {
 		window = 8
 	}
@@ -228,7 +224,7 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 	collect := func(f workflow.Future) {
 		pending--
 		*inFlight = pending
-		var res NodeSyncResult
+		var res activities.NodeSyncResult
 		err := f.Get(ctx, &res)
 		var started *temporal.ChildWorkflowExecutionAlreadyStartedError
 		switch {
@@ -249,8 +245,8 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 			NodeUUID: c.UUID, NodeName: c.Name, Target: "sync", Queue: queue,
 			Summary: activities.NodeSyncSummary(c),
 		}, enumspb.PARENT_CLOSE_POLICY_ABANDON))
-		f := workflow.ExecuteChildWorkflow(cctx, NodePowerSyncWorkflow,
-			NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name, ReadError: c.ReadError, DriverError: c.DriverError, Paced: c.Paced})
+		f := workflow.ExecuteChildWorkflow(cctx, activities.NodePowerSyncWorkflow,
+			activities.NodeSyncInput{NodeUUID: c.UUID, NodeName: c.Name, ReadError: c.ReadError, DriverError: c.DriverError, Paced: c.Paced})
 		pending++
 		*inFlight = pending
 		sel.AddFuture(f, collect)
@@ -260,20 +256,14 @@ func syncNodes(ctx workflow.Context, candidates []activities.SyncCandidate, wind
 	}
 }
 
-// NodeSyncInput names the node a per-node sync works on.
-type NodeSyncInput = activities.NodeSyncInput
-
-// NodeSyncResult is what the per-node sync did.
-type NodeSyncResult = activities.NodeSyncResult
-
 // NodePowerSync is Ironic's do_sync_power_state for one node, run under
 // the node's lock (workflow ID node-power/<uuid>). The decision is one
 // local activity; forcing the recorded state onto the hardware goes
 // through PowerChange's own steps, which verify, persist and notify Nova.
-func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, error) {
+func NodePowerSync(ctx workflow.Context, in activities.NodeSyncInput) (activities.NodeSyncResult, error) {
 	status := &Status{Step: "deciding", NodeUUID: in.NodeUUID, Target: "sync"}
 	if err := workflow.SetQueryHandler(ctx, "status", func() (Status, error) { return *status, nil }); err != nil {
-		return NodeSyncResult{}, err
+		return activities.NodeSyncResult{}, err
 	}
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
@@ -293,19 +283,19 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 	var decide workflow.Future
 	switch {
 	case in.ReadError != "":
-		decide = workflow.ExecuteLocalActivity(lctx, acts.SyncFailedRead,
+		decide = workflow.ExecuteLocalActivity(lctx, nodeSyncActs.SyncFailedRead,
 			activities.FailedRead{NodeUUID: in.NodeUUID, Error: in.ReadError, DriverError: in.DriverError})
 	case in.Paced:
-		decide = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readOpts), acts.SyncNode, in.NodeUUID)
+		decide = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, readOpts), nodeSyncActs.SyncNode, in.NodeUUID)
 	default:
-		decide = workflow.ExecuteLocalActivity(lctx, acts.SyncNode, in.NodeUUID)
+		decide = workflow.ExecuteLocalActivity(lctx, nodeSyncActs.SyncNode, in.NodeUUID)
 	}
 	// A pass starts each per-node sync on the node's group's queue; one
 	// started elsewhere (by hand) reads on the node's group.
-	if err := onNodeGroup(ctx, decide.Get(ctx, &d), readOpts, &d, acts.SyncNode, in.NodeUUID); err != nil {
-		return NodeSyncResult{}, err
+	if err := onNodeGroup(ctx, decide.Get(ctx, &d), readOpts, &d, nodeSyncActs.SyncNode, in.NodeUUID); err != nil {
+		return activities.NodeSyncResult{}, err
 	}
-	res := NodeSyncResult{Action: d.Action, Count: d.Count, PowerState: d.PowerState, Nova: d.Nova, Error: d.Error}
+	res := activities.NodeSyncResult{Action: d.Action, Count: d.Count, PowerState: d.PowerState, Nova: d.Nova, Error: d.Error}
 	if d.Action != activities.SyncForce || d.Plan == nil {
 		status.Step = "done: " + d.Action
 		return res, nil
@@ -323,21 +313,18 @@ func NodePowerSync(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, erro
 	return res, nil
 }
 
-// RecoveryResult is what a recovery pass did.
-type RecoveryResult = activities.RecoveryResult
-
 // PowerFailureRecovery is Ironic's _power_failure_recovery: nodes in
 // maintenance with fault "power failure" leave maintenance after one
 // successful read. Operator-set maintenance is never touched.
-func PowerFailureRecovery(ctx workflow.Context) (RecoveryResult, error) {
+func PowerFailureRecovery(ctx workflow.Context) (activities.RecoveryResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		Summary:             "read nodes in maintenance for power failure",
 		StartToCloseTimeout: 30 * time.Minute, HeartbeatTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 	})
-	var res RecoveryResult
+	var res activities.RecoveryResult
 	if workflow.GetVersion(ctx, conductorGroupsStep, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		err := workflow.ExecuteActivity(actx, acts.RecoverPowerFailures).Get(ctx, &res)
+		err := workflow.ExecuteActivity(actx, recoveryActs.RecoverPowerFailures).Get(ctx, &res)
 		return res, err
 	}
 	// Each group's nodes are read on its own workers, one group after
@@ -354,8 +341,8 @@ func PowerFailureRecovery(ctx workflow.Context) (RecoveryResult, error) {
 			StartToCloseTimeout:    30 * time.Minute, HeartbeatTimeout: time.Minute,
 			RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
 		})
-		var part RecoveryResult
-		err := workflow.ExecuteActivity(gctx, acts.RecoverGroup, g).Get(ctx, &part)
+		var part activities.RecoveryResult
+		err := workflow.ExecuteActivity(gctx, recoveryActs.RecoverGroup, g).Get(ctx, &part)
 		switch {
 		case dispatch.NoPickup(err):
 			workflow.GetLogger(ctx).Warn("no worker of the conductor group took its recovery: the group is skipped this pass", "conductor_group", g)

@@ -36,9 +36,9 @@ func newSyncEnv(t *testing.T, workflowID string) *testsuite.TestWorkflowEnvironm
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(PowerSync, workflow.RegisterOptions{Name: PowerSyncWorkflow})
-	env.RegisterWorkflowWithOptions(NodePowerSync, workflow.RegisterOptions{Name: NodePowerSyncWorkflow})
+	env.RegisterWorkflowWithOptions(NodePowerSync, workflow.RegisterOptions{Name: activities.NodePowerSyncWorkflow})
 	env.RegisterWorkflowWithOptions(PowerFailureRecovery, workflow.RegisterOptions{Name: PowerFailureRecoveryWorkflow})
-	env.RegisterActivity(&activities.Activities{})
+	registerActivities(env)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: workflowID})
 	t.Cleanup(func() { env.AssertExpectations(t) })
 	return env
@@ -68,14 +68,14 @@ func uuidN(i int) string {
 // onePage mocks a pass of a single page, all nodes in the default group.
 func onePage(env *testsuite.TestWorkflowEnvironment, page activities.SyncPage) {
 	page.Done, page.PassStart = true, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(0, nil).Once()
+	env.OnActivity(passActs.ClearStaleTargets, mock.Anything).Return(0, nil).Once()
 	served(env, false, activities.Groups{Served: []string{""}})
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true, Group: group("")}).Return(page, nil).Once()
+	env.OnActivity(passActs.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true, Group: group("")}).Return(page, nil).Once()
 }
 
 // served mocks the pass's question of which conductor groups it serves.
 func served(env *testsuite.TestWorkflowEnvironment, recovery bool, g activities.Groups) {
-	env.OnActivity(acts.ServedGroups, mock.Anything, mock.MatchedBy(func(in activities.GroupsInput) bool {
+	env.OnActivity(passActs.ServedGroups, mock.Anything, mock.MatchedBy(func(in activities.GroupsInput) bool {
 		return in.Recovery == recovery && in.Base == "default-test-taskqueue"
 	})).Return(g, nil).Once()
 }
@@ -92,8 +92,8 @@ type children struct {
 }
 
 func (c *children) mock(env *testsuite.TestWorkflowEnvironment, run time.Duration, results map[string]any) {
-	env.OnWorkflow(NodePowerSyncWorkflow, mock.Anything, mock.Anything).Return(
-		func(ctx workflow.Context, in NodeSyncInput) (NodeSyncResult, error) {
+	env.OnWorkflow(activities.NodePowerSyncWorkflow, mock.Anything, mock.Anything).Return(
+		func(ctx workflow.Context, in activities.NodeSyncInput) (activities.NodeSyncResult, error) {
 			c.mu.Lock()
 			c.inflight++
 			c.max = max(c.max, c.inflight)
@@ -106,11 +106,11 @@ func (c *children) mock(env *testsuite.TestWorkflowEnvironment, run time.Duratio
 			c.mu.Unlock()
 			switch r := results[in.NodeUUID].(type) {
 			case error:
-				return NodeSyncResult{}, r
+				return activities.NodeSyncResult{}, r
 			case string:
-				return NodeSyncResult{Action: r}, nil
+				return activities.NodeSyncResult{Action: r}, nil
 			}
-			return NodeSyncResult{Action: activities.SyncInSync}, nil
+			return activities.NodeSyncResult{Action: activities.SyncInSync}, nil
 		})
 	env.SetOnChildWorkflowStartedListener(func(info *workflow.Info, _ workflow.Context, _ converter.EncodedValues) {
 		c.mu.Lock()
@@ -139,10 +139,10 @@ func TestPowerSyncPagesAndAggregatesChildOutcomes(t *testing.T) {
 		Candidates: append(candidates("unknown", u(4), u(5)), candidates("mismatch", u(6))...)}
 	// Stale targets are cleared once, as the pass's first step; the pages
 	// then leave them alone.
-	env.OnActivity(acts.ClearStaleTargets, mock.Anything).Return(2, nil).Once()
+	env.OnActivity(passActs.ClearStaleTargets, mock.Anything).Return(2, nil).Once()
 	served(env, false, activities.Groups{Served: []string{""}})
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true, Group: group("")}).Return(page1, nil).Once()
-	env.OnActivity(acts.ReadPowerStates, mock.Anything, activities.SyncPageInput{After: after, PassStart: start, StaleTargetsCleared: true, Group: group("")}).Return(page2, nil).Once()
+	env.OnActivity(passActs.ReadPowerStates, mock.Anything, activities.SyncPageInput{StaleTargetsCleared: true, Group: group("")}).Return(page1, nil).Once()
+	env.OnActivity(passActs.ReadPowerStates, mock.Anything, activities.SyncPageInput{After: after, PassStart: start, StaleTargetsCleared: true, Group: group("")}).Return(page2, nil).Once()
 	var c children
 	c.mock(env, 0, map[string]any{
 		u(0): activities.SyncForce, u(1): activities.SyncRecorded, u(2): activities.SyncForceFailed,
@@ -151,7 +151,7 @@ func TestPowerSyncPagesAndAggregatesChildOutcomes(t *testing.T) {
 	env.ExecuteWorkflow(PowerSync, PowerSyncInput{})
 	// A small pass ends in one run: a continue-as-new would be an error here.
 	res := syncResult(t, env)
-	want := SyncCounts{Checked: 10, InSync: 4, Corrected: 2, ForceFailed: 1, EnteredMaintenance: 1, Skipped: 1, Unreadable: 1}
+	want := activities.SyncCounts{Checked: 10, InSync: 4, Corrected: 2, ForceFailed: 1, EnteredMaintenance: 1, Skipped: 1, Unreadable: 1}
 	if res.SyncCounts != want || res.Pages != 2 {
 		t.Fatalf("result = %+v, want %+v over 2 pages", res, want)
 	}
@@ -188,7 +188,7 @@ func TestPowerSyncFailedChildCountsAsUnreadable(t *testing.T) {
 	onePage(env, activities.SyncPage{Window: 8, Candidates: candidates("mismatch", uuidN(0), uuidN(1))})
 	var c children
 	c.mock(env, 0, map[string]any{
-		uuidN(0): temporal.NewNonRetryableApplicationError("Node could not be found.", activities.ErrNodeNotFound, nil),
+		uuidN(0): temporal.NewNonRetryableApplicationError("Node could not be found.", activities.NodeNotFoundType, nil),
 		uuidN(1): activities.SyncRecorded,
 	})
 	env.ExecuteWorkflow(PowerSync, PowerSyncInput{})
@@ -253,24 +253,24 @@ func TestPowerSyncProgressQuery(t *testing.T) {
 func TestPowerSyncRunsNodePowerSyncChildren(t *testing.T) {
 	env := newChildrenSyncEnv(t, "power-sync")
 	onePage(env, activities.SyncPage{Window: 8, Checked: 2, Candidates: candidates("mismatch", uuidN(0), uuidN(1))})
-	env.OnActivity(acts.SyncNode, mock.Anything, uuidN(0)).Return(activities.NodeSyncDecision{Action: activities.SyncRecorded, Count: 1}, nil).Once()
-	env.OnActivity(acts.SyncNode, mock.Anything, uuidN(1)).Return(activities.NodeSyncDecision{Action: activities.SyncUnreadable, Count: 2}, nil).Once()
+	env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, uuidN(0)).Return(activities.NodeSyncDecision{Action: activities.SyncRecorded, Count: 1}, nil).Once()
+	env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, uuidN(1)).Return(activities.NodeSyncDecision{Action: activities.SyncUnreadable, Count: 2}, nil).Once()
 	env.ExecuteWorkflow(PowerSync, PowerSyncInput{})
 	if res := syncResult(t, env); res.Corrected != 1 || res.Unreadable != 1 || res.Checked != 2 {
 		t.Fatalf("result = %+v", res)
 	}
 }
 
-func forcePlan() activities.Plan {
+func forcePlan() activities.PowerPlan {
 	p := plan(node.PowerOn, "inst-1")
 	p.CommandRetryTimeout = 60
 	return p
 }
 
-func nodeSync(t *testing.T, env *testsuite.TestWorkflowEnvironment) NodeSyncResult {
+func nodeSync(t *testing.T, env *testsuite.TestWorkflowEnvironment) activities.NodeSyncResult {
 	t.Helper()
-	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID, NodeName: "r1-n07"})
-	var res NodeSyncResult
+	env.ExecuteWorkflow(NodePowerSync, activities.NodeSyncInput{NodeUUID: testUUID, NodeName: "r1-n07"})
+	var res activities.NodeSyncResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatalf("NodePowerSync: %v", err)
 	}
@@ -280,16 +280,16 @@ func nodeSync(t *testing.T, env *testsuite.TestWorkflowEnvironment) NodeSyncResu
 func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
 	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	p := forcePlan()
-	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
+	env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, testUUID).
 		Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 2, PowerState: node.PowerOff, Plan: &p}, nil).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, activities.SetPowerInput{NodeUUID: testUUID, Target: node.PowerOn}).
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, activities.SetPowerInput{NodeUUID: testUUID, Target: node.PowerOn}).
 		Return(activities.SetPowerResult{HardwareState: node.PowerOff}, nil).Once()
-	env.OnActivity(acts.VerifyPowerState, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool {
+	env.OnActivity(powerActs.VerifyPowerState, mock.Anything, mock.MatchedBy(func(in activities.VerifyInput) bool {
 		return in.NodeUUID == testUUID && in.Want == node.PowerOn
 	})).Return(node.PowerOn, nil).Once()
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOn, Final: node.PowerOn}).
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, activities.FinishInput{NodeUUID: testUUID, Target: node.PowerOn, Final: node.PowerOn}).
 		Return(activities.FinishResult{PowerState: node.PowerOn, InstanceUUID: "inst-1"}, nil).Once()
-	env.OnActivity(acts.QueueNovaNotification, mock.Anything, mock.MatchedBy(func(u activities.PowerUpdate) bool {
+	env.OnActivity(novaActs.QueueNovaNotification, mock.Anything, mock.MatchedBy(func(u activities.PowerUpdate) bool {
 		return u.InstanceUUID == "inst-1" && u.NodeUUID == testUUID && u.PowerState == node.PowerOn && u.Source == dispatch.LockID(testUUID)
 	})).Return(activities.NovaQueued, nil).Once()
 	res := nodeSync(t, env)
@@ -302,9 +302,9 @@ func TestNodePowerSyncForceRunsThePowerChangeSteps(t *testing.T) {
 func TestNodePowerSyncForceFindsHardwareAlreadyThere(t *testing.T) {
 	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	p := forcePlan()
-	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOn}, nil).Once()
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool { return in.Skipped && in.Failure == "" })).
+	env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).Return(activities.SetPowerResult{Skipped: true, HardwareState: node.PowerOn}, nil).Once()
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool { return in.Skipped && in.Failure == "" })).
 		Return(activities.FinishResult{PowerState: node.PowerOn, InstanceUUID: "inst-1"}, nil).Once()
 	// No QueueNovaNotification expectation: Ironic tells Nova nothing on a skip.
 	if res := nodeSync(t, env); res.Action != activities.SyncForce || res.PowerState != node.PowerOn {
@@ -315,10 +315,10 @@ func TestNodePowerSyncForceFindsHardwareAlreadyThere(t *testing.T) {
 func TestNodePowerSyncFailedForceDoesNotFailTheWorkflow(t *testing.T) {
 	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
 	p := forcePlan()
-	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
-	env.OnActivity(acts.SetPowerState, mock.Anything, mock.Anything).
-		Return(activities.SetPowerResult{}, temporal.NewNonRetryableApplicationError("bad credentials", activities.ErrBMCAuth, nil))
-	env.OnActivity(acts.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool {
+	env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, testUUID).Return(activities.NodeSyncDecision{Action: activities.SyncForce, Count: 1, Plan: &p}, nil).Once()
+	env.OnActivity(powerActs.SetPowerState, mock.Anything, mock.Anything).
+		Return(activities.SetPowerResult{}, temporal.NewNonRetryableApplicationError("bad credentials", activities.BMCAuthType, nil))
+	env.OnActivity(powerActs.FinishPowerChange, mock.Anything, mock.MatchedBy(func(in activities.FinishInput) bool {
 		return in.NodeUUID == testUUID && in.Failure == "bad credentials" && in.Final == node.PowerOn
 	})).Return(activities.FinishResult{PowerState: node.PowerOff}, nil).Once()
 	res := nodeSync(t, env)
@@ -336,14 +336,14 @@ func TestNodePowerSyncNonForceDecisionsReturnAtOnce(t *testing.T) {
 		{Action: activities.SyncSkipped, Count: 1},
 	} {
 		env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
-		env.OnActivity(acts.SyncNode, mock.Anything, testUUID).Return(d, nil).Once()
+		env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, testUUID).Return(d, nil).Once()
 		var ran []string
 		env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) { ran = append(ran, info.ActivityType.Name) })
 		env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
 			ran = append(ran, info.ActivityType.Name)
 		})
 		res := nodeSync(t, env)
-		want := NodeSyncResult{Action: d.Action, Count: d.Count, PowerState: d.PowerState, Nova: d.Nova, Error: d.Error}
+		want := activities.NodeSyncResult{Action: d.Action, Count: d.Count, PowerState: d.PowerState, Nova: d.Nova, Error: d.Error}
 		if res != want || len(ran) != 1 {
 			t.Fatalf("%s: result = %+v, want %+v; activities %v", d.Action, res, want, ran)
 		}
@@ -352,11 +352,11 @@ func TestNodePowerSyncNonForceDecisionsReturnAtOnce(t *testing.T) {
 
 func TestNodePowerSyncDecisionErrorFailsTheWorkflow(t *testing.T) {
 	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
-	env.OnActivity(acts.SyncNode, mock.Anything, testUUID).
-		Return(activities.NodeSyncDecision{}, temporal.NewNonRetryableApplicationError("Node could not be found.", activities.ErrNodeNotFound, nil)).Once()
-	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID})
+	env.OnActivity(nodeSyncActs.SyncNode, mock.Anything, testUUID).
+		Return(activities.NodeSyncDecision{}, temporal.NewNonRetryableApplicationError("Node could not be found.", activities.NodeNotFoundType, nil)).Once()
+	env.ExecuteWorkflow(NodePowerSync, activities.NodeSyncInput{NodeUUID: testUUID})
 	var appErr *temporal.ApplicationError
-	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.ErrNodeNotFound {
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != activities.NodeNotFoundType {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -365,9 +365,9 @@ func TestPowerFailureRecoveryReturnsActivityCounts(t *testing.T) {
 	env := newChildrenSyncEnv(t, "power-failure-recovery")
 	want := activities.RecoveryResult{Checked: 5, Recovered: 2, StillFailing: 2, Skipped: 1}
 	served(env, true, activities.Groups{Served: []string{""}})
-	env.OnActivity(acts.RecoverGroup, mock.Anything, "").Return(want, nil).Once()
+	env.OnActivity(recoveryActs.RecoverGroup, mock.Anything, "").Return(want, nil).Once()
 	env.ExecuteWorkflow(PowerFailureRecovery)
-	var res RecoveryResult
+	var res activities.RecoveryResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}
@@ -380,10 +380,10 @@ func TestPowerFailureRecoveryReturnsActivityCounts(t *testing.T) {
 // not read is decided on that failure (SyncFailedRead), never read again.
 func TestNodePowerSyncCountsThePageReadFailure(t *testing.T) {
 	env := newChildrenSyncEnv(t, dispatch.LockID(testUUID))
-	env.OnActivity(acts.SyncFailedRead, mock.Anything, activities.FailedRead{NodeUUID: testUUID, Error: "BMC unreachable", DriverError: true}).
+	env.OnActivity(nodeSyncActs.SyncFailedRead, mock.Anything, activities.FailedRead{NodeUUID: testUUID, Error: "BMC unreachable", DriverError: true}).
 		Return(activities.NodeSyncDecision{Action: activities.SyncUnreadable, Count: 1, Error: "BMC unreachable"}, nil).Once()
-	env.ExecuteWorkflow(NodePowerSync, NodeSyncInput{NodeUUID: testUUID, ReadError: "BMC unreachable", DriverError: true})
-	var res NodeSyncResult
+	env.ExecuteWorkflow(NodePowerSync, activities.NodeSyncInput{NodeUUID: testUUID, ReadError: "BMC unreachable", DriverError: true})
+	var res activities.NodeSyncResult
 	if err := env.GetWorkflowResult(&res); err != nil {
 		t.Fatal(err)
 	}

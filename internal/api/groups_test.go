@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/bmc/pool"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
@@ -115,7 +115,7 @@ func TestConductorGroupsRouteEveryBMCCall(t *testing.T) {
 			}
 			continue
 		}
-		if want := []string{pool.UserAgent(g)}; !slices.Equal(callers, want) {
+		if want := []string{redfish.UserAgent(g)}; !slices.Equal(callers, want) {
 			t.Errorf("system %s (group %q) was called by %q, want only %q", id, g, callers, want)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/api"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/policy"
 	"github.com/metalpower/metalpower/internal/store"
@@ -29,7 +30,7 @@ func BenchmarkPowerPut(b *testing.B) {
 	k := ks.Start(b)
 	s := itest.NewStack(b, srv, itest.StackOptions{RedfishSystems: 8, IPMIBMCs: 1})
 	for i := range nodes {
-		s.AddNode(b, node.New("", "bench-"+strconv.Itoa(i), node.DriverRedfish, s.RedfishInfo(strconv.Itoa(i%8+1))), "")
+		s.AddNode(b, node.New("", "bench-"+strconv.Itoa(i), redfish.Name, s.RedfishInfo(strconv.Itoa(i%8+1))), "")
 	}
 	v := newValidator(b, k, 300)
 	noauth := s.StartAPIServer(b, &api.Server{})

@@ -1,7 +1,10 @@
 package api
 
-import "github.com/metalpower/metalpower/internal/node"
+import (
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/node"
+)
 
 func newTestNode() *node.Node {
-	return node.New("", "n", node.DriverIPMI, node.DriverInfo{"ipmi_address": "h"})
+	return node.New("", "n", ipmi.Name, node.DriverInfo{"ipmi_address": "h"})
 }

@@ -6,9 +6,9 @@ import (
 	"net/http"
 	"slices"
 
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 )
 
 // getStates is GET /v1/nodes/{ident}/states (NodeStatesController.get): read from the record,
@@ -45,12 +45,9 @@ type powerRequest struct {
 // setPower is PUT /v1/nodes/{ident}/states/power, with Ironic's checks in
 // Ironic's order (NodeStatesController.power).
 func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
-	n, ok := s.lookup(w, r)
-	if !ok {
-		return
-	}
 	var req powerRequest
-	if !decodeBody(w, r, &req) {
+	n, ok := s.lookupWithBody(w, r, &req)
+	if !ok {
 		return
 	}
 	soft := req.Target == node.SoftReboot || req.Target == node.SoftPowerOff
@@ -65,6 +62,9 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 	case node.RefusedTarget:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" is not a valid power state. Valid states are: %v.", req.Target, node.Targets))
 		return
+	case node.RefusedUnsupported:
+		writeError(w, http.StatusBadRequest, node.UnsupportedMessage(n, req.Target)+".")
+		return
 	case node.RefusedCleaning:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" can not be performed on node \"%s\" while it is in state \"%s\".", req.Target, n.UUID, n.ProvisionState))
 		return
@@ -76,52 +76,41 @@ func (s *Server) setPower(w http.ResponseWriter, r *http.Request) {
 	if req.Timeout != nil {
 		timeout = *req.Timeout
 	}
-	_, err := control.StartPowerChange(r.Context(), s.Temporal, s.Store, s.TaskQueue, n, control.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
+	_, err := operator.StartPowerChange(r.Context(), s.Temporal, s.Store, s.TaskQueue, n, operator.PowerRequest{Target: req.Target, Timeout: timeout, Via: "api"})
 	switch {
-	case writeDispatchError(w, err):
-		return
-	case errors.Is(err, control.ErrInvalidRequest):
-		writeError(w, http.StatusBadRequest, err.Error())
+	case writeRefusal(w, err, operator.ErrInvalidRequest):
 		return
 	case err != nil:
 		s.Log.Error().Err(err).Msg("cannot start a power change")
 		writeError(w, http.StatusServiceUnavailable, "No worker is available to change the power state: the workflow service cannot be reached. Please retry.")
 		return
 	}
-	w.Header().Set("Location", baseURL(r)+"/v1/nodes/"+r.PathValue("ident")+"/states")
-	w.WriteHeader(http.StatusAccepted)
+	writeAcceptedStates(w, r)
 }
 
 func (s *Server) setProvision(w http.ResponseWriter, r *http.Request) {
-	n, ok := s.lookup(w, r)
-	if !ok {
-		return
-	}
 	var req struct {
 		Target string `json:"target"`
 	}
-	if !decodeBody(w, r, &req) {
+	n, ok := s.lookupWithBody(w, r, &req)
+	if !ok {
 		return
 	}
 	if !slices.Contains(node.ProvisionActions, req.Target) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("The requested action \"%s\" is not supported by metalpower; supported: %v.", req.Target, node.ProvisionActions))
 		return
 	}
-	_, err := control.Provision(r.Context(), control.Workers{Client: s.Temporal, TaskQueue: s.TaskQueue}, s.Store, n.UUID, req.Target)
+	_, err := operator.Provision(r.Context(), operator.Workers{Client: s.Temporal, TaskQueue: s.TaskQueue}, s.Store, n.UUID, req.Target)
 	switch {
-	case writeDispatchError(w, err):
+	case writeRefusal(w, err, node.ErrInvalidState):
 		return
-	case errors.Is(err, node.ErrInvalidState):
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	case err != nil && !errors.Is(err, control.ErrBMCRead):
+	case err != nil && !errors.Is(err, operator.ErrBMCRead):
 		s.writeStoreError(w, r, err)
 		return
 	}
 	// As Ironic's asynchronous transitions: accepted; a failed BMC check
 	// shows in last_error and the state the node stays in.
-	w.Header().Set("Location", baseURL(r)+"/v1/nodes/"+r.PathValue("ident")+"/states")
-	w.WriteHeader(http.StatusAccepted)
+	writeAcceptedStates(w, r)
 }
 
 func (s *Server) setMaintenance(w http.ResponseWriter, r *http.Request) {
@@ -136,11 +125,8 @@ func (s *Server) setMaintenance(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decodeBody(w, r, &req) {
 		return
 	}
-	if _, err := control.SetMaintenance(r.Context(), s.Store, n.UUID, deref(req.Reason)); err != nil {
-		s.writeStoreError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusAccepted)
+	_, err := operator.SetMaintenance(r.Context(), s.Store, n.UUID, deref(req.Reason))
+	s.writeStoreResult(w, r, err, http.StatusAccepted)
 }
 
 func (s *Server) unsetMaintenance(w http.ResponseWriter, r *http.Request) {
@@ -148,21 +134,14 @@ func (s *Server) unsetMaintenance(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if _, err := control.UnsetMaintenance(r.Context(), s.Store, n.UUID); err != nil {
-		s.writeStoreError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusAccepted)
+	_, err := operator.UnsetMaintenance(r.Context(), s.Store, n.UUID)
+	s.writeStoreResult(w, r, err, http.StatusAccepted)
 }
 
 // nodeHistory is GET /v1/nodes/{ident}/history (Ironic 1.78): newest
 // first, power changes and conflicts with other parties.
 func (s *Server) nodeHistory(w http.ResponseWriter, r *http.Request) {
-	if !versionOf(r).AtLeast(78) {
-		writeError(w, http.StatusNotFound, "The resource could not be found: node history needs API version 1.78 or later.")
-		return
-	}
-	n, ok := s.lookup(w, r)
+	n, ok := s.lookupSince(w, r, 78, "node history needs")
 	if !ok {
 		return
 	}
@@ -176,7 +155,7 @@ func (s *Server) nodeHistory(w http.ResponseWriter, r *http.Request) {
 	for i, e := range events {
 		out[i] = map[string]any{
 			"uuid": e.UUID, "created_at": e.CreatedAt.UTC().Format(node.TimeFormat), "severity": e.Severity,
-			"event_type": e.Type, "event": e.Event, "user": e.Source,
+			"event_type": e.Type, "event": e.Event, "user": e.Via,
 			"links": []any{link(base+"/v1/nodes/"+n.UUID+"/history/"+e.UUID, "self")},
 		}
 	}
@@ -196,4 +175,54 @@ func writeDispatchError(w http.ResponseWriter, err error) bool {
 		return true
 	}
 	return false
+}
+
+// writeRefusal answers a refused workflow start: dispatch's refusals, and a
+// request the node cannot take (err is invalid) as Ironic's 400 with the
+// reason. It reports whether it wrote an answer.
+func writeRefusal(w http.ResponseWriter, err, invalid error) bool {
+	if writeDispatchError(w, err) {
+		return true
+	}
+	if errors.Is(err, invalid) {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return true
+	}
+	return false
+}
+
+// writeAcceptedStates answers a started transition as Ironic does: 202,
+// pointing at the node's states to follow it.
+func writeAcceptedStates(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Location", baseURL(r)+"/v1/nodes/"+r.PathValue("ident")+"/states")
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// writeStoreResult answers a change to the node store: the store's refusal
+// when err says there is one, else status.
+func (s *Server) writeStoreResult(w http.ResponseWriter, r *http.Request, err error, status int) {
+	if err != nil {
+		s.writeStoreError(w, r, err)
+		return
+	}
+	w.WriteHeader(status)
+}
+
+// lookupWithBody finds the node of a request, then decodes the request's
+// body into v. It reports false when it has answered the request: the node
+// is unknown or the body malformed.
+func (s *Server) lookupWithBody(w http.ResponseWriter, r *http.Request, v any) (*node.Node, bool) {
+	n, ok := s.lookup(w, r)
+	return n, ok && decodeBody(w, r, v)
+}
+
+// lookupSince finds the node of a request for a resource Ironic added in API
+// version 1.minor. Before that version the resource does not exist, so the
+// answer is 404 saying which version it needs ("node traits need").
+func (s *Server) lookupSince(w http.ResponseWriter, r *http.Request, minor int, needs string) (*node.Node, bool) {
+	if !versionOf(r).AtLeast(minor) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("The resource could not be found: %s API version 1.%d or later.", needs, minor))
+		return nil, false
+	}
+	return s.lookup(w, r)
 }

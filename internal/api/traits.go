@@ -15,11 +15,7 @@ import (
 // traitsNode finds the node of a traits request, refusing versions before
 // 1.37 as Ironic does (the resource does not exist there).
 func (s *Server) traitsNode(w http.ResponseWriter, r *http.Request) (*node.Node, bool) {
-	if !versionOf(r).AtLeast(37) {
-		writeError(w, http.StatusNotFound, "The resource could not be found: node traits need API version 1.37 or later.")
-		return nil, false
-	}
-	return s.lookup(w, r)
+	return s.lookupSince(w, r, 37, "node traits need")
 }
 
 func (s *Server) listTraits(w http.ResponseWriter, r *http.Request) {
@@ -40,11 +36,7 @@ func (s *Server) editTraits(w http.ResponseWriter, r *http.Request, n *node.Node
 		n.Traits = edit(slices.Clone(n.Traits))
 		return nil
 	})
-	if err != nil {
-		s.writeStoreError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	s.writeStoreResult(w, r, err, http.StatusNoContent)
 }
 
 func (s *Server) setTraits(w http.ResponseWriter, r *http.Request) {

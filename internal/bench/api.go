@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/metalpower/metalpower/internal/api"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
@@ -79,7 +80,7 @@ func API(ctx context.Context, cfg config.Config, opts APIOptions, w io.Writer) e
 	uuids := make([]string, opts.Nodes)
 	ids := fl.Redfish.SystemIDs()
 	for i := range opts.Nodes {
-		n := node.New("", fmt.Sprintf("bench-api-%05d", i), node.DriverRedfish, fl.RedfishInfo(ids[i]))
+		n := node.New("", fmt.Sprintf("bench-api-%05d", i), redfish.Name, fl.RedfishInfo(ids[i]))
 		n.ProvisionState, n.PowerState = node.Active, node.PowerOn
 		n.InstanceUUID, n.ResourceClass = uuid.NewString(), "baremetal.gold"
 		n.Properties = map[string]any{"cpu_arch": "x86_64", "memory_mb": 262144, "local_gb": 960, "cpus": 64}

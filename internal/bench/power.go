@@ -26,9 +26,9 @@ import (
 	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
@@ -98,7 +98,7 @@ func Power(ctx context.Context, cfg config.Config, opts PowerOptions, w io.Write
 
 	nodes := make([]*node.Node, maxNodes+1)
 	for i := range nodes {
-		n := node.New("", fmt.Sprintf("bench-%03d", i), node.DriverRedfish, fl.RedfishInfo(fl.Redfish.SystemIDs()[i]))
+		n := node.New("", fmt.Sprintf("bench-%03d", i), redfish.Name, fl.RedfishInfo(fl.Redfish.SystemIDs()[i]))
 		n.ProvisionState, n.PowerState = node.Manageable, node.PowerOn
 		if i == maxNodes {
 			// The last node carries a Nova instance, for the event count.
@@ -176,7 +176,7 @@ func round(ctx context.Context, wk *conductor.Worker, cfg config.Config, nodes [
 			defer wg.Done()
 			start := time.Now()
 			starting <- struct{}{}
-			run, err := control.StartPowerChange(ctx, wk.Client, wk.Store, cfg.Temporal.TaskQueue, n, control.PowerRequest{Target: target, Via: "bench"})
+			run, err := operator.StartPowerChange(ctx, wk.Client, wk.Store, cfg.Temporal.TaskQueue, n, operator.PowerRequest{Target: target, Via: "bench"})
 			<-starting
 			if err == nil {
 				err = run.Get(ctx, nil)
@@ -197,7 +197,7 @@ func round(ctx context.Context, wk *conductor.Worker, cfg config.Config, nodes [
 // through the driver alone.
 func directBMCTime(ctx context.Context, url string, rf *redfishsim.Sim) (time.Duration, error) {
 	id := rf.SystemIDs()[0]
-	c := redfish.New(node.RedfishInfo{Endpoint: url, SystemID: rf.SystemPath(id), Username: testbed.BMCUser, Password: testbed.RedfishPassword, AuthType: "basic"}, redfish.Options{})
+	c := redfish.New(redfish.Info{Endpoint: url, SystemID: rf.SystemPath(id), Username: testbed.BMCUser, Password: testbed.RedfishPassword, AuthType: "basic"}, redfish.Options{})
 	defer c.Close()
 	var times []time.Duration
 	target := node.PowerOff

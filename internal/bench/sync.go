@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/testbed/proc"
 
 	"github.com/google/uuid"
@@ -24,6 +26,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
@@ -63,7 +66,7 @@ type SyncOptions struct {
 func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer) error {
 	// This process is the pass's worker: tuned as the worker command is.
 	conductor.TuneGC()
-	if opts.Driver != node.DriverRedfish && opts.Driver != node.DriverIPMI {
+	if opts.Driver != redfish.Name && opts.Driver != ipmi.Name {
 		return fmt.Errorf("driver %q: use redfish or ipmi", opts.Driver)
 	}
 	if opts.Nodes < 1 || opts.Drift < 0 || opts.Drift > 1 {
@@ -149,7 +152,7 @@ func Sync(ctx context.Context, cfg config.Config, opts SyncOptions, w io.Writer)
 	if err != nil {
 		return err
 	}
-	childEvents, children, err := countEvents(ctx, wk.Client, fmt.Sprintf(`WorkflowType="%s" AND TaskQueue="%s"`, workflows.NodePowerSyncWorkflow, cfg.Temporal.TaskQueue))
+	childEvents, children, err := countEvents(ctx, wk.Client, fmt.Sprintf(`WorkflowType="%s" AND TaskQueue="%s"`, activities.NodePowerSyncWorkflow, cfg.Temporal.TaskQueue))
 	if err != nil {
 		return err
 	}
@@ -305,12 +308,12 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 	}
 	fmt.Fprintf(w, "starting %d simulated %s BMCs (latency %v) in a separate process...\n", opts.Nodes, opts.Driver, opts.BMCLatency)
 	password := testbed.IPMIPassword
-	if opts.Driver == node.DriverRedfish {
+	if opts.Driver == redfish.Name {
 		password = testbed.RedfishPassword
 	}
 	args := []string{"sim", opts.Driver, "-latency", opts.BMCLatency.String(), "-username", testbed.BMCUser, "-password", password}
 	var rfAddr string
-	if opts.Driver == node.DriverRedfish {
+	if opts.Driver == redfish.Name {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			return nil, nil, nil, err
@@ -336,7 +339,7 @@ func startFleet(ctx context.Context, opts SyncOptions, w io.Writer) ([]node.Driv
 	portRE := regexp.MustCompile(`port (\d+)`)
 	for len(infos) < opts.Nodes && sc.Scan() {
 		line := sc.Text()
-		if opts.Driver == node.DriverIPMI {
+		if opts.Driver == ipmi.Name {
 			if m := portRE.FindStringSubmatch(line); m != nil {
 				port, _ := strconv.Atoi(m[1])
 				infos = append(infos, node.DriverInfo{"ipmi_address": "127.0.0.1", "ipmi_port": float64(port),
@@ -423,7 +426,7 @@ func countEvents(ctx context.Context, c client.Client, query string) (events, wo
 // countNotifiers waits for the Nova notifiers of the corrected nodes to
 // finish, then counts their events.
 func countNotifiers(ctx context.Context, c client.Client, queue string, want int) (int, int, error) {
-	query := fmt.Sprintf(`WorkflowType="NovaNotify" AND TaskQueue="%s"`, queue)
+	query := fmt.Sprintf(`WorkflowType="%s" AND TaskQueue="%s"`, activities.NovaNotifyWorkflow, queue)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query + ` AND ExecutionStatus="Running"`})

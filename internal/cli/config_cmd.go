@@ -43,17 +43,11 @@ func dbMigrate(ctx context.Context, env *Env, args []string) error {
 	if len(args) > 0 {
 		return errUsage
 	}
-	c, err := env.Config()
-	if err != nil {
-		return err
-	}
-	s, err := store.Open(ctx, c.Database.URL)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	fmt.Fprintln(env.Stdout, "node store schema is up to date")
-	return nil
+	// Opening the store applies the migrations.
+	return withStore(ctx, env, func(store.Store) error {
+		fmt.Fprintln(env.Stdout, "node store schema is up to date")
+		return nil
+	})
 }
 
 // configOptions prints the option table docs/configuration.md carries; a test keeps

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 
+	"go.temporal.io/sdk/client"
+
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/control"
+	"github.com/metalpower/metalpower/internal/operator"
 )
 
 func init() {
@@ -53,18 +55,15 @@ func deploymentStatus(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	c, err := dialTemporal(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	st, err := control.GetDeploymentStatus(ctx, c, cfg.Temporal.DeploymentName)
-	if err != nil {
-		return err
-	}
-	b, _ := json.MarshalIndent(st, "", "  ")
-	fmt.Fprintln(env.Stdout, string(b))
-	return nil
+	return withTemporal(ctx, env, func(_ config.Config, c client.Client) error {
+		st, err := operator.GetDeploymentStatus(ctx, c, cfg.Temporal.DeploymentName)
+		if err != nil {
+			return err
+		}
+		b, _ := json.MarshalIndent(st, "", "  ")
+		fmt.Fprintln(env.Stdout, string(b))
+		return nil
+	})
 }
 
 func deploymentPromote(ctx context.Context, env *Env, args []string) error {
@@ -83,18 +82,15 @@ func deploymentPromote(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 	}
-	c, err := dialTemporal(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := control.Promote(ctx, c, cfg.Temporal.DeploymentName, *buildID, float32(*ramp)); err != nil {
-		return err
-	}
-	if *ramp > 0 && *ramp < 100 {
-		fmt.Fprintf(env.Stdout, "build %s of deployment %s now gets %v%% of new workflows\n", *buildID, cfg.Temporal.DeploymentName, *ramp)
-	} else {
-		fmt.Fprintf(env.Stdout, "build %s is the current version of deployment %s: new workflows and auto-upgrading ones run on it\n", *buildID, cfg.Temporal.DeploymentName)
-	}
-	return nil
+	return withTemporal(ctx, env, func(_ config.Config, c client.Client) error {
+		if err := operator.Promote(ctx, c, cfg.Temporal.DeploymentName, *buildID, float32(*ramp)); err != nil {
+			return err
+		}
+		if *ramp > 0 && *ramp < 100 {
+			fmt.Fprintf(env.Stdout, "build %s of deployment %s now gets %v%% of new workflows\n", *buildID, cfg.Temporal.DeploymentName, *ramp)
+		} else {
+			fmt.Fprintf(env.Stdout, "build %s is the current version of deployment %s: new workflows and auto-upgrading ones run on it\n", *buildID, cfg.Temporal.DeploymentName)
+		}
+		return nil
+	})
 }

@@ -7,8 +7,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/control"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
@@ -26,12 +29,8 @@ func init() {
 }
 
 func nodeProvide(ctx context.Context, env *Env, args []string) error {
-	ident, err := oneNode("node provide", env, args)
-	if err != nil {
-		return err
-	}
-	return withStore(ctx, env, func(s store.Store) error {
-		n, err := control.Provide(ctx, s, ident)
+	return withNode(ctx, env, "node provide", args, func(s store.Store, ident string) error {
+		n, err := operator.Provide(ctx, s, ident)
 		if err != nil {
 			return err
 		}
@@ -41,33 +40,26 @@ func nodeProvide(ctx context.Context, env *Env, args []string) error {
 }
 
 func nodeAdopt(ctx context.Context, env *Env, args []string) error {
-	return withBMC(ctx, env, "node adopt", args, control.Adopt)
+	return withBMC(ctx, env, "node adopt", args, operator.Adopt)
 }
 
 // withBMC runs a provision action that reads the node's BMC: a
 // NodeProvision workflow on a worker of the node's conductor group.
 func withBMC(ctx context.Context, env *Env, name string, args []string,
-	action func(context.Context, control.Workers, store.Store, string) (*node.Node, error)) error {
+	action func(context.Context, operator.Workers, store.Store, string) (*node.Node, error)) error {
 	ident, err := oneNode(name, env, args)
 	if err != nil {
 		return err
 	}
-	cfg, err := env.Config()
-	if err != nil {
-		return err
-	}
-	c, err := dialTemporal(ctx, env)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	return withStore(ctx, env, func(s store.Store) error {
-		n, err := action(ctx, control.Workers{Client: c, TaskQueue: cfg.Temporal.TaskQueue}, s, ident)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "node %s is %s, power state %s\n", n.Ident(), n.ProvisionState, orNone(n.PowerState))
-		return nil
+	return withTemporal(ctx, env, func(cfg config.Config, c client.Client) error {
+		return withStore(ctx, env, func(s store.Store) error {
+			n, err := action(ctx, operator.Workers{Client: c, TaskQueue: cfg.Temporal.TaskQueue}, s, ident)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(env.Stdout, "node %s is %s, power state %s\n", n.Ident(), n.ProvisionState, orNone(n.PowerState))
+			return nil
+		})
 	})
 }
 
@@ -78,7 +70,7 @@ func nodeMaintenanceSet(ctx context.Context, env *Env, args []string) error {
 		return errUsage
 	}
 	return withStore(ctx, env, func(s store.Store) error {
-		n, err := control.SetMaintenance(ctx, s, fs.Arg(0), *reason)
+		n, err := operator.SetMaintenance(ctx, s, fs.Arg(0), *reason)
 		if err != nil {
 			return err
 		}
@@ -88,31 +80,14 @@ func nodeMaintenanceSet(ctx context.Context, env *Env, args []string) error {
 }
 
 func nodeMaintenanceUnset(ctx context.Context, env *Env, args []string) error {
-	ident, err := oneNode("node maintenance unset", env, args)
-	if err != nil {
-		return err
-	}
-	return withStore(ctx, env, func(s store.Store) error {
-		n, err := control.UnsetMaintenance(ctx, s, ident)
+	return withNode(ctx, env, "node maintenance unset", args, func(s store.Store, ident string) error {
+		n, err := operator.UnsetMaintenance(ctx, s, ident)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "node %s is out of maintenance\n", n.Ident())
 		return nil
 	})
-}
-
-func withStore(ctx context.Context, env *Env, fn func(store.Store) error) error {
-	c, err := env.Config()
-	if err != nil {
-		return err
-	}
-	s, err := store.Open(ctx, c.Database.URL)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	return fn(s)
 }
 
 func printNode(env *Env, n *node.Node) error {
@@ -198,20 +173,8 @@ func orNone(s string) string {
 	return s
 }
 
-func oneNode(name string, env *Env, args []string) (string, error) {
-	fs := flags(name, env)
-	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
-		return "", errUsage
-	}
-	return fs.Arg(0), nil
-}
-
 func nodeShow(ctx context.Context, env *Env, args []string) error {
-	ident, err := oneNode("node show", env, args)
-	if err != nil {
-		return err
-	}
-	return withStore(ctx, env, func(s store.Store) error {
+	return withNode(ctx, env, "node show", args, func(s store.Store, ident string) error {
 		n, err := s.Get(ctx, ident)
 		if err != nil {
 			return err
@@ -221,11 +184,7 @@ func nodeShow(ctx context.Context, env *Env, args []string) error {
 }
 
 func nodeDelete(ctx context.Context, env *Env, args []string) error {
-	ident, err := oneNode("node delete", env, args)
-	if err != nil {
-		return err
-	}
-	return withStore(ctx, env, func(s store.Store) error {
+	return withNode(ctx, env, "node delete", args, func(s store.Store, ident string) error {
 		n, err := s.Get(ctx, ident)
 		if err != nil {
 			return err
@@ -239,15 +198,11 @@ func nodeDelete(ctx context.Context, env *Env, args []string) error {
 }
 
 func nodeManage(ctx context.Context, env *Env, args []string) error {
-	return withBMC(ctx, env, "node manage", args, control.Manage)
+	return withBMC(ctx, env, "node manage", args, operator.Manage)
 }
 
 func nodeHistory(ctx context.Context, env *Env, args []string) error {
-	ident, err := oneNode("node history", env, args)
-	if err != nil {
-		return err
-	}
-	return withStore(ctx, env, func(s store.Store) error {
+	return withNode(ctx, env, "node history", args, func(s store.Store, ident string) error {
 		n, err := s.Get(ctx, ident)
 		if err != nil {
 			return err

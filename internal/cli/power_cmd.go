@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 
-	"github.com/metalpower/metalpower/internal/control"
+	"go.temporal.io/sdk/client"
+
+	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -31,39 +34,29 @@ func powerCommand(verb, target string) func(context.Context, *Env, []string) err
 		if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
 			return errUsage
 		}
-		cfg, err := env.Config()
-		if err != nil {
-			return err
-		}
-		s, err := store.Open(ctx, cfg.Database.URL)
-		if err != nil {
-			return err
-		}
-		defer s.Close()
-		n, err := s.Get(ctx, fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		c, err := dialTemporal(ctx, env)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		run, err := control.StartPowerChange(ctx, c, s, cfg.Temporal.TaskQueue, n, control.PowerRequest{Target: target, Timeout: *timeout, Via: "cli"})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "workflow %s run %s: %s %s\n", run.GetID(), run.GetRunID(), target, n.Ident())
-		if !*wait {
-			return nil
-		}
-		var res workflows.PowerChangeResult
-		if err := run.Get(ctx, &res); err != nil {
-			return fmt.Errorf("power %s %s failed: %w", verb, n.Ident(), err)
-		}
-		b, _ := json.MarshalIndent(res, "", "  ")
-		fmt.Fprintln(env.Stdout, string(b))
-		return nil
+		return withStore(ctx, env, func(s store.Store) error {
+			n, err := s.Get(ctx, fs.Arg(0))
+			if err != nil {
+				return err
+			}
+			return withTemporal(ctx, env, func(cfg config.Config, c client.Client) error {
+				run, err := operator.StartPowerChange(ctx, c, s, cfg.Temporal.TaskQueue, n, operator.PowerRequest{Target: target, Timeout: *timeout, Via: "cli"})
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(env.Stdout, "workflow %s run %s: %s %s\n", run.GetID(), run.GetRunID(), target, n.Ident())
+				if !*wait {
+					return nil
+				}
+				var res workflows.PowerChangeResult
+				if err := run.Get(ctx, &res); err != nil {
+					return fmt.Errorf("power %s %s failed: %w", verb, n.Ident(), err)
+				}
+				b, _ := json.MarshalIndent(res, "", "  ")
+				fmt.Fprintln(env.Stdout, string(b))
+				return nil
+			})
+		})
 	}
 }
 

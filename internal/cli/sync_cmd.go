@@ -7,28 +7,27 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/control"
-	"github.com/metalpower/metalpower/internal/logging"
-	"github.com/metalpower/metalpower/internal/temporalconn"
+	"github.com/metalpower/metalpower/internal/config"
+	"github.com/metalpower/metalpower/internal/operator"
 )
 
 func init() {
 	register("sync now", "sync now                start a power sync pass at once (skipped if one is running)", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
-		if err := control.SyncNow(ctx, c); err != nil {
+		if err := operator.SyncNow(ctx, c); err != nil {
 			return err
 		}
 		fmt.Fprintln(env.Stdout, "power sync pass requested")
 		return nil
 	}))
 	register("sync pause", "sync pause              stop starting power sync passes", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
-		if err := control.SyncPause(ctx, c, "paused with starter sync pause"); err != nil {
+		if err := operator.SyncPause(ctx, c, "paused with starter sync pause"); err != nil {
 			return err
 		}
 		fmt.Fprintln(env.Stdout, "power sync paused")
 		return nil
 	}))
 	register("sync resume", "sync resume             resume power sync passes", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
-		if err := control.SyncResume(ctx, c, "resumed with starter sync resume"); err != nil {
+		if err := operator.SyncResume(ctx, c, "resumed with starter sync resume"); err != nil {
 			return err
 		}
 		fmt.Fprintln(env.Stdout, "power sync resumed")
@@ -39,7 +38,7 @@ func init() {
 		if err != nil {
 			return err
 		}
-		if err := control.ApplySchedules(ctx, c, cfg); err != nil {
+		if err := operator.ApplySchedules(ctx, c, cfg); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "schedules applied: sync every %ds, recovery every %ds (0 or less: none)\n",
@@ -47,7 +46,7 @@ func init() {
 		return nil
 	}))
 	register("sync status", "sync status             the schedule, the last pass and its counts, the next run", syncCmd(func(ctx context.Context, env *Env, c client.Client) error {
-		st, err := control.GetSyncStatus(ctx, c)
+		st, err := operator.GetSyncStatus(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -62,23 +61,8 @@ func syncCmd(fn func(context.Context, *Env, client.Client) error) func(context.C
 		if len(args) > 0 {
 			return errUsage
 		}
-		c, err := dialTemporal(ctx, env)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		return fn(ctx, env, c)
+		return withTemporal(ctx, env, func(_ config.Config, c client.Client) error {
+			return fn(ctx, env, c)
+		})
 	}
-}
-
-func dialTemporal(ctx context.Context, env *Env) (client.Client, error) {
-	cfg, err := env.Config()
-	if err != nil {
-		return nil, err
-	}
-	log, err := logging.New(env.Stderr, "error", "console")
-	if err != nil {
-		return nil, err
-	}
-	return temporalconn.Dial(ctx, cfg.Temporal, logging.NewTemporalLogger(log))
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -22,7 +23,7 @@ func TestSlowPass(t *testing.T) {
 		{"short pass", pass(1), nil, time.Minute, false},
 		{"continued as new", pass(9999), errors.New("continue as new"), time.Minute, false},
 		{"sync disabled", pass(9999), nil, 0, false},
-		{"another workflow", workflows.NodeSyncResult{}, nil, time.Minute, false},
+		{"another workflow", activities.NodeSyncResult{}, nil, time.Minute, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

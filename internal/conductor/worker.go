@@ -1,6 +1,9 @@
-// Package app wires configuration to running parts: the worker process
-// (Temporal worker, store, BMC pool, Nova notifier) and what the starter and
-// API share. Mains stay thin; tests build the same worker in-process.
+// Package conductor is the conductor, as Ironic's conductor/manager.py:
+// the worker process that runs metalpower's workflows and activities,
+// wired from configuration (Temporal worker, store, BMC pool, Nova
+// notifier, schedules, metrics). The API and the CLI reach it through
+// internal/operator. Mains stay thin; tests build the same worker
+// in-process.
 package conductor
 
 import (
@@ -23,11 +26,11 @@ import (
 	"github.com/metalpower/metalpower/internal/bmc/pool"
 	"github.com/metalpower/metalpower/internal/codec"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/logging"
 	"github.com/metalpower/metalpower/internal/metrics"
 	"github.com/metalpower/metalpower/internal/nova"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/workflows"
@@ -127,11 +130,17 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	}
 	// The worker serves one conductor group: its own task queue.
 	queue := dispatch.Queue(cfg.Temporal.TaskQueue, cfg.Conductor.ConductorGroup)
-	acts := &activities.Activities{
-		Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, IPMI: cfg.IPMI,
-		Temporal: w.Client, TaskQueue: queue, BaseQueue: cfg.Temporal.TaskQueue, Metrics: w.Metrics,
+	queues := activities.Queues{TaskQueue: queue, BaseQueue: cfg.Temporal.TaskQueue, Temporal: w.Client}
+	notify := &activities.Nova{Temporal: w.Client, TaskQueue: queue, Metrics: w.Metrics}
+	notify.Notifier, notify.Disabled = novaNotifier(cfg.Nova, opts.Nova, log)
+	acts := []any{
+		&activities.Power{Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, IPMI: cfg.IPMI, Queues: queues, Nova: notify},
+		notify,
+		&activities.SyncPass{Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, Temporal: w.Client, Queues: queues, Metrics: w.Metrics},
+		&activities.NodeSync{Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, IPMI: cfg.IPMI, Queues: queues, Nova: notify, Metrics: w.Metrics},
+		&activities.Recovery{Store: w.Store, BMCs: w.Pool, Conductor: cfg.Conductor, Queues: queues, Nova: notify, Metrics: w.Metrics},
+		&activities.Provision{Store: w.Store, BMCs: w.Pool, Queues: queues},
 	}
-	acts.Nova, acts.NovaDisabled = novaNotifier(cfg.Nova, opts.Nova, log)
 
 	dopts, err := deploymentOptions(cfg.Temporal)
 	if err != nil {
@@ -154,7 +163,7 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 			interval: time.Duration(cfg.Conductor.SyncPowerStateInterval) * time.Second}}
 	}
 	w.worker = worker.New(w.Client, queue, wopts)
-	workflows.Register(w.worker, opts.Workflows, acts)
+	workflows.Register(w.worker, opts.Workflows, acts...)
 	if !opts.NoSchedules {
 		drift, err := ensureSchedules(ctx, w.Client, cfg, log)
 		if err != nil {
@@ -178,14 +187,14 @@ func NewWorker(ctx context.Context, cfg config.Config, log zerolog.Logger, opts 
 	return w, nil
 }
 
-// ensureSchedules is control.EnsureSchedules, retried for up to a minute
+// ensureSchedules is operator.EnsureSchedules, retried for up to a minute
 // while the server is still coming up (a fresh cluster's frontend can
 // time out while its history shards are being acquired), so that workers
 // started together with the server do not exit.
 func ensureSchedules(ctx context.Context, c client.Client, cfg config.Config, log zerolog.Logger) ([]string, error) {
 	deadline := time.Now().Add(time.Minute)
 	for wait := time.Second; ; wait = min(2*wait, 10*time.Second) {
-		drift, err := control.EnsureSchedules(ctx, c, cfg)
+		drift, err := operator.EnsureSchedules(ctx, c, cfg)
 		if err == nil || !transient(err) || time.Now().After(deadline) {
 			return drift, err
 		}

@@ -39,6 +39,10 @@ type Config struct {
 	KeystoneAuthtoken KeystoneAuthtoken `toml:"keystone_authtoken"`
 	Log               Log               `toml:"log"`
 	Debug             Debug             `toml:"debug"`
+
+	// drivers holds the sections drivers register ([snmp]), by name:
+	// pointers to structs (sections.go).
+	drivers *driverValues
 }
 
 // Conductor holds the power-management options of Ironic's [conductor].
@@ -256,11 +260,16 @@ func loadFile(c *Config, path string) error {
 		}
 		return fmt.Errorf("config file %s: %w", path, err)
 	}
-	if undecoded := md.Undecoded(); len(undecoded) > 0 {
-		keys := make([]string, len(undecoded))
-		for i, k := range undecoded {
-			keys[i] = k.String()
+	unknown, err := decodeDriverSections(c, path)
+	if err != nil {
+		return fmt.Errorf("config file %s: %w", path, err)
+	}
+	for _, k := range md.Undecoded() {
+		if !isDriverSection(k[0]) {
+			unknown = append(unknown, k.String())
 		}
+	}
+	if keys := unknown; len(keys) > 0 {
 		return fmt.Errorf("config file %s: unknown options (misspelt?): %s", path, strings.Join(keys, ", "))
 	}
 	return nil
@@ -282,6 +291,7 @@ func isSecretKey(key string) bool {
 // non-empty secret is replaced by "******", and the password inside URL
 // options (such as a PostgreSQL database URL) is masked.
 func (c Config) Redacted() Config {
+	c.cloneDrivers()
 	for _, f := range fields(&c) {
 		switch f.secret {
 		case "true":
@@ -299,8 +309,12 @@ func (c Config) Redacted() Config {
 // Config (for example at startup or in a test failure) never shows a secret.
 func (c Config) String() string {
 	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(c.Redacted()); err != nil {
+	r := c.Redacted()
+	if err := toml.NewEncoder(&buf).Encode(r); err != nil {
 		// Config holds only ints, bools and strings, which always encode.
+		return "config: " + err.Error()
+	}
+	if err := encodeDriverSections(&buf, r); err != nil {
 		return "config: " + err.Error()
 	}
 	return buf.String()

@@ -53,15 +53,27 @@ type field struct {
 }
 
 // fields walks c's sections and options by reflection. Each section is a
-// struct field of Config and each option a field of a section; both are
-// named by their toml tags.
+// struct field of Config or a driver's registered section, and each option
+// a field of a section; both are named by their toml tags.
 func fields(c *Config) []field {
 	var out []field
 	cv := reflect.ValueOf(c).Elem()
 	ct := cv.Type()
+	type section struct {
+		name string
+		v    reflect.Value
+	}
+	var sections []section
 	for i := range ct.NumField() {
-		section := ct.Field(i).Tag.Get("toml")
-		sv := cv.Field(i)
+		if ct.Field(i).IsExported() {
+			sections = append(sections, section{ct.Field(i).Tag.Get("toml"), cv.Field(i)})
+		}
+	}
+	for _, d := range driverSections() {
+		sections = append(sections, section{d.Section, c.driverSection(d).Elem()})
+	}
+	for _, sec := range sections {
+		section, sv := sec.name, sec.v
 		st := sv.Type()
 		for j := range st.NumField() {
 			sf := st.Field(j)

@@ -29,6 +29,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
@@ -318,16 +320,16 @@ type plannedNode struct {
 // plan lays out the fleet: rf-01.., ipmi-1.. and, in conductor group
 // segment-b, seg-01..; every fourth node hosts a Nova instance (active),
 // the others are available.
-func plan(redfish, ipmi, segment int) []plannedNode {
+func plan(redfishNodes, ipmiNodes, segment int) []plannedNode {
 	var out []plannedNode
-	for i := 1; i <= redfish; i++ {
-		out = append(out, plannedNode{name: fmt.Sprintf("rf-%02d", i), driver: node.DriverRedfish, index: i, instance: i%4 == 0})
+	for i := 1; i <= redfishNodes; i++ {
+		out = append(out, plannedNode{name: fmt.Sprintf("rf-%02d", i), driver: redfish.Name, index: i, instance: i%4 == 0})
 	}
-	for i := 1; i <= ipmi; i++ {
-		out = append(out, plannedNode{name: fmt.Sprintf("ipmi-%d", i), driver: node.DriverIPMI, index: i, instance: i%4 == 0})
+	for i := 1; i <= ipmiNodes; i++ {
+		out = append(out, plannedNode{name: fmt.Sprintf("ipmi-%d", i), driver: ipmi.Name, index: i, instance: i%4 == 0})
 	}
 	for i := 1; i <= segment; i++ {
-		out = append(out, plannedNode{name: fmt.Sprintf("seg-%02d", i), driver: node.DriverRedfish, index: i, instance: i%4 == 0, group: segmentGroup})
+		out = append(out, plannedNode{name: fmt.Sprintf("seg-%02d", i), driver: redfish.Name, index: i, instance: i%4 == 0, group: segmentGroup})
 	}
 	return out
 }
@@ -341,7 +343,7 @@ func (d *demo) driverInfo(p plannedNode) map[string]any {
 	if p.group == segmentGroup {
 		return testbed.RedfishInfo(d.segment, d.segmentURL, strconv.Itoa(p.index))
 	}
-	if p.driver == node.DriverRedfish {
+	if p.driver == redfish.Name {
 		return d.sims.RedfishInfo(strconv.Itoa(p.index))
 	}
 	return d.sims.IPMIInfo(p.index - 1)
@@ -424,7 +426,7 @@ func (d *demo) addInstance(id, name string, on bool) {
 }
 
 func (d *demo) setHardware(p plannedNode, on bool) {
-	if p.driver == node.DriverRedfish {
+	if p.driver == redfish.Name {
 		state := "Off"
 		if on {
 			state = "On"
@@ -436,7 +438,7 @@ func (d *demo) setHardware(p plannedNode, on bool) {
 }
 
 func (d *demo) hardwareOn(p plannedNode) bool {
-	if p.driver == node.DriverRedfish {
+	if p.driver == redfish.Name {
 		return d.redfish(p).PowerState(strconv.Itoa(p.index)) == "On"
 	}
 	return d.sims.IPMI.BMCs()[p.index-1].PowerOn()

@@ -27,6 +27,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
+	"github.com/metalpower/metalpower/workflows"
 )
 
 // TestDemo does what CI does with `make demo`: runs `starter demo` in the
@@ -64,7 +65,7 @@ func TestDemo(t *testing.T) {
 
 	// Through the temporal CLI, as the demo's example shows.
 	wfID := "demo-test-rf-04"
-	d.temporal("workflow", "start", "--task-queue", "metalpower", "--type", "PowerChange", "--workflow-id", wfID,
+	d.temporal("workflow", "start", "--task-queue", "metalpower", "--type", workflows.PowerChangeWorkflow, "--workflow-id", wfID,
 		"--input", `{"node":"rf-04","target":"power off"}`)
 	out := d.temporal("workflow", "result", "--workflow-id", wfID)
 	if !strings.Contains(out, "COMPLETED") {

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
@@ -192,13 +194,13 @@ func (d *demo) injectFaults() []fault {
 			d.setHardware(p, !d.hardwareOn(p))
 			drift = append(drift, p.name)
 		case p.group != "":
-		case p.driver == node.DriverRedfish && (p.index == 8 || p.index == 21):
+		case p.driver == redfish.Name && (p.index == 8 || p.index == 21):
 			d.setHardware(p, !d.hardwareOn(p))
 			drift = append(drift, p.name)
-		case p.driver == node.DriverRedfish && (p.index == 13 || p.index == 27):
+		case p.driver == redfish.Name && (p.index == 13 || p.index == 27):
 			d.sims.Redfish.SetFault(strconv.Itoa(p.index), redfishsim.FaultServerError)
 			broken = append(broken, p.name)
-		case p.driver == node.DriverIPMI && p.index == 7:
+		case p.driver == ipmi.Name && p.index == 7:
 			d.sims.IPMI.BMCs()[p.index-1].SetFault(ipmisim.FaultError)
 			brokenIPMI = append(brokenIPMI, p.name)
 		}

@@ -17,8 +17,8 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
 )
 
@@ -116,7 +116,7 @@ func (d *demo) startWorkerAndAPI(ctx context.Context) error {
 	}
 	// The demo is the operator: a rerun with other periods applies them
 	// (a worker never changes schedules that exist).
-	if err := control.ApplySchedules(ctx, tc, d.config()); err != nil {
+	if err := operator.ApplySchedules(ctx, tc, d.config()); err != nil {
 		return err
 	}
 	for i, port := range d.apiPorts() {

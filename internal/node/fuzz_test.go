@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"encoding/json"
@@ -6,6 +6,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/metalpower/metalpower/internal/bmc"
+	_ "github.com/metalpower/metalpower/internal/bmc/drivers"
+	"github.com/metalpower/metalpower/internal/node"
 )
 
 // userinfoPassword returns the password a URL-shaped address carries in
@@ -23,7 +27,7 @@ func userinfoPassword(addr string) string {
 	return pw
 }
 
-// FuzzDriverInfo parses an arbitrary driver_info object for both drivers
+// FuzzDriverInfo parses an arbitrary driver_info object for every driver
 // and validates nodes carrying it: nothing panics, every error is a
 // *ValidationError, and no error shows a password, whether it is given
 // as ipmi_password / redfish_password or inside an address URL.
@@ -53,7 +57,7 @@ func FuzzDriverInfo(f *testing.F) {
 		f.Add([]byte(s), uint8(1))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, driver uint8) {
-		var info DriverInfo
+		var info node.DriverInfo
 		if json.Unmarshal(data, &info) != nil {
 			return
 		}
@@ -65,7 +69,7 @@ func FuzzDriverInfo(f *testing.F) {
 			if !ok || len(s) < 4 {
 				continue
 			}
-			if IsSecretKey(k) {
+			if node.IsSecretKey(k) {
 				secrets = append(secrets, s)
 			} else if pw := userinfoPassword(s); len(pw) >= 4 {
 				secrets = append(secrets, pw)
@@ -80,7 +84,7 @@ func FuzzDriverInfo(f *testing.F) {
 		}
 		var shown []string
 		for k, v := range info {
-			if IsSecretKey(k) {
+			if node.IsSecretKey(k) {
 				continue
 			}
 			if s, ok := v.(string); ok {
@@ -94,7 +98,7 @@ func FuzzDriverInfo(f *testing.F) {
 			if err == nil {
 				return
 			}
-			var ve *ValidationError
+			var ve *node.ValidationError
 			if !errors.As(err, &ve) {
 				t.Fatalf("%s: error %v is a %T, not a *ValidationError", what, err, err)
 			}
@@ -104,11 +108,12 @@ func FuzzDriverInfo(f *testing.F) {
 				}
 			}
 		}
-		_, err := info.IPMI()
-		check("IPMI", err)
-		_, err = info.Redfish()
-		check("Redfish", err)
-		n := New("", "node-1", []string{DriverIPMI, DriverRedfish}[driver%2], info)
+		drivers := bmc.Drivers()
+		for _, d := range drivers {
+			_, err := d.Parse(info)
+			check(d.Name, err)
+		}
+		n := node.New("", "node-1", drivers[int(driver)%len(drivers)].Name, info)
 		check("Validate", n.Validate())
 	})
 }

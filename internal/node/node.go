@@ -91,12 +91,6 @@ const (
 	FaultService      = "service failure"
 )
 
-// Drivers metalpower speaks.
-const (
-	DriverIPMI    = "ipmi"
-	DriverRedfish = "redfish"
-)
-
 // Node is one bare-metal server. Optional string fields use "" for Ironic's
 // null; the store writes them as SQL NULL.
 type Node struct {

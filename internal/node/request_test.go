@@ -1,6 +1,9 @@
 package node
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestCheckPowerRequest(t *testing.T) {
 	zero, neg, ten := 0, -3, 10
@@ -27,10 +30,20 @@ func TestCheckPowerRequest(t *testing.T) {
 		{"disable_power_off: on", Active, true, PowerOn, nil, Allowed},
 		{"disable_power_off: reboot ends on", Active, true, Reboot, nil, Allowed},
 		{"cleaning before disable_power_off", Cleaning, true, PowerOff, nil, RefusedCleaning},
+		{"outlet: soft power off", Active, false, SoftPowerOff, nil, RefusedUnsupported},
+		{"outlet: soft reboot", Active, false, SoftReboot, nil, RefusedUnsupported},
+		{"outlet: unsupported before cleaning", Cleaning, false, SoftReboot, nil, RefusedUnsupported},
+		{"outlet: bad target before unsupported", Active, false, "explode", nil, RefusedTarget},
+		{"outlet: reboot", Active, false, Reboot, nil, Allowed},
+		{"outlet: power off", Active, false, PowerOff, nil, Allowed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := New("", "n", DriverIPMI, nil)
+			driver := fakeDriver
+			if strings.HasPrefix(tt.name, "outlet: ") {
+				driver = fakeOutlet
+			}
+			n := New("", "n", driver, nil)
 			n.ProvisionState, n.DisablePowerOff = tt.provision, tt.noOff
 			if got := CheckPowerRequest(n, tt.target, tt.timeout); got != tt.want {
 				t.Fatalf("CheckPowerRequest = %d, want %d", got, tt.want)

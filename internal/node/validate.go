@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/metalpower/metalpower/internal/bmc"
 )
 
 // Validation errors. Each ValidationError wraps one of these, so callers
@@ -15,7 +17,6 @@ import (
 var (
 	ErrInvalidUUID           = errors.New("invalid UUID")
 	ErrInvalidName           = errors.New("invalid name")
-	ErrUnknownDriver         = errors.New("unknown driver")
 	ErrMissingDriverInfo     = errors.New("missing driver_info")
 	ErrMalformedDriverInfo   = errors.New("malformed driver_info")
 	ErrInvalidPowerState     = errors.New("invalid power state")
@@ -38,7 +39,9 @@ func (e *ValidationError) Error() string {
 
 func (e *ValidationError) Unwrap() error { return e.Err }
 
-func invalid(field string, err error, format string, args ...any) error {
+// InvalidField is the error of a field at fault; err is one of the
+// sentinels above.
+func InvalidField(field string, err error, format string, args ...any) error {
 	return &ValidationError{Field: field, Err: err, Detail: fmt.Sprintf(format, args...)}
 }
 
@@ -55,50 +58,41 @@ func ValidUUID(s string) bool {
 // problem found.
 func (n *Node) Validate() error {
 	if !ValidUUID(n.UUID) {
-		return invalid("uuid", ErrInvalidUUID, "%q is not a canonical UUID", n.UUID)
+		return InvalidField("uuid", ErrInvalidUUID, "%q is not a canonical UUID", n.UUID)
 	}
 	if n.Name != "" {
 		if !nameRE.MatchString(n.Name) {
-			return invalid("name", ErrInvalidName, "%q: use 1-255 letters, digits and - . _ ~", n.Name)
+			return InvalidField("name", ErrInvalidName, "%q: use 1-255 letters, digits and - . _ ~", n.Name)
 		}
 		// A name shaped like a UUID would make lookups by ident ambiguous.
 		if _, err := uuid.Parse(n.Name); err == nil {
-			return invalid("name", ErrInvalidName, "%q looks like a UUID", n.Name)
+			return InvalidField("name", ErrInvalidName, "%q looks like a UUID", n.Name)
 		}
 	}
 	if n.InstanceUUID != "" && !ValidUUID(n.InstanceUUID) {
-		return invalid("instance_uuid", ErrInvalidUUID, "%q is not a canonical UUID", n.InstanceUUID)
+		return InvalidField("instance_uuid", ErrInvalidUUID, "%q is not a canonical UUID", n.InstanceUUID)
 	}
-	switch n.Driver {
-	case DriverIPMI:
-		if _, err := n.DriverInfo.IPMI(); err != nil {
-			return err
-		}
-	case DriverRedfish:
-		if _, err := n.DriverInfo.Redfish(); err != nil {
-			return err
-		}
-	default:
-		return invalid("driver", ErrUnknownDriver, "%q: use %s or %s", n.Driver, DriverIPMI, DriverRedfish)
+	if _, err := n.Access(); err != nil {
+		return err
 	}
 	switch n.PowerState {
 	case "", PowerOn, PowerOff, PowerError:
 	default:
-		return invalid("power_state", ErrInvalidPowerState, "%q: use %q, %q, %q or null", n.PowerState, PowerOn, PowerOff, PowerError)
+		return InvalidField("power_state", ErrInvalidPowerState, "%q: use %q, %q, %q or null", n.PowerState, PowerOn, PowerOff, PowerError)
 	}
 	switch n.TargetPowerState {
 	case "", PowerOn, PowerOff:
 	default:
-		return invalid("target_power_state", ErrInvalidPowerState, "%q: use %q, %q or null", n.TargetPowerState, PowerOn, PowerOff)
+		return InvalidField("target_power_state", ErrInvalidPowerState, "%q: use %q, %q or null", n.TargetPowerState, PowerOn, PowerOff)
 	}
 	if !slices.Contains(ProvisionStates, n.ProvisionState) {
-		return invalid("provision_state", ErrInvalidProvisionState, "%q is not a provision state", n.ProvisionState)
+		return InvalidField("provision_state", ErrInvalidProvisionState, "%q is not a provision state", n.ProvisionState)
 	}
 	if err := ValidResourceClass(n.ResourceClass); err != nil {
 		return err
 	}
 	if g, err := ConductorGroup(n.ConductorGroup); err != nil || g != n.ConductorGroup {
-		return invalid("conductor_group", ErrInvalidConductorGroup, "%q: use at most 255 lower-case letters, digits and _ - .", n.ConductorGroup)
+		return InvalidField("conductor_group", ErrInvalidConductorGroup, "%q: use at most 255 lower-case letters, digits and _ - .", n.ConductorGroup)
 	}
 	return ValidTraits(n.Traits)
 }
@@ -111,7 +105,7 @@ var conductorGroupRE = regexp.MustCompile(`^[a-zA-Z0-9_\-.]{0,255}$`)
 // it in lower case: groups are case-insensitive.
 func ConductorGroup(g string) (string, error) {
 	if !conductorGroupRE.MatchString(g) {
-		return "", invalid("conductor_group", ErrInvalidConductorGroup, "%q: use at most 255 letters, digits and _ - .", g)
+		return "", InvalidField("conductor_group", ErrInvalidConductorGroup, "%q: use at most 255 letters, digits and _ - .", g)
 	}
 	return strings.ToLower(g), nil
 }
@@ -123,7 +117,7 @@ const MaxResourceClassLength = 80
 // of at most 80 characters ("" is null).
 func ValidResourceClass(rc string) error {
 	if len(rc) > MaxResourceClassLength {
-		return invalid("resource_class", ErrInvalidResourceClass, "is longer than %d characters", MaxResourceClassLength)
+		return InvalidField("resource_class", ErrInvalidResourceClass, "is longer than %d characters", MaxResourceClassLength)
 	}
 	return nil
 }
@@ -140,11 +134,11 @@ var traitRE = regexp.MustCompile(`^[A-Z][A-Z0-9_]{0,254}$`)
 // ValidTraits checks a node's traits as Ironic's API does.
 func ValidTraits(traits []string) error {
 	if len(traits) > MaxTraits {
-		return invalid("traits", ErrInvalidTrait, "could not be set: a node can have at most %d traits", MaxTraits)
+		return InvalidField("traits", ErrInvalidTrait, "could not be set: a node can have at most %d traits", MaxTraits)
 	}
 	for _, t := range traits {
 		if !traitRE.MatchString(t) {
-			return invalid("traits", ErrInvalidTrait, "%q: a valid trait must be no longer than 255 characters. Standard traits are defined in the os_traits library. A custom trait must start with the prefix CUSTOM_ and use the following characters: A-Z, 0-9 and _", t)
+			return InvalidField("traits", ErrInvalidTrait, "%q: a valid trait must be no longer than 255 characters. Standard traits are defined in the os_traits library. A custom trait must start with the prefix CUSTOM_ and use the following characters: A-Z, 0-9 and _", t)
 		}
 	}
 	return nil
@@ -169,5 +163,5 @@ func New(uuidStr, name, driver string, info DriverInfo) *Node {
 // driver_info fails validation (Ironic's power.validate), as opposed to a
 // BMC that cannot be reached or answers wrongly.
 func InvalidDriverInfo(err error) bool {
-	return errors.Is(err, ErrUnknownDriver) || errors.Is(err, ErrMissingDriverInfo) || errors.Is(err, ErrMalformedDriverInfo)
+	return errors.Is(err, bmc.ErrUnknownDriver) || errors.Is(err, ErrMissingDriverInfo) || errors.Is(err, ErrMalformedDriverInfo)
 }

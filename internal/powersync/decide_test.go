@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
@@ -63,7 +64,7 @@ func TestDecide(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := node.New("N", "n", node.DriverIPMI, nil)
+			n := node.New("N", "n", ipmi.Name, nil)
 			n.UUID, n.ProvisionState, n.PowerState = "N", node.Active, node.PowerOn
 			tt.edit(n)
 			if got := Decide(n, tt.read, tt.rules); got != tt.want {
@@ -92,7 +93,7 @@ func TestTriage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n := node.New("", "n", node.DriverIPMI, nil)
+			n := node.New("", "n", ipmi.Name, nil)
 			n.PowerState = tt.recorded
 			inSync, reason := Triage(n, tt.read)
 			if inSync != tt.wantInSync || reason != tt.wantReason {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
@@ -27,7 +28,7 @@ func seed(b *testing.B, s Store, n int) []string {
 	now := time.Now().UTC()
 	for i := range uuids {
 		uuids[i] = uuid.NewString()
-		_, err := stmt.Exec(uuids[i], fmt.Sprintf("node-%06d", i), node.DriverIPMI, `{"ipmi_address":"10.0.0.1"}`,
+		_, err := stmt.Exec(uuids[i], fmt.Sprintf("node-%06d", i), ipmi.Name, `{"ipmi_address":"10.0.0.1"}`,
 			node.PowerOn, nil, node.Active, i%50 == 0, nil, nil, nil, nil, false, `{}`, i%5, now, now)
 		if err != nil {
 			b.Fatal(err)

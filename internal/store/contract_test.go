@@ -15,6 +15,9 @@ import (
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
@@ -96,7 +99,7 @@ func eachBackend(t *testing.T, fn func(t *testing.T, s Store)) {
 var ctx = context.Background()
 
 func ipmiNode(name string) *node.Node {
-	return node.New("", name, node.DriverIPMI, node.DriverInfo{"ipmi_address": "10.0.0.1", "ipmi_password": "pw"})
+	return node.New("", name, ipmi.Name, node.DriverInfo{"ipmi_address": "10.0.0.1", "ipmi_password": "pw"})
 }
 
 func mustCreate(t testing.TB, s Store, n *node.Node) *node.Node {
@@ -109,7 +112,7 @@ func mustCreate(t testing.TB, s Store, n *node.Node) *node.Node {
 
 func TestCreateAndGetRoundTripEveryField(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s Store) {
-		n := node.New("", "r1-n07", node.DriverRedfish, node.DriverInfo{
+		n := node.New("", "r1-n07", redfish.Name, node.DriverInfo{
 			"redfish_address": "https://10.1.0.7", "redfish_system_id": "/redfish/v1/Systems/1",
 			"redfish_username": "root", "redfish_password": "calvin", "redfish_verify_ca": false,
 		})
@@ -147,7 +150,7 @@ func TestCreateAndGetRoundTripEveryField(t *testing.T) {
 
 func TestNullableFieldsStayNull(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s Store) {
-		n := mustCreate(t, s, node.New("", "", node.DriverIPMI, node.DriverInfo{"ipmi_address": "h"}))
+		n := mustCreate(t, s, node.New("", "", ipmi.Name, node.DriverInfo{"ipmi_address": "h"}))
 		got, err := s.Get(ctx, n.UUID)
 		if err != nil {
 			t.Fatal(err)
@@ -157,7 +160,7 @@ func TestNullableFieldsStayNull(t *testing.T) {
 			t.Fatalf("got %+v", got)
 		}
 		// Two nodes without a name or instance must not collide on UNIQUE.
-		mustCreate(t, s, node.New("", "", node.DriverIPMI, node.DriverInfo{"ipmi_address": "h2"}))
+		mustCreate(t, s, node.New("", "", ipmi.Name, node.DriverInfo{"ipmi_address": "h2"}))
 	})
 }
 
@@ -178,7 +181,7 @@ func TestTypedErrors(t *testing.T) {
 			{"duplicate name", func() error { return s.Create(ctx, ipmiNode("a")) }, ErrNameInUse},
 			{"duplicate uuid", func() error { n := ipmiNode("b"); n.UUID = a.UUID; return s.Create(ctx, n) }, ErrUUIDInUse},
 			{"duplicate instance", func() error { n := ipmiNode("c"); n.InstanceUUID = a.InstanceUUID; return s.Create(ctx, n) }, ErrInstanceAssociated},
-			{"invalid node", func() error { return s.Create(ctx, node.New("", "d", "ilo", nil)) }, node.ErrUnknownDriver},
+			{"invalid node", func() error { return s.Create(ctx, node.New("", "d", "ilo", nil)) }, bmc.ErrUnknownDriver},
 			{"update unknown", func() error { return s.Update(ctx, ipmiNode("e")) }, ErrNotFound},
 			{"delete unknown", func() error { return s.Delete(ctx, uuid.NewString()) }, ErrNotFound},
 			{"rename onto another", func() error {
@@ -293,12 +296,12 @@ func TestNodeHistoryNewestFirstAndGoneWithTheNode(t *testing.T) {
 	eachBackend(t, func(t *testing.T, s Store) {
 		n := mustCreate(t, s, ipmiNode("h"))
 		for i, typ := range []string{EventPowerChange, EventConflict, EventPowerChange} {
-			if err := s.AddEvent(ctx, Event{NodeUUID: n.UUID, Severity: "INFO", Type: typ, Event: fmt.Sprint("event ", i), Source: "api"}); err != nil {
+			if err := s.AddEvent(ctx, Event{NodeUUID: n.UUID, Severity: "INFO", Type: typ, Event: fmt.Sprint("event ", i), Via: "api"}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		all, err := s.History(ctx, n.UUID, "", 0)
-		if err != nil || len(all) != 3 || all[0].Event != "event 2" || all[0].Source != "api" {
+		if err != nil || len(all) != 3 || all[0].Event != "event 2" || all[0].Via != "api" {
 			t.Fatalf("history = %+v, %v", all, err)
 		}
 		changes, _ := s.History(ctx, n.UUID, EventPowerChange, 1)

@@ -19,8 +19,9 @@ type Event struct {
 	// Type is what kind of event: "power change", "conflict", "sync".
 	Type  string `json:"event_type"`
 	Event string `json:"event"`
-	// Source is who caused it: api, cli, sync, a workflow ID.
-	Source string `json:"user,omitempty"`
+	// Via is who caused it (api, cli, sync, hardware), as a power
+	// change's Via; Ironic calls the field user.
+	Via string `json:"user,omitempty"`
 }
 
 // Event types.
@@ -43,7 +44,7 @@ func (s *sqlStore) AddEvent(ctx context.Context, e Event) error {
 		e.CreatedAt = time.Now().UTC()
 	}
 	_, err := s.db.ExecContext(ctx, s.d.rebind(`INSERT INTO node_history (uuid, node_uuid, created_at, severity, event_type, event, source)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`), e.UUID, e.NodeUUID, e.CreatedAt.UTC(), e.Severity, e.Type, e.Event, nullString(e.Source))
+		VALUES (?, ?, ?, ?, ?, ?, ?)`), e.UUID, e.NodeUUID, e.CreatedAt.UTC(), e.Severity, e.Type, e.Event, nullString(e.Via))
 	if err != nil {
 		return fmt.Errorf("add node history: %w", err)
 	}
@@ -71,7 +72,7 @@ func (s *sqlStore) History(ctx context.Context, nodeUUID, eventType string, limi
 		if err := rows.Scan(&e.UUID, &e.NodeUUID, &e.CreatedAt, &e.Severity, &e.Type, &e.Event, &src); err != nil {
 			return nil, fmt.Errorf("node history: %w", err)
 		}
-		e.CreatedAt, e.Source = e.CreatedAt.UTC(), src.String
+		e.CreatedAt, e.Via = e.CreatedAt.UTC(), src.String
 		events = append(events, e)
 	}
 	return events, rows.Err()

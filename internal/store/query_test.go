@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
@@ -18,7 +20,7 @@ func fleet(t *testing.T, s Store) map[string]*node.Node {
 	t.Helper()
 	mk := func(name, driver, prov string, change func(n *node.Node)) *node.Node {
 		info := node.DriverInfo{"ipmi_address": "10.0.0.1"}
-		if driver == node.DriverRedfish {
+		if driver == redfish.Name {
 			info = node.DriverInfo{"redfish_address": "https://10.0.0.1"}
 		}
 		n := node.New("", name, driver, info)
@@ -29,18 +31,18 @@ func fleet(t *testing.T, s Store) map[string]*node.Node {
 		return mustCreate(t, s, n)
 	}
 	return map[string]*node.Node{
-		"plain": mk("plain", node.DriverIPMI, node.Available, nil),
-		"active": mk("active", node.DriverRedfish, node.Active, func(n *node.Node) {
+		"plain": mk("plain", ipmi.Name, node.Available, nil),
+		"active": mk("active", redfish.Name, node.Active, func(n *node.Node) {
 			n.InstanceUUID, n.ResourceClass, n.ConductorGroup = uuid.NewString(), "baremetal.gold", "rack-a"
 			n.Owner, n.Lessee = "p-owner", "p-lessee"
 		}),
-		"maint": mk("maint", node.DriverIPMI, node.Manageable, func(n *node.Node) {
+		"maint": mk("maint", ipmi.Name, node.Manageable, func(n *node.Node) {
 			n.Maintenance, n.MaintenanceReason, n.Owner = true, "admin", "p-lessee"
 		}),
-		"powerfail": mk("powerfail", node.DriverRedfish, node.Active, func(n *node.Node) { n.Maintenance, n.Fault = true, node.FaultPowerFailure }),
-		"busy":      mk("busy", node.DriverIPMI, node.Active, func(n *node.Node) { n.TargetPowerState = node.PowerOff }),
-		"enroll":    mk("enroll", node.DriverRedfish, node.Enroll, nil),
-		"cleanwait": mk("cleanwait", node.DriverIPMI, node.CleanWait, func(n *node.Node) { n.SyncFailures = 2 }),
+		"powerfail": mk("powerfail", redfish.Name, node.Active, func(n *node.Node) { n.Maintenance, n.Fault = true, node.FaultPowerFailure }),
+		"busy":      mk("busy", ipmi.Name, node.Active, func(n *node.Node) { n.TargetPowerState = node.PowerOff }),
+		"enroll":    mk("enroll", redfish.Name, node.Enroll, nil),
+		"cleanwait": mk("cleanwait", ipmi.Name, node.CleanWait, func(n *node.Node) { n.SyncFailures = 2 }),
 	}
 }
 
@@ -72,10 +74,10 @@ func TestListFilters(t *testing.T) {
 			{"not in maintenance", Filter{Maintenance: Bool(false)}, []string{"active", "busy", "cleanwait", "enroll", "plain"}},
 			{"power failure fault", Filter{Fault: node.FaultPowerFailure}, []string{"powerfail"}},
 			{"provision states", Filter{ProvisionStates: []string{node.Active, node.Enroll}}, []string{"active", "busy", "enroll", "powerfail"}},
-			{"driver", Filter{Driver: node.DriverRedfish}, []string{"active", "enroll", "powerfail"}},
+			{"driver", Filter{Driver: redfish.Name}, []string{"active", "enroll", "powerfail"}},
 			{"target set", Filter{TargetPowerStateSet: Bool(true)}, []string{"busy"}},
 			{"associated", Filter{Associated: Bool(true)}, []string{"active"}},
-			{"unassociated redfish", Filter{Associated: Bool(false), Driver: node.DriverRedfish}, []string{"enroll", "powerfail"}},
+			{"unassociated redfish", Filter{Associated: Bool(false), Driver: redfish.Name}, []string{"enroll", "powerfail"}},
 			{"instance uuid", Filter{InstanceUUID: active}, []string{"active"}},
 			{"resource class", Filter{ResourceClass: "baremetal.gold"}, []string{"active"}},
 			{"unknown resource class", Filter{ResourceClass: "baremetal.none"}, nil},
@@ -85,7 +87,7 @@ func TestListFilters(t *testing.T) {
 			{"project owns or leases", Filter{Project: "p-lessee"}, []string{"active", "maint"}},
 			{"project and owner", Filter{Project: "p-lessee", Owner: "p-owner"}, []string{"active"}},
 			{"unknown project", Filter{Project: "p-other"}, nil},
-			{"default conductor group", Filter{ConductorGroup: ptr(""), Driver: node.DriverRedfish}, []string{"enroll", "powerfail"}},
+			{"default conductor group", Filter{ConductorGroup: ptr(""), Driver: redfish.Name}, []string{"enroll", "powerfail"}},
 			{"sync eligible", Filter{
 				Maintenance: Bool(false), TargetPowerStateSet: Bool(false), ExcludeProvisionStates: node.SyncExcludedStates,
 			}, []string{"active", "plain"}},

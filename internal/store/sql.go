@@ -43,21 +43,15 @@ func (s *sqlStore) Close() error {
 }
 
 func (s *sqlStore) Create(ctx context.Context, n *node.Node) error {
-	if err := n.Validate(); err != nil {
-		return err
-	}
-	enc, err := encodeJSON(n)
+	values, err := writableValues(n)
 	if err != nil {
 		return err
 	}
 	now := time.Now().UTC()
+	args := append([]any{n.UUID}, values...)
 	err = s.db.QueryRowContext(ctx, s.d.rebind(`INSERT INTO nodes (`+insertColumns+`)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
-		RETURNING id`),
-		n.UUID, nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
-		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
-		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
-		n.ConductorGroup, nullString(n.Owner), nullString(n.Lessee), n.SyncFailures, now, now).Scan(&n.ID)
+		RETURNING id`), append(args, now, now)...).Scan(&n.ID)
 	if err != nil {
 		return s.classify("create node", err)
 	}
@@ -82,10 +76,7 @@ func (s *sqlStore) Get(ctx context.Context, ident string) (*node.Node, error) {
 }
 
 func (s *sqlStore) Update(ctx context.Context, n *node.Node) error {
-	if err := n.Validate(); err != nil {
-		return err
-	}
-	enc, err := encodeJSON(n)
+	values, err := writableValues(n)
 	if err != nil {
 		return err
 	}
@@ -96,10 +87,7 @@ func (s *sqlStore) Update(ctx context.Context, n *node.Node) error {
 		resource_class = ?, properties = ?, traits = ?, conductor_group = ?, owner = ?, lessee = ?, sync_failures = ?,
 		version = version + 1, updated_at = ?
 		WHERE uuid = ? AND version = ?`),
-		nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
-		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
-		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
-		n.ConductorGroup, nullString(n.Owner), nullString(n.Lessee), n.SyncFailures, now, n.UUID, n.Version)
+		append(values, now, n.UUID, n.Version)...)
 	if err != nil {
 		return s.classify("update node "+n.UUID, err)
 	}
@@ -446,6 +434,23 @@ func scanNode(r scanner) (*node.Node, error) {
 		}
 	}
 	return &n, nil
+}
+
+// writableValues validates n and returns what Create and Update write, in
+// column order from name to sync_failures: the columns between uuid and the
+// version and timestamps the store keeps itself.
+func writableValues(n *node.Node) ([]any, error) {
+	if err := n.Validate(); err != nil {
+		return nil, err
+	}
+	enc, err := encodeJSON(n)
+	if err != nil {
+		return nil, err
+	}
+	return []any{nullString(n.Name), n.Driver, enc.info, nullString(n.PowerState), nullString(n.TargetPowerState),
+		n.ProvisionState, n.Maintenance, nullString(n.MaintenanceReason), nullString(n.Fault), nullString(n.LastError),
+		nullString(n.InstanceUUID), n.DisablePowerOff, enc.extra, nullString(n.ResourceClass), enc.properties, enc.traits,
+		n.ConductorGroup, nullString(n.Owner), nullString(n.Lessee), n.SyncFailures}, nil
 }
 
 // encoded are a node's JSON columns.

@@ -78,7 +78,7 @@ func (s *ipmiSim) ipmitoolState(t *testing.T) string {
 }
 
 func (s *ipmiSim) client(t *testing.T, password string, suite int) *Client {
-	c := New(node.IPMIInfo{Address: s.host, Port: s.port, Username: "admin", Password: password, CipherSuite: suite},
+	c := New(Info{Address: s.host, Port: s.port, Username: "admin", Password: password, CipherSuite: suite},
 		Options{AttemptTimeout: time.Second, Retries: 1, PollInterval: 50 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	return c

@@ -71,7 +71,7 @@ func FuzzBMCAnswers(f *testing.F) {
 		defer conn.Close()
 		p := &answerProxy{conn: conn, bmc: &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sim.Port}, answer: answer}
 		go p.serve()
-		c := New(node.IPMIInfo{Address: "127.0.0.1", Port: conn.LocalAddr().(*net.UDPAddr).Port, Username: "admin", Password: "password", CipherSuite: 3},
+		c := New(Info{Address: "127.0.0.1", Port: conn.LocalAddr().(*net.UDPAddr).Port, Username: "admin", Password: "password", CipherSuite: 3},
 			Options{AttemptTimeout: 30 * time.Millisecond, Retries: 1})
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -92,7 +92,7 @@ func (o Options) spacedAttempt() time.Duration {
 // take turns on at most one session (a go-ipmi client is not safe for
 // concurrent use: sequence numbers race).
 type Client struct {
-	info node.IPMIInfo
+	info Info
 	opts Options
 
 	turn  chan struct{} // held by the call (or the reaper) using sess
@@ -103,7 +103,7 @@ type Client struct {
 var _ bmc.PowerManager = (*Client)(nil)
 
 // New returns a client for the BMC in info. It connects on first use.
-func New(info node.IPMIInfo, opts Options) *Client {
+func New(info Info, opts Options) *Client {
 	return &Client{info: info, opts: opts.withDefaults(), turn: make(chan struct{}, 1)}
 }
 

@@ -29,7 +29,7 @@ func startFleet(t testing.TB, opts ipmisim.Options) *ipmisim.Fleet {
 
 func clientFor(t testing.TB, b *ipmisim.BMC, password string) *Client {
 	t.Helper()
-	c := New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: password, CipherSuite: -1},
+	c := New(Info{Address: b.Host, Port: b.Port, Username: "admin", Password: password, CipherSuite: -1},
 		Options{AttemptTimeout: 300 * time.Millisecond, Retries: 1, PollInterval: 10 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -161,7 +161,7 @@ func TestErrorsAreClassified(t *testing.T) {
 		wantKind bmc.Kind
 	}{
 		{"wrong password", clientFor(t, f.BMCs()[0], "not-the-password"), read, bmc.Auth},
-		{"unreachable", New(node.IPMIInfo{Address: "127.0.0.1", Port: deadPort, Username: "admin", Password: "password", CipherSuite: 3}, Options{AttemptTimeout: 200 * time.Millisecond, Retries: 1}), read, bmc.Transient},
+		{"unreachable", New(Info{Address: "127.0.0.1", Port: deadPort, Username: "admin", Password: "password", CipherSuite: 3}, Options{AttemptTimeout: 200 * time.Millisecond, Retries: 1}), read, bmc.Transient},
 		{"hang", clientFor(t, hang, "password"), read, bmc.Transient},
 		{"unspecified error", clientFor(t, errBMC, "password"), read, bmc.Transient},
 		{"busy", clientFor(t, busy, "password"), func(ctx context.Context, c *Client) error { return c.SetPowerState(ctx, node.PowerOff, bmc.Policy{}) }, bmc.Transient},
@@ -246,7 +246,7 @@ func TestClientIsSafeForConcurrentUse(t *testing.T) {
 func TestSessionIsReopenedAfterMaxAge(t *testing.T) {
 	f := startFleet(t, ipmisim.Options{})
 	b := f.BMCs()[0]
-	c := New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1}, Options{SessionMaxAge: 50 * time.Millisecond})
+	c := New(Info{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1}, Options{SessionMaxAge: 50 * time.Millisecond})
 	defer c.Close()
 	ctx := testCtx(t, 10*time.Second)
 	if _, err := c.PowerState(ctx); err != nil {

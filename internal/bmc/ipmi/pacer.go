@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/metalpower/metalpower/internal/bmc"
 )
 
 // Pacer is Ironic's [ipmi] min_command_interval: a command to a BMC
@@ -20,23 +22,16 @@ import (
 // every client of a process, so nodes behind one BMC share its pace.
 type Pacer struct {
 	interval time.Duration
-	shared   Shared
+	shared   bmc.SharedPace
 	lease    time.Duration
 	mu       sync.Mutex
 	bmcs     map[string]*paced
 }
 
-// Shared keeps the pace across processes (the node store does): several
-// workers and API processes may talk to one BMC.
-type Shared interface {
-	AcquirePace(ctx context.Context, bmc string, interval, lease time.Duration) (token string, err error)
-	ReleasePace(ctx context.Context, bmc, token string) error
-}
-
 // WithShared makes the pacer also wait for, and hold, the BMC's shared
 // pace, each hold lasting at most lease (a process that dies holding it
 // delays the BMC by lease, no more).
-func (p *Pacer) WithShared(s Shared, lease time.Duration) *Pacer {
+func (p *Pacer) WithShared(s bmc.SharedPace, lease time.Duration) *Pacer {
 	p.shared, p.lease = s, lease
 	return p
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 )
 
@@ -28,7 +27,7 @@ func TestCloseNeverRacesTheKeepalive(t *testing.T) {
 	ctx := testCtx(t, 10*time.Second)
 	clients := make([]*Client, n)
 	for i, b := range f.BMCs() {
-		clients[i] = New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1}, Options{})
+		clients[i] = New(Info{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1}, Options{})
 		if _, err := clients[i].PowerState(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +58,7 @@ func TestCloseNeverRacesTheKeepalive(t *testing.T) {
 		}
 		b.SetSilent(false)
 	}
-	c := New(node.IPMIInfo{Address: f.BMCs()[0].Host, Port: f.BMCs()[0].Port, Username: "admin", Password: "password", CipherSuite: -1}, Options{})
+	c := New(Info{Address: f.BMCs()[0].Host, Port: f.BMCs()[0].Port, Username: "admin", Password: "password", CipherSuite: -1}, Options{})
 	defer c.Close()
 	if _, err := c.PowerState(testCtx(t, 10*time.Second)); err != nil {
 		t.Fatal(err)

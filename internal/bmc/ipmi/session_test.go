@@ -33,7 +33,7 @@ func sessionOf(c *Client) *session {
 }
 
 func newClient(b *ipmisim.BMC, opts Options) *Client {
-	return New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1}, opts)
+	return New(Info{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1}, opts)
 }
 
 // warmClient is a client of a new simulated BMC that has read once, and

@@ -30,7 +30,7 @@ func TestMinCommandIntervalPerBMC(t *testing.T) {
 			n = 2 // two nodes behind one BMC
 		}
 		for range n {
-			c := New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1},
+			c := New(Info{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1},
 				Options{AttemptTimeout: time.Second, Retries: 1, Pacer: pacer, Sessions: sessions})
 			t.Cleanup(func() { c.Close() })
 			clients = append(clients, c)
@@ -98,7 +98,7 @@ func TestRetransmissionsKeepTheInterval(t *testing.T) {
 	const interval = 300 * time.Millisecond
 	f := startFleet(t, ipmisim.Options{})
 	b := f.BMCs()[0]
-	c := New(node.IPMIInfo{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1},
+	c := New(Info{Address: b.Host, Port: b.Port, Username: "admin", Password: "password", CipherSuite: -1},
 		Options{AttemptTimeout: 50 * time.Millisecond, Retries: 2, Pacer: NewPacer(interval)})
 	t.Cleanup(func() { c.Close() })
 	b.SetSilent(true)

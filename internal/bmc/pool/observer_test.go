@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
@@ -33,7 +34,7 @@ func TestPoolReportsCallsToItsObserver(t *testing.T) {
 	p := New(Options{Observer: rec})
 	defer p.Close()
 	// Nothing listens on port 1: the read fails at once.
-	r := node.New("", "r", node.DriverRedfish, node.DriverInfo{"redfish_address": "http://127.0.0.1:1", "redfish_system_id": "/redfish/v1/Systems/1"})
+	r := node.New("", "r", redfish.Name, node.DriverInfo{"redfish_address": "http://127.0.0.1:1", "redfish_system_id": "/redfish/v1/Systems/1"})
 	pm, err := p.For(r)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
@@ -17,7 +19,8 @@ import (
 // commands to one BMC at once; each command reaches it at least
 // min_command_interval after the previous answer, whichever pool sent it.
 func TestMinCommandIntervalAcrossProcesses(t *testing.T) {
-	const interval = 600 * time.Millisecond
+	// [ipmi] min_command_interval is whole seconds.
+	const interval = time.Second
 	f, err := ipmisim.Start(ipmisim.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -25,7 +28,7 @@ func TestMinCommandIntervalAcrossProcesses(t *testing.T) {
 	t.Cleanup(f.Close)
 	b := f.BMCs()[0]
 	url := "sqlite://" + filepath.Join(t.TempDir(), "nodes.db")
-	n := node.New("", "shared", node.DriverIPMI, node.DriverInfo{
+	n := node.New("", "shared", ipmi.Name, node.DriverInfo{
 		"ipmi_address": b.Host, "ipmi_port": float64(b.Port), "ipmi_username": "admin", "ipmi_password": "password"})
 	var wg sync.WaitGroup
 	for range 2 {
@@ -34,7 +37,9 @@ func TestMinCommandIntervalAcrossProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		p := New(Options{IPMIMinCommandInterval: interval, SharedPace: st})
+		var cfg config.Config
+		cfg.IPMI.MinCommandInterval = int(interval / time.Second)
+		p := New(Options{Config: cfg, SharedPace: st})
 		t.Cleanup(func() { p.Close() })
 		pm, err := p.For(n)
 		if err != nil {

@@ -6,48 +6,29 @@ package pool
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/metalpower/metalpower/internal/bmc"
-	"github.com/metalpower/metalpower/internal/bmc/ipmi"
-	"github.com/metalpower/metalpower/internal/bmc/redfish"
+	// Every driver this build has: the pool hands out their clients.
+	_ "github.com/metalpower/metalpower/internal/bmc/drivers"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
 // FromConfig sizes the pool from the configuration.
-func FromConfig(cfg config.Config) Options {
-	return Options{
-		IPMIMinCommandInterval: time.Duration(cfg.IPMI.MinCommandInterval) * time.Second,
-		// One Redfish service may manage many of a pass's systems.
-		Redfish: redfish.Options{
-			MaxConcurrentRequests:   max(4, cfg.Conductor.SyncPowerStateWorkers),
-			PowerOnConflictRetries:  cfg.Redfish.PowerOnConflictRetryAttempts,
-			PowerOnConflictInterval: time.Duration(cfg.Redfish.PowerOnConflictRetryInterval) * time.Second,
-			UserAgent:               UserAgent(cfg.Conductor.ConductorGroup),
-		},
-	}
-}
-
-// UserAgent is what a worker of group tells Redfish BMCs it is.
-func UserAgent(group string) string {
-	return fmt.Sprintf("metalpower (conductor_group=%q)", strings.ToLower(group))
-}
+func FromConfig(cfg config.Config) Options { return Options{Config: cfg} }
 
 // Options configures the drivers the pool creates.
 type Options struct {
-	IPMI    ipmi.Options
-	Redfish redfish.Options
-	// IPMIMinCommandInterval spaces commands to one IPMI BMC ([ipmi]
-	// min_command_interval).
-	IPMIMinCommandInterval time.Duration
-	// SharedPace, when set, keeps that spacing across processes (the node
-	// store every worker and API process shares).
-	SharedPace ipmi.Shared
+	// Config gives each driver its section ([ipmi], [snmp], ...) and the
+	// worker's [conductor] group and sync workers. In the zero value every
+	// option is 0 or empty: no pacing, no retries.
+	Config config.Config
+	// SharedPace, when set, keeps a BMC's command spacing across
+	// processes (the node store every worker and API process shares).
+	SharedPace bmc.SharedPace
 	// IdleTimeout closes a client unused for this long (default 2 min).
 	IdleTimeout time.Duration
 	// Observer, when set, is told of every PowerState and SetPowerState
@@ -98,74 +79,71 @@ func (p *Pool) observe(driver string, pm bmc.PowerManager) bmc.PowerManager {
 
 // Pool is safe for concurrent use.
 type Pool struct {
-	opts    Options
-	mu      sync.Mutex
-	clients map[[sha256.Size]byte]*entry
-	stop    chan struct{}
-	done    chan struct{}
+	opts       Options
+	mu         sync.Mutex
+	connectors map[string]bmc.Connector // by driver, made on first use
+	clients    map[[sha256.Size]byte]*entry
+	stop       chan struct{}
+	done       chan struct{}
 }
 
-// entry is a pooled client: an IPMI client, or a Redfish connection whose
-// systems are handed out as cheap handles.
+// entry is a pooled connection: an IPMI client, a Redfish service whose
+// systems are handed out as cheap handles, a PDU.
 type entry struct {
-	pm       bmc.PowerManager
-	conn     *redfish.Conn
+	conn     bmc.Conn
 	lastUsed time.Time
 }
-
-func (e *entry) close() {
-	if e.conn != nil {
-		e.conn.Close()
-		return
-	}
-	e.pm.Close()
-}
-
-// sharedPaceLease bounds how long one command holds a BMC's shared pace:
-// longer than any command (three attempts of at most 5 s each, or of the
-// interval), so only a process that died holding it makes others wait it
-// out.
-const sharedPaceLease = time.Minute
 
 // New starts a pool; Close it to end every session.
 func New(opts Options) *Pool {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = 2 * time.Minute
 	}
-	opts.IPMI.Pacer = ipmi.NewPacer(opts.IPMIMinCommandInterval)
-	if opts.SharedPace != nil {
-		opts.IPMI.Pacer.WithShared(opts.SharedPace, sharedPaceLease)
-	}
-	opts.IPMI.Sessions = ipmi.NewSessions(0)
-	p := &Pool{opts: opts, clients: map[[sha256.Size]byte]*entry{}, stop: make(chan struct{}), done: make(chan struct{})}
+	p := &Pool{opts: opts, connectors: map[string]bmc.Connector{}, clients: map[[sha256.Size]byte]*entry{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	go p.reap()
 	return p
 }
 
 // For returns the client for n's BMC, creating it on first use. A changed
 // address, user or password gives a new client, because the key includes a
-// hash of them (never the password itself). Redfish systems behind one
-// service share its connection.
+// hash of them (never the secrets themselves). Systems behind one service
+// share its connection.
 func (p *Pool) For(n *node.Node) (bmc.PowerManager, error) {
-	switch n.Driver {
-	case node.DriverIPMI:
-		info, err := n.DriverInfo.IPMI()
-		if err != nil {
-			return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
-		}
-		key := keyOf("ipmi", info.HostPort(), info.Username, info.Password, strconv.Itoa(info.CipherSuite))
-		e := p.entry(key, func() *entry { return &entry{pm: ipmi.New(info, p.opts.IPMI)} })
-		return p.observe(node.DriverIPMI, e.pm), nil
-	case node.DriverRedfish:
-		info, err := n.DriverInfo.Redfish()
-		if err != nil {
-			return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
-		}
-		key := keyOf("redfish", info.Endpoint, info.Username, info.Password, info.AuthType, strconv.FormatBool(info.VerifyCA), info.CAFile)
-		e := p.entry(key, func() *entry { return &entry{conn: redfish.Dial(info, p.opts.Redfish)} })
-		return p.observe(node.DriverRedfish, e.conn.System(info.SystemID)), nil
+	a, err := n.Access()
+	if err != nil {
+		return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver_info", BMC: n.UUID, Err: err}
 	}
-	return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver", BMC: n.UUID, Err: fmt.Errorf("%w: %q", node.ErrUnknownDriver, n.Driver)}
+	c, err := p.connector(n.Driver)
+	if err != nil {
+		return nil, &bmc.Error{Kind: bmc.Config, Op: "load driver", BMC: n.UUID, Err: err}
+	}
+	e := p.entry(keyOf(a.Key()...), func() *entry { return &entry{conn: c.Dial(a)} })
+	return p.observe(n.Driver, e.conn.PowerManager(a)), nil
+}
+
+// Paced reports whether a call to n's BMC may wait for its driver's
+// spacing between commands.
+func (p *Pool) Paced(n *node.Node) bool {
+	c, err := p.connector(n.Driver)
+	return err == nil && c.Paced()
+}
+
+func (p *Pool) connector(driver string) (bmc.Connector, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.connectors[driver]; ok {
+		return c, nil
+	}
+	d, err := bmc.Lookup(driver)
+	if err != nil {
+		return nil, err
+	}
+	cfg := p.opts.Config
+	c := d.NewConnector(bmc.Env{Options: cfg.Section(d.Section), Group: cfg.Conductor.ConductorGroup,
+		SyncWorkers: cfg.Conductor.SyncPowerStateWorkers, SharedPace: p.opts.SharedPace})
+	p.connectors[driver] = c
+	return c, nil
 }
 
 func (p *Pool) entry(key [sha256.Size]byte, create func() *entry) *entry {
@@ -229,7 +207,7 @@ func (p *Pool) closeIdle(before time.Time) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e.close()
+			e.conn.Close()
 		}()
 	}
 	wg.Wait()

@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/bmc"
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
 func TestPoolReusesClientsPerBMC(t *testing.T) {
 	p := New(Options{})
 	defer p.Close()
-	a := node.New("", "a", node.DriverIPMI, node.DriverInfo{"ipmi_address": "10.0.0.1", "ipmi_username": "u", "ipmi_password": "p1"})
+	a := node.New("", "a", ipmi.Name, node.DriverInfo{"ipmi_address": "10.0.0.1", "ipmi_username": "u", "ipmi_password": "p1"})
 	b := a.Clone()
 	b.UUID = "2d7cd6a4-4b0e-4b7d-9e7a-2b1c9d7c3f10"
 	c1, err := p.For(a)
@@ -27,7 +29,7 @@ func TestPoolReusesClientsPerBMC(t *testing.T) {
 	if c3, _ := p.For(b); c3 == c1 {
 		t.Fatal("a changed password reused the old client")
 	}
-	r := node.New("", "r", node.DriverRedfish, node.DriverInfo{"redfish_address": "https://10.0.0.2"})
+	r := node.New("", "r", redfish.Name, node.DriverInfo{"redfish_address": "https://10.0.0.2"})
 	if _, err := p.For(r); err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +43,8 @@ func TestPoolRejectsBadNodesAsConfigErrors(t *testing.T) {
 	defer p.Close()
 	for _, n := range []*node.Node{
 		node.New("", "x", "ilo", nil),
-		node.New("", "y", node.DriverIPMI, node.DriverInfo{}),
-		node.New("", "z", node.DriverRedfish, node.DriverInfo{"redfish_address": "ftp://x"}),
+		node.New("", "y", ipmi.Name, node.DriverInfo{}),
+		node.New("", "z", redfish.Name, node.DriverInfo{"redfish_address": "ftp://x"}),
 	} {
 		_, err := p.For(n)
 		if k, ok := bmc.KindOf(err); !ok || k != bmc.Config {
@@ -50,7 +52,7 @@ func TestPoolRejectsBadNodesAsConfigErrors(t *testing.T) {
 		}
 	}
 	_, err := p.For(node.New("", "x", "ilo", nil))
-	if !errors.Is(err, node.ErrUnknownDriver) {
+	if !errors.Is(err, bmc.ErrUnknownDriver) {
 		t.Errorf("err = %v, want ErrUnknownDriver", err)
 	}
 }
@@ -58,7 +60,7 @@ func TestPoolRejectsBadNodesAsConfigErrors(t *testing.T) {
 func TestPoolClosesIdleClients(t *testing.T) {
 	p := New(Options{IdleTimeout: 40 * time.Millisecond})
 	defer p.Close()
-	if _, err := p.For(node.New("", "a", node.DriverIPMI, node.DriverInfo{"ipmi_address": "10.0.0.1"})); err != nil {
+	if _, err := p.For(node.New("", "a", ipmi.Name, node.DriverInfo{"ipmi_address": "10.0.0.1"})); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(2 * time.Second)

@@ -90,7 +90,7 @@ func FuzzPowerState(f *testing.F) {
 		mu.Lock()
 		status, body = st, b
 		mu.Unlock()
-		c := New(node.RedfishInfo{Endpoint: srv.URL, SystemID: "/redfish/v1/Systems/1", Username: "admin",
+		c := New(Info{Endpoint: srv.URL, SystemID: "/redfish/v1/Systems/1", Username: "admin",
 			Password: fuzzBMCPassword, VerifyCA: true, AuthType: "basic"}, Options{})
 		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

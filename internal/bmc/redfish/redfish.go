@@ -52,7 +52,7 @@ type Options struct {
 // credentials), shared by every system it manages: one HTTP keep-alive
 // pool, one session at most. Safe for concurrent use.
 type Conn struct {
-	info node.RedfishInfo
+	info Info
 	opts Options
 
 	mu  sync.Mutex
@@ -60,7 +60,7 @@ type Conn struct {
 }
 
 // Dial returns a connection to info's endpoint; it connects on first use.
-func Dial(info node.RedfishInfo, opts Options) *Conn {
+func Dial(info Info, opts Options) *Conn {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = 500 * time.Millisecond
 	}
@@ -79,7 +79,7 @@ func (c *Conn) System(path string) *Client {
 // Client manages one Redfish system. Safe for concurrent use.
 type Client struct {
 	conn *Conn
-	info node.RedfishInfo
+	info Info
 	owns bool
 
 	mu     sync.Mutex
@@ -91,7 +91,7 @@ var _ bmc.PowerManager = (*Client)(nil)
 // New returns a client for the system in info on a connection of its own.
 // It connects on first use and keeps the connection (and, with session
 // auth, the session) for reuse.
-func New(info node.RedfishInfo, opts Options) *Client {
+func New(info Info, opts Options) *Client {
 	c := Dial(info, opts).System(info.SystemID)
 	c.owns = true
 	return c
@@ -394,7 +394,7 @@ func (c *Client) classify(ctx context.Context, op string, err error) error {
 }
 
 // classify turns a gofish or transport error into a bmc.Error.
-func classify(ctx context.Context, info node.RedfishInfo, op string, err error) error {
+func classify(ctx context.Context, info Info, op string, err error) error {
 	if _, ok := bmc.KindOf(err); ok {
 		return err
 	}

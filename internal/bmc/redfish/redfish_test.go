@@ -27,7 +27,7 @@ func startSim(t testing.TB, opts redfishsim.Options) (*redfishsim.Sim, string) {
 
 func newClient(t testing.TB, endpoint, system, password, auth string) *Client {
 	t.Helper()
-	c := New(node.RedfishInfo{Endpoint: endpoint, SystemID: system, Username: "admin", Password: password, VerifyCA: true, AuthType: auth},
+	c := New(Info{Endpoint: endpoint, SystemID: system, Username: "admin", Password: password, VerifyCA: true, AuthType: auth},
 		Options{PollInterval: 10 * time.Millisecond})
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -241,7 +241,7 @@ func TestStuckAndFlappingSystems(t *testing.T) {
 func TestSessionsAreLoggedOut(t *testing.T) {
 	sim, url := startSim(t, redfishsim.Options{Systems: 1})
 	ctx := testCtx(t, 5*time.Second)
-	c := New(node.RedfishInfo{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", AuthType: "session"}, Options{})
+	c := New(Info{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", AuthType: "session"}, Options{})
 	for i := 0; i < 5; i++ {
 		if _, err := c.PowerState(ctx); err != nil {
 			t.Fatal(err)
@@ -284,14 +284,14 @@ func TestTLSVerification(t *testing.T) {
 	url := sim.StartTLS()
 	defer sim.Close()
 	ctx := testCtx(t, 5*time.Second)
-	verify := New(node.RedfishInfo{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", VerifyCA: true}, Options{})
+	verify := New(Info{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", VerifyCA: true}, Options{})
 	defer verify.Close()
 	if _, err := verify.PowerState(ctx); err == nil {
 		t.Fatal("self-signed certificate accepted with redfish_verify_ca true")
 	} else if k, _ := bmc.KindOf(err); k != bmc.Config {
 		t.Fatalf("err = %v, want a configuration error", err)
 	}
-	insecure := New(node.RedfishInfo{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", VerifyCA: false}, Options{})
+	insecure := New(Info{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", VerifyCA: false}, Options{})
 	defer insecure.Close()
 	if got, err := insecure.PowerState(ctx); err != nil || got != node.PowerOn {
 		t.Fatalf("PowerState() = %q, %v", got, err)
@@ -345,7 +345,7 @@ func BenchmarkGetPowerState(b *testing.B) {
 func TestPowerOnConflictIsRetried(t *testing.T) {
 	sim, url := startSim(t, redfishsim.Options{Systems: 1, ConflictWindow: 300 * time.Millisecond})
 	sim.SetFault("1", redfishsim.FaultConflictAfterOff)
-	c := New(node.RedfishInfo{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", AuthType: "basic"},
+	c := New(Info{Endpoint: url, SystemID: sim.SystemPath("1"), Username: "admin", Password: "password", AuthType: "basic"},
 		Options{PowerOnConflictRetries: 10, PowerOnConflictInterval: 100 * time.Millisecond})
 	defer c.Close()
 	ctx := testCtx(t, 10*time.Second)

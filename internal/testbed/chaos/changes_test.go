@@ -11,9 +11,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -75,7 +75,7 @@ type driver struct {
 	deadline  time.Time // nothing is retried past it
 }
 
-// request starts ch the way the API and CLI do (control.StartPowerChange on
+// request starts ch the way the API and CLI do (operator.StartPowerChange on
 // the node as read now), retrying refusals and outages until it is
 // accepted or the deadline passes.
 func (d *driver) request(ch *change) {
@@ -99,7 +99,7 @@ func (d *driver) request(ch *change) {
 		var locked *dispatch.LockedError
 		if errors.As(err, &locked) {
 			kind = "locked"
-		} else if errors.Is(err, control.ErrInvalidRequest) {
+		} else if errors.Is(err, operator.ErrInvalidRequest) {
 			// Never expected: every request here is valid.
 			kind = "invalid: " + err.Error()
 		}
@@ -115,7 +115,7 @@ func (d *driver) start(ctx context.Context, ch *change) (client.WorkflowRun, err
 	if err != nil {
 		return nil, err
 	}
-	return control.StartPowerChange(ctx, d.c, d.st, d.taskQueue, n, control.PowerRequest{Target: ch.Target, Via: "chaos"})
+	return operator.StartPowerChange(ctx, d.c, d.st, d.taskQueue, n, operator.PowerRequest{Target: ch.Target, Via: "chaos"})
 }
 
 // follow waits for an accepted change's run to close (riding out server

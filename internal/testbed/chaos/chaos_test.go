@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/chaos"
@@ -135,7 +135,7 @@ func TestChaos(t *testing.T) {
 	}
 	t.Cleanup(worker.Stop)
 	waitFor(t, 90*time.Second, "the worker to create the power-sync schedule", func() error {
-		_, err := control.GetSyncStatus(ctx, c)
+		_, err := operator.GetSyncStatus(ctx, c)
 		return err
 	})
 	setup := time.Since(began)

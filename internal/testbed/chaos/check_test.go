@@ -12,8 +12,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/workflows"
@@ -68,7 +68,7 @@ func (q *quiet) settle() {
 			cancel()
 			return
 		}
-		control.SyncNow(ctx, q.c)
+		operator.SyncNow(ctx, q.c)
 		cancel()
 		if time.Now().After(deadline) {
 			var names []string

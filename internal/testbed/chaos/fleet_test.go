@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
@@ -55,12 +57,12 @@ func newFleet(t *testing.T, nodes, ipmiNodes int, delay time.Duration) *fleet {
 	for i := 0; i < nodes; i++ {
 		n := &fleetNode{UUID: uuid.NewString(), Name: fmt.Sprintf("chaos-%04d", i), InitialOn: i%4 != 3}
 		if i < rfNodes {
-			n.Driver, n.System = node.DriverRedfish, fmt.Sprint(i+1)
+			n.Driver, n.System = redfish.Name, fmt.Sprint(i+1)
 			if !n.InitialOn {
 				f.Redfish.SetPowerState(n.System, "Off")
 			}
 		} else {
-			n.Driver, n.BMC = node.DriverIPMI, i-rfNodes
+			n.Driver, n.BMC = ipmi.Name, i-rfNodes
 			f.IPMI.BMCs()[n.BMC].SetPowerOn(n.InitialOn)
 		}
 		if i%3 != 2 {
@@ -82,7 +84,7 @@ func newFleet(t *testing.T, nodes, ipmiNodes int, delay time.Duration) *fleet {
 func (f *fleet) enroll(ctx context.Context, st store.Store) error {
 	for _, fn := range f.Nodes {
 		info := f.IPMIInfo(fn.BMC)
-		if fn.Driver == node.DriverRedfish {
+		if fn.Driver == redfish.Name {
 			info = f.RedfishInfo(fn.System)
 		}
 		n := node.New(fn.UUID, fn.Name, fn.Driver, info)
@@ -104,7 +106,7 @@ func (f *fleet) enroll(ctx context.Context, st store.Store) error {
 // "power off" (a transition in progress reads as where it is now).
 func (f *fleet) Hardware(fn *fleetNode) string {
 	on := false
-	if fn.Driver == node.DriverRedfish {
+	if fn.Driver == redfish.Name {
 		on = f.Redfish.PowerState(fn.System) == "On"
 	} else {
 		on = f.IPMI.BMCs()[fn.BMC].PowerOn()
@@ -125,7 +127,7 @@ func (f *fleet) breakBMCs(nodes []*fleetNode, hang bool) {
 	for _, fn := range nodes {
 		f.faults[fn.UUID] = true
 		switch {
-		case fn.Driver == node.DriverIPMI:
+		case fn.Driver == ipmi.Name:
 			f.IPMI.BMCs()[fn.BMC].SetFault(ipmisim.FaultError)
 		case !hung:
 			hung = true
@@ -142,7 +144,7 @@ func (f *fleet) repairBMCs(nodes []*fleetNode) {
 	defer f.mu.Unlock()
 	for _, fn := range nodes {
 		delete(f.faults, fn.UUID)
-		if fn.Driver == node.DriverIPMI {
+		if fn.Driver == ipmi.Name {
 			f.IPMI.BMCs()[fn.BMC].SetFault(ipmisim.FaultNone)
 		} else {
 			f.Redfish.SetFault(fn.System, redfishsim.FaultNone)
@@ -154,7 +156,7 @@ func (f *fleet) repairBMCs(nodes []*fleetNode) {
 // tool): the sync must find it and force the recorded state back.
 func (f *fleet) flip(nodes []*fleetNode) {
 	for _, fn := range nodes {
-		if fn.Driver == node.DriverIPMI {
+		if fn.Driver == ipmi.Name {
 			b := f.IPMI.BMCs()[fn.BMC]
 			b.SetPowerOn(!b.PowerOn())
 		} else if f.Redfish.PowerState(fn.System) == "On" {
@@ -167,7 +169,7 @@ func (f *fleet) flip(nodes []*fleetNode) {
 
 // setPower sets a node's power by hand.
 func (f *fleet) setPower(fn *fleetNode, on bool) {
-	if fn.Driver == node.DriverIPMI {
+	if fn.Driver == ipmi.Name {
 		f.IPMI.BMCs()[fn.BMC].SetPowerOn(on)
 	} else if on {
 		f.Redfish.SetPowerState(fn.System, "On")

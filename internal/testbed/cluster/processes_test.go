@@ -18,7 +18,7 @@ import (
 	"github.com/google/uuid"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
-	"github.com/metalpower/metalpower/internal/bmc/pool"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed"
@@ -148,7 +148,7 @@ func TestSeveralWorkersAndAPIs(t *testing.T) {
 	// Each BMC was touched only by workers of its node's group.
 	for i, n := range nodes {
 		id := strconv.Itoa(i + 1)
-		if got, want := s.Redfish.Callers(id), []string{pool.UserAgent(n.ConductorGroup)}; !slices.Equal(got, want) {
+		if got, want := s.Redfish.Callers(id), []string{redfish.UserAgent(n.ConductorGroup)}; !slices.Equal(got, want) {
 			t.Errorf("system %s (node %s, group %q) was called by %q, want only %q", id, n.Name, n.ConductorGroup, got, want)
 		}
 	}

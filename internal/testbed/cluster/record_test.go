@@ -9,6 +9,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
@@ -70,6 +71,6 @@ func runRecovery(ctx context.Context, s *itest.Stack) error {
 	if err != nil {
 		return err
 	}
-	var res workflows.RecoveryResult
+	var res activities.RecoveryResult
 	return run.Get(ctx, &res)
 }

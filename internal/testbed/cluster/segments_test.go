@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
@@ -168,7 +170,7 @@ type testNode struct {
 
 func addRedfishNode(t *testing.T, s *itest.Stack, seg *bmcSegment, name string) *testNode {
 	t.Helper()
-	n := node.New("", name, node.DriverRedfish, testbed.RedfishInfo(seg.redfish, seg.redfishURL, "1"))
+	n := node.New("", name, redfish.Name, testbed.RedfishInfo(seg.redfish, seg.redfishURL, "1"))
 	n.ConductorGroup = seg.group
 	return &testNode{Node: s.AddNode(t, n, ""), seg: seg}
 }
@@ -176,7 +178,7 @@ func addRedfishNode(t *testing.T, s *itest.Stack, seg *bmcSegment, name string) 
 func addIPMINode(t *testing.T, s *itest.Stack, seg *bmcSegment, name string) *testNode {
 	t.Helper()
 	b := seg.ipmi.BMCs()[0]
-	n := node.New("", name, node.DriverIPMI, node.DriverInfo{"ipmi_address": b.Host, "ipmi_port": float64(b.Port),
+	n := node.New("", name, ipmi.Name, node.DriverInfo{"ipmi_address": b.Host, "ipmi_port": float64(b.Port),
 		"ipmi_username": testbed.BMCUser, "ipmi_password": testbed.IPMIPassword})
 	n.ConductorGroup = seg.group
 	return &testNode{Node: s.AddNode(t, n, ""), seg: seg, ipmi: b}

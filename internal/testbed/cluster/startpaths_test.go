@@ -15,13 +15,14 @@ import (
 	"github.com/google/uuid"
 	enumspb "go.temporal.io/api/enums/v1"
 
-	"github.com/metalpower/metalpower/internal/bmc/pool"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/cluster"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
+	"github.com/metalpower/metalpower/workflows"
 )
 
 // TestEveryStartPathRunsOnTheNodesGroup (issue 22) runs the production
@@ -153,7 +154,7 @@ func TestEveryStartPathRunsOnTheNodesGroup(t *testing.T) {
 	// A group with no worker: the change ends, refused as Ironic refuses
 	// it, and changes nothing; once a worker of the group runs, it works.
 	t.Run("group with no worker", func(t *testing.T) {
-		refusal := noValidHost(node.DriverRedfish, segC.group)
+		refusal := noValidHost(redfish.Name, segC.group)
 		for _, start := range []struct {
 			name  string
 			start func(n *testNode, target string) (string, error)
@@ -224,7 +225,7 @@ func TestEveryStartPathRunsOnTheNodesGroup(t *testing.T) {
 			}
 			if n.ipmi == nil {
 				callers := n.seg.redfish.Callers("1")
-				if want := pool.UserAgent(n.ConductorGroup); len(callers) > 0 && !slices.Equal(callers, []string{want}) {
+				if want := redfish.UserAgent(n.ConductorGroup); len(callers) > 0 && !slices.Equal(callers, []string{want}) {
 					t.Errorf("%s (group %q) was called by %q, want only %q", n.Name, n.ConductorGroup, callers, want)
 				}
 			}
@@ -356,7 +357,7 @@ func (p *starters) result(id, target string) error {
 func (p *starters) startTctl(n *testNode, target string) (string, error) {
 	id := "tctl-" + n.Name + "-" + uuid.NewString()[:8]
 	out, err := runAs(gidControl, p.tools, p.tctl, "--address", p.address, "--namespace", "default", "workflow", "start",
-		"--taskqueue", p.base, "--workflow_type", "PowerChange", "--workflow_id", id, "--input", changeInput(n, target))
+		"--taskqueue", p.base, "--workflow_type", workflows.PowerChangeWorkflow, "--workflow_id", id, "--input", changeInput(n, target))
 	if err != nil {
 		return id, fmt.Errorf("tctl workflow start: %v\n%s", err, out)
 	}
@@ -373,7 +374,7 @@ func (p *starters) viaTctl(n *testNode, target string) error {
 
 func (p *starters) startTemporal(id string, n *testNode, target string) error {
 	out, err := runAs(gidControl, p.tools, p.temporal, "workflow", "start", "--address", p.address, "--namespace", "default",
-		"--task-queue", p.base, "--type", "PowerChange", "--workflow-id", id, "--input", changeInput(n, target))
+		"--task-queue", p.base, "--type", workflows.PowerChangeWorkflow, "--workflow-id", id, "--input", changeInput(n, target))
 	if err != nil {
 		return fmt.Errorf("temporal workflow start: %v\n%s", err, out)
 	}
@@ -412,7 +413,7 @@ func (p *starters) viaSchedule(n *testNode, target string) error {
 	// trigger starts the change now.
 	if err := cli("schedule", "create", "--schedule-id", id, "--interval", "1h",
 		"--start-time", time.Now().Add(24*time.Hour).UTC().Format(time.RFC3339),
-		"--task-queue", p.base, "--type", "PowerChange", "--workflow-id", id, "--input", changeInput(n, target)); err != nil {
+		"--task-queue", p.base, "--type", workflows.PowerChangeWorkflow, "--workflow-id", id, "--input", changeInput(n, target)); err != nil {
 		return err
 	}
 	handle := p.s.Client.ScheduleClient().GetHandle(context.Background(), id)

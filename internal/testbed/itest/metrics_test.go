@@ -15,6 +15,7 @@ import (
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
+	"github.com/metalpower/metalpower/workflows"
 )
 
 func httpGet(t *testing.T, url string) (int, string) {
@@ -84,8 +85,8 @@ func TestWorkerServesMetrics(t *testing.T) {
 		"temporal_request_total{",
 		"temporal_request_latency_seconds_bucket{",
 		"temporal_workflow_completed_total{",
-		`workflow_type="PowerChange"`,
-		`workflow_type="PowerSync"`,
+		`workflow_type="` + workflows.PowerChangeWorkflow + `"`,
+		`workflow_type="` + workflows.PowerSyncWorkflow + `"`,
 		"temporal_activity_execution_latency_seconds_bucket{",
 		"temporal_workflow_task_queue_poll_succeed_total{",
 		// The domain's.

@@ -18,10 +18,12 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/metalpower/metalpower/activities"
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/temporalconn"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
@@ -90,13 +92,13 @@ func TestEveryActionOnBothDrivers(t *testing.T) {
 		{node.SoftReboot, true, 0, true, "POWER_ON"},
 	}
 	for i, tt := range tests {
-		for _, driver := range []string{node.DriverIPMI, node.DriverRedfish} {
+		for _, driver := range []string{ipmi.Name, redfish.Name} {
 			t.Run(driver+"/"+tt.target, func(t *testing.T) {
 				inst := uuid.NewString()
 				var n *node.Node
 				var hwOn func() bool
 				name := fmt.Sprintf("%s-%d", driver, i)
-				if driver == node.DriverIPMI {
+				if driver == ipmi.Name {
 					n = s.AddIPMINode(t, name, i, inst)
 					b := s.IPMI.BMCs()[i]
 					b.SetPowerOn(tt.startOn)
@@ -327,8 +329,8 @@ func TestBMCAuthenticationFailureFailsFast(t *testing.T) {
 	}
 	_, err := s.Change(t, n.Name, node.PowerOff, 0)
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrBMCAuth {
-		t.Fatalf("err = %v, want %s", err, activities.ErrBMCAuth)
+	if !errors.As(err, &appErr) || appErr.Type() != activities.BMCAuthType {
+		t.Fatalf("err = %v, want %s", err, activities.BMCAuthType)
 	}
 	// Failed fast: one attempt, no retry, as the history shows.
 	if hist := itest.History(t, s, dispatch.LockID(n.UUID)); !strings.Contains(hist, "attempt:1") || strings.Contains(hist, "attempt:2") {
@@ -372,8 +374,8 @@ func TestAStateNeverReachedEndsInATimeoutError(t *testing.T) {
 	start := time.Now()
 	_, err := s.Change(t, n.Name, node.PowerOff, 3)
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != activities.ErrPowerStateTimeout {
-		t.Fatalf("err = %v, want %s", err, activities.ErrPowerStateTimeout)
+	if !errors.As(err, &appErr) || appErr.Type() != activities.PowerStateTimeoutType {
+		t.Fatalf("err = %v, want %s", err, activities.PowerStateTimeoutType)
 	}
 	// It waited for the 3 s asked (a lower bound: never flaky), not for
 	// the 60 s default.
@@ -391,10 +393,10 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	s := itest.NewStack(t, srv, itest.StackOptions{})
 	n := s.AddRedfishNode(t, "guarded", "1", "")
 	ctx := context.Background()
-	if _, err := s.Start(ctx, t, n.Name, "explode", 0); !errors.Is(err, control.ErrInvalidRequest) {
+	if _, err := s.Start(ctx, t, n.Name, "explode", 0); !errors.Is(err, operator.ErrInvalidRequest) {
 		t.Fatalf("unknown target: err = %v", err)
 	}
-	if _, err := s.Start(ctx, t, n.Name, node.PowerOff, -1); !errors.Is(err, control.ErrInvalidRequest) {
+	if _, err := s.Start(ctx, t, n.Name, node.PowerOff, -1); !errors.Is(err, operator.ErrInvalidRequest) {
 		t.Fatalf("negative timeout: err = %v", err)
 	}
 	// The workflow checks again, for starts that bypass the starter.
@@ -403,8 +405,8 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		input workflows.PowerChangeInput
 		want  string
 	}{
-		{"unknown node", workflows.PowerChangeInput{Node: "no-such-node", Target: node.PowerOn}, activities.ErrNodeNotFound},
-		{"unknown target", workflows.PowerChangeInput{Node: n.Name, Target: "explode"}, activities.ErrInvalidTarget},
+		{"unknown node", workflows.PowerChangeInput{Node: "no-such-node", Target: node.PowerOn}, activities.NodeNotFoundType},
+		{"unknown target", workflows.PowerChangeInput{Node: n.Name, Target: "explode"}, activities.InvalidTargetType},
 	}
 	for _, tt := range tests {
 		run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: s.Config.Temporal.TaskQueue}, workflows.PowerChangeWorkflow, tt.input)
@@ -422,7 +424,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	if err := s.Store.Update(ctx, n2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Change(t, n.Name, node.PowerOff, 0); !errors.Is(err, control.ErrInvalidRequest) || !strings.Contains(err.Error(), "clean wait") {
+	if _, err := s.Change(t, n.Name, node.PowerOff, 0); !errors.Is(err, operator.ErrInvalidRequest) || !strings.Contains(err.Error(), "clean wait") {
 		t.Fatalf("clean wait: err = %v", err)
 	}
 	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: s.Config.Temporal.TaskQueue}, workflows.PowerChangeWorkflow,
@@ -431,7 +433,7 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	var appErr *temporal.ApplicationError
-	if err := run.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != activities.ErrInvalidState {
+	if err := run.Get(ctx, nil); !errors.As(err, &appErr) || appErr.Type() != activities.InvalidStateType {
 		t.Fatalf("clean wait, started directly: err = %v", err)
 	}
 	if got := s.Node(t, n.UUID); got.PowerState != node.PowerOn || got.TargetPowerState != "" || got.LastError != "" || len(s.Redfish.Resets("1")) != 0 {
@@ -448,7 +450,7 @@ func TestDisablePowerOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, target := range []string{node.PowerOff, node.SoftPowerOff} {
-		if _, err := s.Change(t, n.Name, target, 0); !errors.Is(err, control.ErrInvalidRequest) || !strings.Contains(err.Error(), "disable_power_off") {
+		if _, err := s.Change(t, n.Name, target, 0); !errors.Is(err, operator.ErrInvalidRequest) || !strings.Contains(err.Error(), "disable_power_off") {
 			t.Fatalf("%s: err = %v", target, err)
 		}
 	}

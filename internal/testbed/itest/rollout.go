@@ -15,9 +15,9 @@ import (
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/testbed/sim/novasim"
 	"github.com/metalpower/metalpower/workflows"
 )
@@ -87,8 +87,8 @@ func Rollout(t *testing.T, srv *Server) {
 		t.Cleanup(func() { w.Stop(); w.Pool.Close() })
 		return w
 	}
-	status := func() control.DeploymentStatus {
-		st, _ := control.GetDeploymentStatus(ctx, s.Client, dep)
+	status := func() operator.DeploymentStatus {
+		st, _ := operator.GetDeploymentStatus(ctx, s.Client, dep)
 		return st
 	}
 
@@ -135,11 +135,11 @@ func Rollout(t *testing.T, srv *Server) {
 		}
 	}
 	startBuild("v2", newBuildTypes())
-	if err := control.Promote(ctx, s.Client, dep, "v0-typo", 0); err == nil || !strings.Contains(err.Error(), "has no workers yet") {
+	if err := operator.Promote(ctx, s.Client, dep, "v0-typo", 0); err == nil || !strings.Contains(err.Error(), "has no workers yet") {
 		t.Fatalf("promoting an unknown build: %v", err)
 	}
 	WaitFor(t, 30*time.Second, "v2 to be promoted", func() bool {
-		return control.Promote(ctx, s.Client, dep, "v2", 0) == nil && status().CurrentBuildID == "v2"
+		return operator.Promote(ctx, s.Client, dep, "v2", 0) == nil && status().CurrentBuildID == "v2"
 	})
 	s.Nova.SetOutage(novasim.OutageNone)
 

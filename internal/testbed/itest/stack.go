@@ -15,11 +15,13 @@ import (
 	"github.com/rs/zerolog"
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/redfish"
 	"github.com/metalpower/metalpower/internal/conductor"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 	"github.com/metalpower/metalpower/internal/testbed"
 	"github.com/metalpower/metalpower/internal/testbed/devserver"
@@ -183,13 +185,13 @@ func BuildCommand(t testing.TB, name string) string {
 // the instance (added to Nova as active and running) when instance != "".
 func (s *Stack) AddRedfishNode(t testing.TB, name, id, instance string) *node.Node {
 	t.Helper()
-	return s.AddNode(t, node.New("", name, node.DriverRedfish, s.RedfishInfo(id)), instance)
+	return s.AddNode(t, node.New("", name, redfish.Name, s.RedfishInfo(id)), instance)
 }
 
 // AddIPMINode enrolls a node on IPMI BMC i of the fleet.
 func (s *Stack) AddIPMINode(t testing.TB, name string, i int, instance string) *node.Node {
 	t.Helper()
-	return s.AddNode(t, node.New("", name, node.DriverIPMI, s.IPMIInfo(i)), instance)
+	return s.AddNode(t, node.New("", name, ipmi.Name, s.IPMIInfo(i)), instance)
 }
 
 // AddNode enrolls n, manageable and recorded as powered on, with the
@@ -230,7 +232,7 @@ func (s *Stack) Modify(t testing.TB, ident string, fn func(*node.Node)) *node.No
 // Start starts a power change the way the CLI and API do.
 func (s *Stack) Start(ctx context.Context, t testing.TB, ident, target string, timeout int) (client.WorkflowRun, error) {
 	t.Helper()
-	return control.StartPowerChange(ctx, s.Client, s.Store, s.Config.Temporal.TaskQueue, s.Node(t, ident), control.PowerRequest{Target: target, Timeout: timeout, Via: "test"})
+	return operator.StartPowerChange(ctx, s.Client, s.Store, s.Config.Temporal.TaskQueue, s.Node(t, ident), operator.PowerRequest{Target: target, Timeout: timeout, Via: "test"})
 }
 
 // Change runs a power change to its end.

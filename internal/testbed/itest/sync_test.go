@@ -15,23 +15,23 @@ import (
 
 	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/internal/config"
-	"github.com/metalpower/metalpower/internal/control"
 	"github.com/metalpower/metalpower/internal/dispatch"
 	"github.com/metalpower/metalpower/internal/node"
+	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	"github.com/metalpower/metalpower/internal/testbed/sim/ipmisim"
 	"github.com/metalpower/metalpower/internal/testbed/sim/redfishsim"
 	"github.com/metalpower/metalpower/workflows"
 )
 
-func recovery(t *testing.T, s *itest.Stack) workflows.RecoveryResult {
+func recovery(t *testing.T, s *itest.Stack) activities.RecoveryResult {
 	t.Helper()
 	ctx := context.Background()
 	run, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: s.Config.Temporal.TaskQueue}, workflows.PowerFailureRecoveryWorkflow)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var res workflows.RecoveryResult
+	var res activities.RecoveryResult
 	if err := run.Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
@@ -237,12 +237,12 @@ func TestSchedulesHaveOneOwnerAndKeepAPause(t *testing.T) {
 	cfg.Conductor.SyncPowerStateInterval, cfg.Conductor.PowerFailureRecoveryInterval = 3600, 7200
 	t.Cleanup(func() {
 		cfg.Conductor.SyncPowerStateInterval, cfg.Conductor.PowerFailureRecoveryInterval = 0, 0
-		control.ApplySchedules(ctx, s.Client, cfg)
+		operator.ApplySchedules(ctx, s.Client, cfg)
 	})
-	if err := control.ApplySchedules(ctx, s.Client, cfg); err != nil {
+	if err := operator.ApplySchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, err := control.GetSyncStatus(ctx, s.Client)
+	st, err := operator.GetSyncStatus(ctx, s.Client)
 	if err != nil || st.Interval != "1h0m0s" || st.Paused || st.NextRun.IsZero() {
 		t.Fatalf("status = %+v, %v", st, err)
 	}
@@ -250,51 +250,51 @@ func TestSchedulesHaveOneOwnerAndKeepAPause(t *testing.T) {
 	// says how they differ; one with the sync disabled deletes nothing.
 	other := cfg
 	other.Conductor.SyncPowerStateInterval = 60
-	drift, err := control.EnsureSchedules(ctx, s.Client, other)
+	drift, err := operator.EnsureSchedules(ctx, s.Client, other)
 	if err != nil || len(drift) != 1 || !strings.Contains(drift[0], "runs every 1h0m0s, this configuration says 1m0s") {
 		t.Fatalf("EnsureSchedules with another interval: %q, %v", drift, err)
 	}
 	other.Conductor.SyncPowerStateInterval = 0
-	if drift, err := control.EnsureSchedules(ctx, s.Client, other); err != nil || len(drift) != 1 || !strings.Contains(drift[0], "disables it") {
+	if drift, err := operator.EnsureSchedules(ctx, s.Client, other); err != nil || len(drift) != 1 || !strings.Contains(drift[0], "disables it") {
 		t.Fatalf("EnsureSchedules with the sync disabled: %q, %v", drift, err)
 	}
-	if st, err := control.GetSyncStatus(ctx, s.Client); err != nil || st.Interval != "1h0m0s" {
+	if st, err := operator.GetSyncStatus(ctx, s.Client); err != nil || st.Interval != "1h0m0s" {
 		t.Fatalf("a worker's configuration changed the schedule: %+v, %v", st, err)
 	}
-	if err := control.SyncPause(ctx, s.Client, "maintenance window"); err != nil {
+	if err := operator.SyncPause(ctx, s.Client, "maintenance window"); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Conductor.SyncPowerStateInterval = 1800
-	if err := control.ApplySchedules(ctx, s.Client, cfg); err != nil {
+	if err := operator.ApplySchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
-	st, _ = control.GetSyncStatus(ctx, s.Client)
+	st, _ = operator.GetSyncStatus(ctx, s.Client)
 	if st.Interval != "30m0s" || !st.Paused || st.Note != "maintenance window" {
 		t.Fatalf("after reconcile: %+v (the interval must follow the config, the pause must stay)", st)
 	}
 	s.AddRedfishNode(t, "scheduled", "1", "")
-	if err := control.SyncNow(ctx, s.Client); err != nil {
+	if err := operator.SyncNow(ctx, s.Client); err != nil {
 		t.Fatal(err)
 	}
 	itest.WaitFor(t, 30*time.Second, "the triggered pass to finish", func() bool {
-		st, err := control.GetSyncStatus(ctx, s.Client)
+		st, err := operator.GetSyncStatus(ctx, s.Client)
 		return err == nil && st.LastPass != nil && st.LastPass.Result != nil
 	})
-	st, _ = control.GetSyncStatus(ctx, s.Client)
+	st, _ = operator.GetSyncStatus(ctx, s.Client)
 	if st.LastPass.Result.Checked != 1 || st.LastPass.Result.InSync != 1 {
 		t.Fatalf("last pass = %+v", st.LastPass)
 	}
-	if err := control.SyncResume(ctx, s.Client, "done"); err != nil {
+	if err := operator.SyncResume(ctx, s.Client, "done"); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := control.GetSyncStatus(ctx, s.Client); st.Paused {
+	if st, _ := operator.GetSyncStatus(ctx, s.Client); st.Paused {
 		t.Fatal("still paused after resume")
 	}
 	cfg.Conductor.SyncPowerStateInterval = 0
-	if err := control.ApplySchedules(ctx, s.Client, cfg); err != nil {
+	if err := operator.ApplySchedules(ctx, s.Client, cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := control.GetSyncStatus(ctx, s.Client); err == nil || !strings.Contains(err.Error(), "does not exist") {
+	if _, err := operator.GetSyncStatus(ctx, s.Client); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Fatalf("disabled sync: err = %v", err)
 	}
 }
@@ -355,13 +355,13 @@ func TestRetriedNodeSyncsWaitOnTheirOwnRuns(t *testing.T) {
 	queue := s.Config.Temporal.TaskQueue
 	in := activities.NodeSyncsInput{Candidates: []activities.SyncCandidate{{UUID: n.UUID, Name: n.Name, Reason: "mismatch"}},
 		Window: 4, TaskQueue: queue, Pass: "pass-1"}
-	acts := &activities.Activities{Temporal: s.Client}
+	pass := &activities.SyncPass{Temporal: s.Client}
 	run := func(in activities.NodeSyncsInput) activities.SyncCounts {
 		t.Helper()
 		var env testsuite.WorkflowTestSuite
 		aenv := env.NewTestActivityEnvironment()
-		aenv.RegisterActivity(acts)
-		v, err := aenv.ExecuteActivity(acts.RunNodeSyncs, in)
+		aenv.RegisterActivity(pass)
+		v, err := aenv.ExecuteActivity(pass.RunNodeSyncs, in)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -375,7 +375,7 @@ func TestRetriedNodeSyncsWaitOnTheirOwnRuns(t *testing.T) {
 	// The first attempt started the node's sync, then died; the forced
 	// change takes the simulator's 2 s.
 	first, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: dispatch.LockID(n.UUID), TaskQueue: queue,
-		Memo: map[string]any{"pass": "pass-1"}}, workflows.NodePowerSyncWorkflow, workflows.NodeSyncInput{NodeUUID: n.UUID, NodeName: n.Name})
+		Memo: map[string]any{"pass": "pass-1"}}, activities.NodePowerSyncWorkflow, activities.NodeSyncInput{NodeUUID: n.UUID, NodeName: n.Name})
 	if err != nil {
 		t.Fatal(err)
 	}

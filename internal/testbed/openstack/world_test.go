@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/metalpower/metalpower/internal/api"
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/keystone"
 	"github.com/metalpower/metalpower/internal/node"
@@ -109,7 +110,7 @@ func startWorld(t testing.TB, names ...string) *world {
 		} else if got == "on" {
 			power = node.PowerOn
 		}
-		n := node.New("", name, node.DriverIPMI, node.DriverInfo{"ipmi_address": b.Host, "ipmi_port": float64(b.Port),
+		n := node.New("", name, ipmi.Name, node.DriverInfo{"ipmi_address": b.Host, "ipmi_port": float64(b.Port),
 			"ipmi_username": testbed.BMCUser, "ipmi_password": testbed.IPMIPassword})
 		n.ProvisionState, n.PowerState = node.Available, power
 		n.ResourceClass = "baremetal"

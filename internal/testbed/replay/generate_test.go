@@ -156,7 +156,7 @@ func TestGenerateCorpus(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var rec workflows.RecoveryResult
+		var rec activities.RecoveryResult
 		if err := run.Get(ctx, &rec); err != nil || rec.Recovered != 1 {
 			t.Fatalf("recovery %+v err %v", rec, err)
 		}

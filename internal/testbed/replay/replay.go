@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/metalpower/metalpower/activities"
 	"github.com/metalpower/metalpower/workflows"
 )
 
@@ -69,7 +68,7 @@ func (r Registry) RegisterDynamicActivity(any, activity.DynamicRegisterOptions) 
 // NewReplayer is a replayer with every workflow the worker registers.
 func NewReplayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
-	workflows.Register(Registry{Replayer: r}, nil, &activities.Activities{})
+	workflows.Register(Registry{Replayer: r}, nil)
 	return r
 }
 

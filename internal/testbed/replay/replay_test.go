@@ -52,7 +52,7 @@ func TestReplayCorpus(t *testing.T) {
 		})
 	}
 	for _, typ := range []string{workflows.PowerChangeWorkflow, activities.NovaNotifyWorkflow, workflows.PowerSyncWorkflow,
-		workflows.NodePowerSyncWorkflow, workflows.PowerFailureRecoveryWorkflow, workflows.NodeProvisionWorkflow} {
+		activities.NodePowerSyncWorkflow, workflows.PowerFailureRecoveryWorkflow, workflows.NodeProvisionWorkflow} {
 		if seen[typ] == 0 {
 			t.Errorf("no history of %s in %s: record one (make replay-record-real)", typ, replay.Dir)
 		}

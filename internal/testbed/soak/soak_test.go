@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/metalpower/metalpower/internal/bmc/ipmi"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed"
@@ -94,7 +95,7 @@ func TestIPMISessionsSurviveIdleGapsRestartsAndCancellations(t *testing.T) {
 		if i%2 == 0 {
 			instance = uuid.NewString()
 		}
-		nodes[i] = st.AddNode(t, node.New("", fmt.Sprintf("soak-%03d", i), node.DriverIPMI, node.DriverInfo{
+		nodes[i] = st.AddNode(t, node.New("", fmt.Sprintf("soak-%03d", i), ipmi.Name, node.DriverInfo{
 			"ipmi_address": b.Host, "ipmi_port": float64(b.Port), "ipmi_username": "admin",
 			"ipmi_password": testbed.IPMIPassword, "ipmi_cipher_suite": "3",
 		}), instance)

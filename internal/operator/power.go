@@ -1,4 +1,4 @@
-package control
+package operator
 
 import (
 	"context"
@@ -13,10 +13,11 @@ import (
 	"github.com/metalpower/metalpower/workflows"
 )
 
-// NoWorkerError is the last_error of a node whose change could not start
-// (the workflow service unreachable), Ironic's wording for
-// NoFreeConductorWorker.
-const NoWorkerError = "No free conductor workers available"
+// NoFreeWorkersMessage is the last_error of a node whose change could not
+// start (the workflow service unreachable), Ironic's wording for
+// NoFreeConductorWorker. A group no live worker serves is another refusal,
+// dispatch.NoWorkerError.
+const NoFreeWorkersMessage = "No free conductor workers available"
 
 // ErrInvalidRequest wraps a request refused before anything started.
 var ErrInvalidRequest = errors.New("invalid request")
@@ -25,7 +26,8 @@ var ErrInvalidRequest = errors.New("invalid request")
 type PowerRequest struct {
 	Target  string
 	Timeout int
-	// Via names the caller in the Web UI summary: cli, api.
+	// Via says who asked (cli, api), for the Web UI summary and the node
+	// history.
 	Via string
 }
 
@@ -40,6 +42,8 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 	case node.RefusedTarget:
 		return nil, fmt.Errorf("%w: power target %q: use one of %q, %q, %q, %q or %q", ErrInvalidRequest, req.Target,
 			node.PowerOn, node.PowerOff, node.Reboot, node.SoftReboot, node.SoftPowerOff)
+	case node.RefusedUnsupported:
+		return nil, fmt.Errorf("%w: %s", ErrInvalidRequest, node.UnsupportedMessage(n, req.Target))
 	case node.RefusedCleaning:
 		return nil, fmt.Errorf("%w: can not change power state because node %s is in %s provision state", ErrInvalidRequest, n.Ident(), n.ProvisionState)
 	case node.RefusedPowerOff:
@@ -75,7 +79,7 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 		// changed the node meanwhile. The lock held elsewhere leaves
 		// last_error as it was (Ironic refuses before marking); no worker
 		// leaves Ironic's trace (power_state_error_handler).
-		lastError := NoWorkerError
+		lastError := NoFreeWorkersMessage
 		if _, locked := dispatch.AsLocked(err); locked {
 			lastError = n.LastError
 		}
@@ -91,7 +95,7 @@ func StartPowerChange(ctx context.Context, c client.Client, s store.Store, taskQ
 }
 
 func startPowerWorkflow(ctx context.Context, c client.Client, taskQueue string, n *node.Node, req PowerRequest) (client.WorkflowRun, error) {
-	in := workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, RequestedVia: req.Via}
+	in := workflows.PowerChangeInput{Node: n.UUID, Target: req.Target, Timeout: req.Timeout, Via: req.Via}
 	return startLocked(ctx, c, taskQueue, n, req.Target, workflows.Summary(req.Target, n.Ident(), req.Via), workflows.PowerChangeWorkflow, in)
 }
 

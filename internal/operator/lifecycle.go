@@ -1,4 +1,4 @@
-package control
+package operator
 
 import (
 	"context"
@@ -55,7 +55,7 @@ func Adopt(ctx context.Context, w Workers, s store.Store, ident string) (*node.N
 	return Provision(ctx, w, s, ident, node.ActionAdopt)
 }
 
-// Workers is how control reaches the workers: the Temporal client and the
+// Workers is how operator reaches the workers: the Temporal client and the
 // default conductor group's task queue.
 type Workers struct {
 	Client    client.Client
@@ -83,14 +83,14 @@ func Provision(ctx context.Context, w Workers, s store.Store, ident, action stri
 		return nil, err
 	}
 	run, err := startLocked(ctx, w.Client, queue, n, action, fmt.Sprintf("%s %s", action, n.Ident()),
-		workflows.NodeProvisionWorkflow, workflows.ProvisionInput{Node: n.UUID, Action: action})
+		workflows.NodeProvisionWorkflow, activities.ProvisionInput{Node: n.UUID, Action: action})
 	if err != nil {
 		return nil, err
 	}
-	var res workflows.ProvisionResult
+	var res activities.ProvisionResult
 	if err := run.Get(ctx, &res); err != nil {
 		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr.Type() == activities.ErrInvalidState {
+		if errors.As(err, &appErr) && appErr.Type() == activities.InvalidStateType {
 			return nil, fmt.Errorf("%w: %s", node.ErrInvalidState, appErr.Message())
 		}
 		return nil, fmt.Errorf("%s node %s: %w", action, n.Ident(), err)
