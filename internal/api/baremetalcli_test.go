@@ -2,25 +2,17 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
-	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/baremetal"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 )
 
@@ -34,173 +26,14 @@ import (
 // --property` (PATCH /properties/..., 400), `node validate`, `node inject
 // nmi`, `node boot device`, `node console` and `driver list` (404).
 
-// requestLog records every request the CLI made and its answer, so a
-// failure shows exactly what the API was asked and said.
-type requestLog struct {
-	mu      sync.Mutex
-	entries []string
-}
-
-func (l *requestLog) add(entry string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.entries = append(l.entries, entry)
-}
-
-func (l *requestLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.entries, "\n")
-}
-
-// versions returns the microversion each request declared, in order.
-func (l *requestLog) versions() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []string
-	for _, e := range l.entries {
-		_, v, _ := strings.Cut(e, " [")
-		v, _, _ = strings.Cut(v, "]")
-		out = append(out, v)
-	}
-	return out
-}
-
-// startLoggingProxy serves a reverse proxy to the API that logs each
-// request: method, path and query, microversion, body, status and answer.
-func startLoggingProxy(t *testing.T, apiURL string) (string, *requestLog) {
-	t.Helper()
-	target, err := url.Parse(apiURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	log := &requestLog{}
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		rec := httptest.NewRecorder()
-		proxy.ServeHTTP(rec, r)
-		answer := rec.Body.String()
-		if len(answer) > 300 {
-			answer = answer[:300] + "..."
-		}
-		log.add(fmt.Sprintf("%s %s [%s] %s -> %d %s", r.Method, r.URL.RequestURI(),
-			r.Header.Get("X-OpenStack-Ironic-API-Version"), body, rec.Code, strings.TrimSpace(answer)))
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		w.Write(rec.Body.Bytes())
-	}))
-	t.Cleanup(ts.Close)
-	return ts.URL, log
-}
-
-// baremetalCLI runs the baremetal CLI against one API.
-type baremetalCLI struct {
-	t        *testing.T
-	bin      string
-	endpoint string
-	version  string // --os-baremetal-api-version; "" leaves the CLI's default
-	env      []string
-	log      *requestLog
-	// auth replaces --os-endpoint and --os-auth-type none when set.
-	auth []string
-}
-
-// newBaremetalCLI finds the CLI and prepares an environment free of any
-// OpenStack configuration of the machine: no OS_* variables, an empty HOME
-// (so no clouds.yaml), and no proxy for the loopback API.
-func newBaremetalCLI(t *testing.T, apiURL, version string) *baremetalCLI {
-	t.Helper()
-	bin, err := exec.LookPath("baremetal")
-	if err != nil {
-		t.Fatalf("the OpenStack baremetal CLI is not installed: `make deps` installs it (Debian packages python3-ironicclient and python3-openstackclient): %v", err)
-	}
-	endpoint, log := startLoggingProxy(t, apiURL)
-	var env []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		upper := strings.ToUpper(name)
-		if strings.HasPrefix(upper, "OS_") || strings.HasSuffix(upper, "_PROXY") || upper == "HOME" || upper == "XDG_CONFIG_HOME" {
-			continue
-		}
-		env = append(env, kv)
-	}
-	env = append(env, "HOME="+t.TempDir(), "NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost")
-	return &baremetalCLI{t: t, bin: bin, endpoint: endpoint, version: version, env: env, log: log}
-}
-
-// run runs `baremetal <args>` and returns its output and error.
-func (c *baremetalCLI) run(args ...string) (stdout, stderr string, err error) {
-	c.t.Helper()
-	full := []string{"--os-endpoint", c.endpoint, "--os-auth-type", "none"}
-	if c.auth != nil {
-		full = c.auth
-	}
-	if c.version != "" {
-		full = append(full, "--os-baremetal-api-version", c.version)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, c.bin, append(full, args...)...)
-	cmd.Env = c.env
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err = cmd.Run()
-	return out.String(), errOut.String(), err
-}
-
-// ok runs a command that must succeed and returns its standard output.
-func (c *baremetalCLI) ok(args ...string) string {
-	c.t.Helper()
-	out, errOut, err := c.run(args...)
-	if err != nil {
-		c.t.Fatalf("baremetal %s: %v\nstdout: %s\nstderr: %s\nAPI requests:\n%s", strings.Join(args, " "), err, out, errOut, c.log)
-	}
-	return out
-}
-
-// fails runs a command that must fail with wantStderr in its error output.
-func (c *baremetalCLI) fails(wantStderr string, args ...string) {
-	c.t.Helper()
-	out, errOut, err := c.run(args...)
-	if err == nil || !strings.Contains(errOut, wantStderr) {
-		c.t.Fatalf("baremetal %s: err %v, stderr %q; want a failure saying %q\nstdout: %s\nAPI requests:\n%s",
-			strings.Join(args, " "), err, errOut, wantStderr, out, c.log)
-	}
-}
-
-// json runs a command given -f json and decodes its output into v.
-func (c *baremetalCLI) json(v any, args ...string) {
-	c.t.Helper()
-	out := c.ok(append(args, "-f", "json")...)
-	if err := json.Unmarshal([]byte(out), v); err != nil {
-		c.t.Fatalf("baremetal %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// show is `node show <ident> -f json`, limited to fields when given.
-func (c *baremetalCLI) show(ident string, fields ...string) map[string]any {
-	c.t.Helper()
-	args := []string{"node", "show", ident}
-	if len(fields) > 0 {
-		args = append(append(args, "--fields"), fields...)
-	}
-	var v map[string]any
-	c.json(&v, args...)
-	return v
-}
-
 func TestBaremetalCLIEnrollAndDelete(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 2, IPMIBMCs: 1})
-	cli := newBaremetalCLI(t, s.StartAPI(t, nil), "1.95")
+	cli := baremetal.New(t, s.StartAPI(t, nil), "1.95")
 	s.AddRedfishNode(t, "cli-1", "1", "")
 
 	var created map[string]any
-	cli.json(&created, "node", "create", "--driver", "redfish", "--name", "cli-2",
+	cli.JSON(&created, "node", "create", "--driver", "redfish", "--name", "cli-2",
 		"--driver-info", "redfish_address="+s.RedfishURL, "--driver-info", "redfish_system_id="+s.Redfish.SystemPath("2"),
 		"--driver-info", "redfish_username=admin", "--driver-info", "redfish_password="+testbed.RedfishPassword)
 	info, _ := created["driver_info"].(map[string]any)
@@ -215,16 +48,16 @@ func TestBaremetalCLIEnrollAndDelete(t *testing.T) {
 
 	// manage verifies the BMC and reads the power state; --wait polls the
 	// provision state through the API.
-	cli.ok("node", "manage", "cli-2", "--wait", "30")
-	cli.ok("node", "provide", "cli-2", "--wait", "30")
-	if got := cli.show("cli-2", "provision_state", "power_state", "uuid"); !equalJSON(got, map[string]any{
+	cli.OK("node", "manage", "cli-2", "--wait", "30")
+	cli.OK("node", "provide", "cli-2", "--wait", "30")
+	if got := cli.Show("cli-2", "provision_state", "power_state", "uuid"); !equalJSON(got, map[string]any{
 		"provision_state": node.Available, "power_state": node.PowerOn, "uuid": uuid,
 	}) {
 		t.Errorf("node show --fields = %v", got)
 	}
 
 	var list []map[string]any
-	cli.json(&list, "node", "list")
+	cli.JSON(&list, "node", "list")
 	want := []map[string]any{
 		{"Name": "cli-1", "Power State": node.PowerOn, "Provisioning State": node.Manageable, "Maintenance": false, "Instance UUID": nil},
 		{"Name": "cli-2", "Power State": node.PowerOn, "Provisioning State": node.Available, "Maintenance": false, "Instance UUID": nil},
@@ -237,11 +70,11 @@ func TestBaremetalCLIEnrollAndDelete(t *testing.T) {
 		t.Errorf("node list = %v, want %v", list, want)
 	}
 
-	if out := cli.ok("node", "delete", "cli-2"); strings.TrimSpace(out) != "Deleted node cli-2" {
+	if out := cli.OK("node", "delete", "cli-2"); strings.TrimSpace(out) != "Deleted node cli-2" {
 		t.Errorf("node delete printed %q", out)
 	}
-	cli.fails("Node cli-2 could not be found. (HTTP 404)", "node", "show", "cli-2")
-	if status, body := seedCall(t, http.MethodGet, cli.endpoint+"/v1/nodes/"+uuid, ""); status != http.StatusNotFound {
+	cli.Fails("Node cli-2 could not be found. (HTTP 404)", "node", "show", "cli-2")
+	if status, body := seedCall(t, http.MethodGet, cli.Endpoint+"/v1/nodes/"+uuid, ""); status != http.StatusNotFound {
 		t.Errorf("GET the deleted node: %d %s", status, body)
 	}
 }
@@ -251,7 +84,7 @@ func TestBaremetalCLIEnrollAndDelete(t *testing.T) {
 func TestBaremetalCLIPowerActions(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 1, IPMIBMCs: 1})
-	cli := newBaremetalCLI(t, s.StartAPI(t, nil), "1.95")
+	cli := baremetal.New(t, s.StartAPI(t, nil), "1.95")
 	const instance = "c11c11c1-1111-4222-8333-444455556666"
 	n := s.AddRedfishNode(t, "cli-1", "1", instance)
 
@@ -271,13 +104,13 @@ func TestBaremetalCLIPowerActions(t *testing.T) {
 	}
 	var wantResets, wantTags []string
 	for _, step := range steps {
-		if out := cli.ok(step.args...); out != "" {
+		if out := cli.OK(step.args...); out != "" {
 			t.Errorf("baremetal %s printed %q", strings.Join(step.args, " "), out)
 		}
 		// The CLI does not wait for power changes; its users poll.
-		st := seedWaitStates(t, cli.endpoint, n.UUID)
+		st := seedWaitStates(t, cli.Endpoint, n.UUID)
 		if seedStr(st.PowerState) != step.wantPower || st.LastError != nil {
-			t.Fatalf("after %v: power_state %s, last_error %s\nAPI requests:\n%s", step.args, seedStr(st.PowerState), seedStr(st.LastError), cli.log)
+			t.Fatalf("after %v: power_state %s, last_error %s\nAPI requests:\n%s", step.args, seedStr(st.PowerState), seedStr(st.LastError), cli.Log)
 		}
 		wantHW := map[string]string{node.PowerOn: "On", node.PowerOff: "Off"}[step.wantPower]
 		if got := s.Redfish.PowerState("1"); got != wantHW {
@@ -294,18 +127,18 @@ func TestBaremetalCLIPowerActions(t *testing.T) {
 	if got := s.NovaTags(instance); !slices.Equal(got, wantTags) {
 		t.Errorf("Nova events = %q, want %q", got, wantTags)
 	}
-	if got := cli.show("cli-1", "power_state", "target_power_state", "last_error", "instance_uuid"); !equalJSON(got, map[string]any{
+	if got := cli.Show("cli-1", "power_state", "target_power_state", "last_error", "instance_uuid"); !equalJSON(got, map[string]any{
 		"power_state": node.PowerOn, "target_power_state": nil, "last_error": nil, "instance_uuid": instance,
 	}) {
 		t.Errorf("node show = %v", got)
 	}
-	cli.fails("Node nosuch could not be found. (HTTP 404)", "node", "power", "on", "nosuch")
+	cli.Fails("Node nosuch could not be found. (HTTP 404)", "node", "power", "on", "nosuch")
 }
 
 func TestBaremetalCLIMaintenanceAndSet(t *testing.T) {
 	t.Parallel()
 	s := itest.NewStack(t, srv, itest.StackOptions{RedfishSystems: 1, IPMIBMCs: 1})
-	cli := newBaremetalCLI(t, s.StartAPI(t, nil), "1.95")
+	cli := baremetal.New(t, s.StartAPI(t, nil), "1.95")
 	n := s.AddRedfishNode(t, "cli-1", "1", "")
 	const instance = "c22c22c2-1111-4222-8333-444455556666"
 
@@ -341,13 +174,13 @@ func TestBaremetalCLIMaintenanceAndSet(t *testing.T) {
 			map[string]any{"traits": []any{"HW_CPU_X86_AVX2"}}},
 	}
 	for _, step := range steps {
-		cli.ok(step.args...)
+		cli.OK(step.args...)
 		// Read back through the API: a CLI run costs a second or two.
 		var fields []string
 		for k := range step.want {
 			fields = append(fields, k)
 		}
-		status, body := seedCall(t, http.MethodGet, cli.endpoint+"/v1/nodes/"+n.UUID+"?fields="+strings.Join(fields, ","), "")
+		status, body := seedCall(t, http.MethodGet, cli.Endpoint+"/v1/nodes/"+n.UUID+"?fields="+strings.Join(fields, ","), "")
 		var got map[string]any
 		if err := json.Unmarshal(body, &got); status != http.StatusOK || err != nil {
 			t.Fatalf("GET node: %d %s", status, body)
@@ -363,15 +196,15 @@ func TestBaremetalCLIMaintenanceAndSet(t *testing.T) {
 	}
 
 	// The instance lookup Nova's tools use, then detaching the instance.
-	if out := cli.ok("node", "show", "--instance", instance, "-f", "value", "-c", "name"); strings.TrimSpace(out) != "cli-1b" {
+	if out := cli.OK("node", "show", "--instance", instance, "-f", "value", "-c", "name"); strings.TrimSpace(out) != "cli-1b" {
 		t.Errorf("node show --instance printed %q", out)
 	}
-	cli.ok("node", "unset", "cli-1b", "--instance-uuid")
+	cli.OK("node", "unset", "cli-1b", "--instance-uuid")
 	if got := s.Node(t, n.UUID).InstanceUUID; got != "" {
 		t.Errorf("instance_uuid %q after unset", got)
 	}
 	var list []map[string]any
-	cli.json(&list, "node", "list")
+	cli.JSON(&list, "node", "list")
 	if len(list) != 1 || list[0]["Name"] != "cli-1b" || list[0]["Maintenance"] != false || list[0]["Instance UUID"] != nil {
 		t.Errorf("node list = %v", list)
 	}
@@ -398,27 +231,27 @@ func TestBaremetalCLIMicroversions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run("version "+tt.version, func(t *testing.T) {
 			t.Parallel()
-			cli := newBaremetalCLI(t, apiURL, tt.version)
+			cli := baremetal.New(t, apiURL, tt.version)
 			if tt.byName {
-				if got := cli.show("cli-1", "name", "power_state"); !equalJSON(got, map[string]any{"name": "cli-1", "power_state": node.PowerOn}) {
+				if got := cli.Show("cli-1", "name", "power_state"); !equalJSON(got, map[string]any{"name": "cli-1", "power_state": node.PowerOn}) {
 					t.Errorf("node show = %v", got)
 				}
 			} else {
-				cli.fails("Node cli-1 could not be found. (HTTP 404)", "node", "show", "cli-1")
+				cli.Fails("Node cli-1 could not be found. (HTTP 404)", "node", "show", "cli-1")
 			}
 
 			// Version discovery goes without a version; then the CLI uses
 			// the version asked for, or the highest both sides know.
-			versions := cli.log.versions()
+			versions := cli.Log.Versions()
 			want := 1
 			if tt.negotiates {
 				want = 2
 			}
 			if len(versions) != want || (tt.negotiates && versions[0] != "") {
-				t.Fatalf("versions = %q, want %d requests\n%s", versions, want, cli.log)
+				t.Fatalf("versions = %q, want %d requests\n%s", versions, want, cli.Log)
 			}
 			if used := versions[len(versions)-1]; !(used == tt.version || (!strings.HasPrefix(tt.version, "1.") && inRange(used, 5, 95))) {
-				t.Errorf("the CLI used version %s, asked for %q\n%s", used, tt.version, cli.log)
+				t.Errorf("the CLI used version %s, asked for %q\n%s", used, tt.version, cli.Log)
 			}
 		})
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/policy"
 	"github.com/metalpower/metalpower/internal/testbed"
+	"github.com/metalpower/metalpower/internal/testbed/baremetal"
 	"github.com/metalpower/metalpower/internal/testbed/itest"
 	ks "github.com/metalpower/metalpower/internal/testbed/keystone"
 	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
@@ -197,24 +198,24 @@ func TestKeystonePolicy(t *testing.T) {
 
 	// The API as the cloud's baremetal endpoint, behind the CLI's
 	// logging proxy.
-	cli := newBaremetalCLI(t, c.api, "1.95")
+	cli := baremetal.New(t, c.api, "1.95")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	if _, err := c.k.Script(ctx, "service create --name ironic baremetal\nendpoint create --region RegionOne baremetal public "+cli.endpoint+"\n"); err != nil {
+	if _, err := c.k.Script(ctx, "service create --name ironic baremetal\nendpoint create --region RegionOne baremetal public "+cli.Endpoint+"\n"); err != nil {
 		t.Fatal(err)
 	}
-	cli.auth = []string{"--os-auth-type", "password", "--os-auth-url", c.k.URL, "--os-username", c.sysadmin.Name,
+	cli.Auth = []string{"--os-auth-type", "password", "--os-auth-url", c.k.URL, "--os-username", c.sysadmin.Name,
 		"--os-password", c.sysadmin.Password, "--os-user-domain-name", "Default", "--os-system-scope", "all",
 		"--os-interface", "public", "--os-region-name", "RegionOne"}
-	cli.ok("node", "create", "--driver", "ipmi", "--name", "ks-ipmi",
+	cli.OK("node", "create", "--driver", "ipmi", "--name", "ks-ipmi",
 		"--driver-info", "ipmi_address="+bmc.Host, "--driver-info", "ipmi_port="+strconv.Itoa(bmc.Port),
 		"--driver-info", "ipmi_username=admin", "--driver-info", "ipmi_password="+testbed.IPMIPassword)
-	cli.ok("node", "manage", "ks-ipmi", "--wait", "60")
-	cli.ok("node", "power", "off", "ks-ipmi", "--power-timeout", "60")
+	cli.OK("node", "manage", "ks-ipmi", "--wait", "60")
+	cli.OK("node", "power", "off", "ks-ipmi", "--power-timeout", "60")
 	if got := ipmitoolPower(t, bmc); got != "off" {
 		t.Fatalf("ipmitool after `baremetal node power off`: %s", got)
 	}
-	if got := cli.show("ks-ipmi", "power_state", "provision_state"); !equalJSON(got, map[string]any{
+	if got := cli.Show("ks-ipmi", "power_state", "provision_state"); !equalJSON(got, map[string]any{
 		"power_state": node.PowerOff, "provision_state": node.Manageable}) {
 		t.Errorf("node show = %v", got)
 	}
@@ -372,7 +373,7 @@ func TestKeystonePolicy(t *testing.T) {
 	}
 
 	c.noSecretsShown(t)
-	for _, entry := range strings.Split(cli.log.String(), "\n") {
+	for _, entry := range strings.Split(cli.Log.String(), "\n") {
 		if _, answer, _ := strings.Cut(entry, " -> "); strings.Contains(answer, testbed.IPMIPassword) {
 			t.Errorf("an API response showed the BMC password: %s", entry)
 		}
