@@ -66,7 +66,7 @@ func withBMC(ctx context.Context, env *Env, name string, args []string,
 func nodeMaintenanceSet(ctx context.Context, env *Env, args []string) error {
 	fs := flags("node maintenance set", env)
 	reason := fs.String("reason", "", "why the node is in maintenance")
-	if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
+	if err := fs.Parse(reorder(fs, args)); err != nil || fs.NArg() != 1 {
 		return errUsage
 	}
 	return withStore(ctx, env, func(s store.Store) error {

@@ -3,7 +3,9 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
+	"strings"
 
 	"go.temporal.io/sdk/client"
 
@@ -31,7 +33,7 @@ func powerCommand(verb, target string) func(context.Context, *Env, []string) err
 		fs := flags("power "+verb, env)
 		timeout := fs.Int("timeout", 0, "seconds to reach the state (default [conductor] power_state_change_timeout, soft_power_off_timeout for soft actions)")
 		wait := fs.Bool("wait", false, "wait for the outcome; exit non-zero on failure")
-		if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
+		if err := fs.Parse(reorder(fs, args)); err != nil || fs.NArg() != 1 {
 			return errUsage
 		}
 		return withStore(ctx, env, func(s store.Store) error {
@@ -60,24 +62,31 @@ func powerCommand(verb, target string) func(context.Context, *Env, []string) err
 	}
 }
 
-// reorder lets flags follow the node argument (power off r1-n07 --wait), as
-// operators type them.
-func reorder(args []string) []string {
+// reorder lets flags follow the node argument (power off r1-n07 --wait,
+// maintenance set r1-n07 --reason "BMC swap"), as operators type them: a
+// flag of fs that is not boolean takes the next argument as its value.
+func reorder(fs *flag.FlagSet, args []string) []string {
 	var flagArgs, rest []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
-		switch {
-		case a == "--timeout" || a == "-timeout":
-			flagArgs = append(flagArgs, a)
-			if i+1 < len(args) {
-				flagArgs = append(flagArgs, args[i+1])
-				i++
-			}
-		case len(a) > 1 && a[0] == '-':
-			flagArgs = append(flagArgs, a)
-		default:
+		if len(a) < 2 || a[0] != '-' {
 			rest = append(rest, a)
+			continue
+		}
+		flagArgs = append(flagArgs, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		if f := fs.Lookup(name); f != nil && !isBool(f) && i+1 < len(args) {
+			flagArgs = append(flagArgs, args[i+1])
+			i++
 		}
 	}
 	return append(flagArgs, rest...)
+}
+
+func isBool(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }

@@ -204,7 +204,7 @@ func remoteList(ctx context.Context, env *Env, args []string) error {
 
 func remoteShow(ctx context.Context, env *Env, args []string) error {
 	fs, endpoint := remoteFlags("remote node show", env)
-	if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
+	if err := fs.Parse(reorder(fs, args)); err != nil || fs.NArg() != 1 {
 		return errUsage
 	}
 	c, err := baremetalClient(ctx, *endpoint)
@@ -223,7 +223,7 @@ func remoteShow(ctx context.Context, env *Env, args []string) error {
 func remotePower(target string) func(context.Context, *Env, []string) error {
 	return func(ctx context.Context, env *Env, args []string) error {
 		fs, endpoint := remoteFlags("remote power", env)
-		if err := fs.Parse(reorder(args)); err != nil || fs.NArg() != 1 {
+		if err := fs.Parse(reorder(fs, args)); err != nil || fs.NArg() != 1 {
 			return errUsage
 		}
 		c, err := baremetalClient(ctx, *endpoint)
