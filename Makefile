@@ -1,7 +1,7 @@
 # metalpower: build, test and benchmark. `make test` is what CI runs.
 SHELL := /bin/bash
 GO ?= go
-APT_PACKAGES := openipmi ipmitool iptables redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
+APT_PACKAGES := openipmi ipmitool iptables snmpd snmp redfishtool python3-sushy python3-ironicclient python3-openstackclient python3-nova docker-compose chromium
 # OpenStack services the tests run themselves, installed without recommended
 # packages (Nova's would pull about 300 more) and without starting them.
 OPENSTACK_PACKAGES := keystone placement-api nova-api nova-conductor nova-compute-ironic neutron-server glance-api

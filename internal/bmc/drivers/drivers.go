@@ -5,4 +5,5 @@ package drivers
 import (
 	_ "github.com/metalpower/metalpower/internal/bmc/ipmi"
 	_ "github.com/metalpower/metalpower/internal/bmc/redfish"
+	_ "github.com/metalpower/metalpower/internal/bmc/snmp"
 )
