@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -320,6 +322,13 @@ func (s *Stack) SyncPass(t testing.TB) workflows.PowerSyncResult {
 		t.Fatalf("sync pass: %v", err)
 	}
 	return res
+}
+
+// ActivityName is the name the worker registers an activity method under
+// (its method name), for reading histories without writing it again.
+func ActivityName(method any) string {
+	name := runtime.FuncForPC(reflect.ValueOf(method).Pointer()).Name()
+	return strings.TrimSuffix(name[strings.LastIndex(name, ".")+1:], "-fm")
 }
 
 // History returns a workflow's whole history (its latest run) as text.

@@ -335,8 +335,9 @@ func TestPacedBMCsWaitOutsideWorkflowTasks(t *testing.T) {
 			}
 		}
 	}
-	if !slices.Contains(scheduled, "SyncNode") || !slices.Contains(scheduled, "SetPowerState") {
-		t.Fatalf("activities scheduled = %v, want SyncNode and SetPowerState as activities", scheduled)
+	syncNode, setPower := itest.ActivityName((*activities.NodeSync).SyncNode), itest.ActivityName((*activities.Power).SetPowerState)
+	if !slices.Contains(scheduled, syncNode) || !slices.Contains(scheduled, setPower) {
+		t.Fatalf("activities scheduled = %v, want %s and %s as activities", scheduled, syncNode, setPower)
 	}
 }
 
