@@ -4,19 +4,30 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/metalpower/metalpower/internal/bmc"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/node"
 	"github.com/metalpower/metalpower/internal/operator"
 	"github.com/metalpower/metalpower/internal/store"
 )
 
+// driverNames lists the drivers this build has, for the usage line.
+func driverNames() string {
+	var names []string
+	for _, d := range bmc.Drivers() {
+		names = append(names, d.Name)
+	}
+	return strings.Join(names, "|")
+}
+
 func init() {
-	register("node create", "node create --driver ipmi|redfish --driver-info KEY=VALUE... [--name N] [--uuid U] [--instance-uuid U] [--extra KEY=VALUE...]", nodeCreate)
+	register("node create", "node create --driver "+driverNames()+" --driver-info KEY=VALUE... [--name N] [--uuid U] [--instance-uuid U] [--extra KEY=VALUE...]", nodeCreate)
 	register("node list", "node list [--maintenance true|false] [--provision-state S] [--driver D] [--limit N] [--marker UUID]", nodeList)
 	register("node show", "node show NODE", nodeShow)
 	register("node delete", "node delete NODE", nodeDelete)

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"time"
 
+	// The store validates every node it writes by its driver's rules:
+	// every driver must be registered wherever a store is opened.
+	_ "github.com/metalpower/metalpower/internal/bmc/drivers"
 	"github.com/metalpower/metalpower/internal/node"
 )
 
