@@ -20,16 +20,18 @@ import (
 // nova-api, nova-conductor and nova-compute (ironic driver, its power sync
 // every 10 s) drive metalpower through Keystone's catalog and hear its
 // power-update events, and all three sides (Nova, metalpower, the BMC as
-// ipmitool reads it) end in agreement. Its steps share one cloud and run
-// in order; each says what it proves.
+// ipmitool reads it, or the PDU outlet as snmpget reads it) end in
+// agreement. Its steps share one cloud and run in order; each says what
+// it proves.
 func TestSeedScenario(t *testing.T) {
 	w := startWorld(t, "os-a", "os-b", "os-free")
+	w.addPDUNode("os-pdu")
 
 	t.Run("1 resource tracker finds every available node", func(t *testing.T) {
 		w.t = t
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		for _, name := range []string{"os-a", "os-b", "os-free"} {
+		for _, name := range []string{"os-a", "os-b", "os-free", "os-pdu"} {
 			uuid := w.stack.Node(t, name).UUID
 			for {
 				inv, err := w.cloud.Inventory(ctx, uuid)
@@ -43,14 +45,14 @@ func TestSeedScenario(t *testing.T) {
 			}
 		}
 		hypervisors := w.openstackCLI("hypervisor", "list", "-f", "value", "-c", "Hypervisor Hostname")
-		for _, name := range []string{"os-a", "os-b", "os-free"} {
+		for _, name := range []string{"os-a", "os-b", "os-free", "os-pdu"} {
 			if !strings.Contains(hypervisors, w.stack.Node(t, name).UUID) {
 				t.Errorf("openstack hypervisor list lacks %s:\n%s", name, hypervisors)
 			}
 		}
 	})
 
-	w.deploy("os-a", "os-b")
+	w.deploy("os-a", "os-b", "os-pdu")
 
 	t.Run("2 server stop, start and hard reboot reach the BMC", func(t *testing.T) {
 		w.t = t
@@ -68,6 +70,73 @@ func TestSeedScenario(t *testing.T) {
 			}) == 1
 		})
 		t.Logf("reboot --hard: all sides on in %v", w.waitAgree("os-a", true, 2*time.Minute, "openstack server reboot --hard"))
+	})
+
+	// pduOn is when step 2b powered the PDU node's server on through
+	// metalpower; from then on Nova must leave it alone (step 3b).
+	var pduOn time.Time
+
+	t.Run("2b a server on a PDU outlet (snmp): Nova's stop, a power on through metalpower, drift at the PDU", func(t *testing.T) {
+		w.t = t
+		ctx := context.Background()
+		uuid, outlet := w.stack.Node(t, "os-pdu").UUID, w.outlets["os-pdu"]
+		w.waitAgree("os-pdu", true, time.Minute, "the PDU node's new server")
+
+		// Nova's stop reaches the outlet. A PDU has no soft power off:
+		// Nova's first ask (its shutdown_timeout) is refused with 400, as
+		// Ironic's snmp interface refuses it, and Nova powers off hard.
+		since := time.Now()
+		w.openstackCLI("server", "stop", w.server["os-pdu"])
+		t.Logf("openstack server stop: outlet off (snmpget) and Nova SHUTOFF in %v", w.waitAgree("os-pdu", false, 2*time.Minute, "openstack server stop of the PDU node's server"))
+		if hard := w.rec.count(func(r request) bool {
+			return r.at.After(since) && r.nova() && r.powerPut(uuid, node.PowerOff) && r.status == http.StatusAccepted
+		}); hard == 0 {
+			t.Fatalf("Nova never asked metalpower for power off:\n%s", w.rec.timeline(since))
+		}
+
+		// A power on through metalpower: its power-update event makes the
+		// server ACTIVE and running in Nova. Past Nova's stale-cache
+		// window first, as step 3: a stop of Nova's sync in that window
+		// asks for soft power off again.
+		w.waitRefresh(2)
+		soft := w.rec.find(func(r request) bool { return r.at.After(since) && r.nova() && r.powerPut(uuid, node.SoftPowerOff) })
+		for _, r := range soft {
+			if r.status != http.StatusBadRequest {
+				t.Errorf("Nova's soft power off of the PDU node: %s, want 400", r)
+			}
+		}
+		if len(soft) == 0 {
+			t.Errorf("Nova's stop never asked for soft power off (shutdown_timeout is set):\n%s", w.rec.timeline(since))
+		}
+		w.expectConflicts(soft...)
+		t.Logf("Nova asked for soft power off %d time(s), refused with 400 (a PDU has none), and powered off hard", len(soft))
+		pduOn = time.Now()
+		w.baremetal("node", "power", "on", "os-pdu")
+		t.Logf("baremetal node power on: outlet on and Nova shows the server running in %v", w.waitAgree("os-pdu", true, time.Minute, "power on through metalpower"))
+
+		// Drift at the PDU with force_power_state_during_sync = true (the
+		// scenario's setting until step 4): metalpower switches the
+		// outlet back on before Nova's sync can see it off, as step 4
+		// with force on. Drift right after Nova refreshed its cache. That
+		// Nova never acts on it step 3b checks, once step 3 has let many
+		// of Nova's periods pass.
+		if !w.stack.Config.Conductor.ForcePowerStateDuringSync {
+			t.Fatal("force_power_state_during_sync is off: this step assumes the scenario's default, on")
+		}
+		w.waitRefresh(1)
+		if err := w.pdu.SetOutlet(ctx, outlet, false); err != nil {
+			t.Fatal(err)
+		}
+		res := w.stack.SyncPass(t)
+		if on, err := w.pdu.Outlet(ctx, outlet); err != nil || !on {
+			t.Fatalf("after the sync with force on, snmpget reads the outlet on=%v (%v); sync pass %+v", on, err, res.SyncCounts)
+		}
+		// Nova's power_state may still lag metalpower's power on by a
+		// refresh (docs/openstack.md); step 3b waits for full agreement.
+		if got := w.sides("os-pdu"); got.novaStatus != "ACTIVE" || got.novaTask != "" || got.metalpower != node.PowerOn || got.bmc != "on" {
+			t.Fatalf("after the sync with force on: %s", got)
+		}
+		t.Logf("drift at the PDU: the sync switched the outlet back on, the server stayed ACTIVE (sync pass %+v)", res.SyncCounts)
 	})
 
 	t.Run("3 a power change through metalpower holds against Nova's sync", func(t *testing.T) {
@@ -88,6 +157,28 @@ func TestSeedScenario(t *testing.T) {
 		t.Logf("baremetal node power off: Nova shows the server shut off in %v", w.waitAgree("os-a", false, 30*time.Second, "power off through metalpower"))
 		w.holds("os-a", false, 3*novaSyncPeriod+5*time.Second, "three of Nova's sync periods after a power off through metalpower")
 		w.noNovaErrors(t)
+	})
+
+	t.Run("3b Nova left the PDU node's server alone after its power on and drift", func(t *testing.T) {
+		w.t = t
+		if pduOn.IsZero() {
+			t.Skip("step 2b did not power the PDU node on")
+		}
+		// Step 3 let Nova's cache refresh and sync run many times (it
+		// never touches os-pdu); at least three of their periods must
+		// have passed since the power on (the drift came a refresh
+		// later), or the rest of them is held here.
+		if rest := 3*novaSyncPeriod - time.Since(pduOn); rest > 0 {
+			w.holds("os-pdu", true, rest, "Nova's periods after drift at the PDU with force on")
+		}
+		uuid := w.stack.Node(t, "os-pdu").UUID
+		if reqs := w.rec.find(func(r request) bool {
+			return r.at.After(pduOn) && r.nova() && r.method == http.MethodPut && strings.HasPrefix(r.path, "/v1/nodes/"+uuid)
+		}); len(reqs) > 0 {
+			t.Errorf("Nova acted on the PDU node after its power on through metalpower and its drift: %v", reqs)
+		}
+		t.Logf("%v after metalpower's power on, all sides on in %v", time.Since(pduOn).Round(time.Second),
+			w.waitAgree("os-pdu", true, time.Minute, "the PDU node's server after step 3"))
 	})
 
 	t.Run("4 drift at the BMC", func(t *testing.T) {
@@ -222,7 +313,7 @@ func TestSeedScenario(t *testing.T) {
 
 	t.Run("no secret in metalpower's log or histories", func(t *testing.T) {
 		w.t = t
-		secrets := []string{w.k.AdminPassword, w.k.Nova.Password, w.k.Metalpower.Password, w.cloud.Ironic.Password, testbed.IPMIPassword}
+		secrets := []string{w.k.AdminPassword, w.k.Nova.Password, w.k.Metalpower.Password, w.cloud.Ironic.Password, testbed.IPMIPassword, pduCommunity}
 		secrets = append(secrets, w.tokens...)
 		log := w.stack.Log.String()
 		for _, s := range secrets {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/metalpower/metalpower/internal/api"
 	"github.com/metalpower/metalpower/internal/bmc/ipmi"
+	"github.com/metalpower/metalpower/internal/bmc/snmp"
 	"github.com/metalpower/metalpower/internal/config"
 	"github.com/metalpower/metalpower/internal/keystone"
 	"github.com/metalpower/metalpower/internal/node"
@@ -27,6 +28,7 @@ import (
 	ks "github.com/metalpower/metalpower/internal/testbed/keystone"
 	"github.com/metalpower/metalpower/internal/testbed/openstack"
 	"github.com/metalpower/metalpower/internal/testbed/sim/openipmi"
+	"github.com/metalpower/metalpower/internal/testbed/sim/pdusim"
 )
 
 var srv *itest.Server
@@ -37,11 +39,16 @@ func TestMain(m *testing.M) { os.Exit(itest.MustMain(m, &srv)) }
 // cache (which the sync reads) refreshed as often.
 const novaSyncPeriod = 10 * time.Second
 
+// pduCommunity is the read-write community of the world's PDU: a secret,
+// checked absent from metalpower's log and every workflow history.
+const pduCommunity = "pdu-rw-Secret-58"
+
 // world is a real OpenStack with metalpower as its baremetal service:
 // Keystone, Placement, Neutron, Glance and Nova from Debian; metalpower's
 // API (Keystone auth, elevated service role for Nova's user) as the
 // catalog's baremetal endpoint; its worker notifying the real nova-api;
-// IPMI nodes on Debian's ipmi_sim.
+// IPMI nodes on Debian's ipmi_sim, and PDU outlet nodes (driver snmp) on
+// Debian's snmpd (addPDUNode).
 type world struct {
 	// t is the running step's test; root the scenario's, which owns what
 	// outlives a step (the worker).
@@ -53,6 +60,8 @@ type world struct {
 	api     string
 	rec     *recorder
 	bmcs    map[string]openipmi.BMC // by node name
+	pdu     *pdusim.PDU             // started by the first addPDUNode
+	outlets map[string]int          // PDU outlet by node name
 	server  map[string]string       // server UUID by node name
 	// expected are Nova's requests a step meant metalpower to refuse.
 	expected []request
@@ -64,7 +73,7 @@ type world struct {
 // recorded as its BMC's power.
 func startWorld(t testing.TB, names ...string) *world {
 	t.Helper()
-	w := &world{t: t, root: t, bmcs: map[string]openipmi.BMC{}, server: map[string]string{}}
+	w := &world{t: t, root: t, bmcs: map[string]openipmi.BMC{}, outlets: map[string]int{}, server: map[string]string{}}
 	w.k = ks.Start(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
@@ -122,23 +131,93 @@ func startWorld(t testing.TB, names ...string) *world {
 	return w
 }
 
+// pduOutlets is how many outlets the world's PDU has.
+const pduOutlets = 4
+
+// addPDUNode adds a node on the next outlet of the world's PDU (Debian's
+// snmpd as an APC rack PDU, started on first use): driver snmp, available
+// and recorded as its outlet's power, as startWorld adds IPMI nodes.
+func (w *world) addPDUNode(name string) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if w.pdu == nil {
+		p, err := pdusim.Start(ctx, pdusim.Options{Family: "apc_rackpdu", Outlets: pduOutlets, Community: pduCommunity})
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		w.root.Cleanup(p.Close)
+		w.pdu = p
+	}
+	outlet := len(w.outlets) + 1
+	if outlet > pduOutlets {
+		w.t.Fatalf("the PDU has %d outlets, all taken", pduOutlets)
+	}
+	w.outlets[name] = outlet
+	power := node.PowerOff
+	if on, err := w.pdu.Outlet(ctx, outlet); err != nil {
+		w.t.Fatal(err)
+	} else if on {
+		power = node.PowerOn
+	}
+	n := node.New("", name, snmp.Name, node.DriverInfo{"snmp_driver": "apc_rackpdu", "snmp_address": w.pdu.Host(),
+		"snmp_port": strconv.Itoa(w.pdu.Port()), "snmp_outlet": strconv.Itoa(outlet), "snmp_version": "2c",
+		"snmp_community": pduCommunity})
+	n.ProvisionState, n.PowerState = node.Available, power
+	n.ResourceClass = "baremetal"
+	n.Properties = map[string]any{"cpus": 1, "memory_mb": 1024, "local_gb": 10, "cpu_arch": "x86_64"}
+	if err := w.stack.Store.Create(ctx, n); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// power is what name's power controller says: its BMC through ipmitool,
+// or its PDU outlet through snmpget; "on" or "off".
+func (w *world) power(ctx context.Context, name string) (string, error) {
+	if outlet, ok := w.outlets[name]; ok {
+		on, err := w.pdu.Outlet(ctx, outlet)
+		if err != nil {
+			return "", err
+		}
+		if on {
+			return "on", nil
+		}
+		return "off", nil
+	}
+	return w.bmcs[name].Power(ctx)
+}
+
+// powerOn switches name's machine on at its BMC or PDU outlet, behind
+// metalpower's back.
+func (w *world) powerOn(ctx context.Context, name string) error {
+	if outlet, ok := w.outlets[name]; ok {
+		return w.pdu.SetOutlet(ctx, outlet, true)
+	}
+	_, err := w.bmcs[name].Ipmitool(ctx, "chassis", "power", "on")
+	return err
+}
+
 // deploy binds a new server to each named node, as a deployment would
 // leave it: ACTIVE and running in Nova, active with the instance in
-// metalpower, powered on at the BMC.
+// metalpower, powered on at the BMC (or PDU outlet). One run of
+// instance.py makes them all.
 func (w *world) deploy(names ...string) {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	var servers []openstack.Instance
 	for _, name := range names {
-		if _, err := w.bmcs[name].Ipmitool(ctx, "chassis", "power", "on"); err != nil {
+		if err := w.powerOn(ctx, name); err != nil {
 			w.t.Fatal(err)
 		}
-		n := w.stack.Node(w.t, name)
-		ids, err := w.cloud.CreateInstances(ctx, openstack.Instance{Node: n.UUID, Name: "srv-" + name})
-		if err != nil {
-			w.t.Fatal(err)
-		}
-		id := ids[0]
+		servers = append(servers, openstack.Instance{Node: w.stack.Node(w.t, name).UUID, Name: "srv-" + name})
+	}
+	ids, err := w.cloud.CreateInstances(ctx, servers...)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	for i, name := range names {
+		id := ids[i]
 		w.server[name] = id
 		w.stack.Modify(w.t, name, func(n *node.Node) {
 			n.ProvisionState, n.InstanceUUID, n.PowerState = node.Active, id, node.PowerOn
@@ -185,7 +264,7 @@ type sides struct {
 	novaPower  int    // Nova's power_state: 1 running, 4 shutdown
 	novaTask   string
 	metalpower string // power on / power off
-	bmc        string // on / off (ipmitool)
+	bmc        string // on / off (ipmitool, or snmpget of a PDU outlet)
 }
 
 func (s sides) String() string {
@@ -210,7 +289,7 @@ func (w *world) sides(name string) sides {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	bmc, err := w.bmcs[name].Power(ctx)
+	bmc, err := w.power(ctx, name)
 	if err != nil {
 		w.t.Fatal(err)
 	}
