@@ -127,16 +127,8 @@ vet:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
 
-# TestSeedScenario (internal/testbed/openstack) mostly waits on Nova's
-# periods: it runs beside the other packages rather than after them, its
-# output shown once both are done. Every package still runs.
-OPENSTACK_PKG := ./internal/testbed/openstack
 unit:
-	@log=$$(mktemp); \
-	$(GO) test -count=1 -timeout 20m $(OPENSTACK_PKG) >$$log 2>&1 & pid=$$!; \
-	$(GO) test -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/internal/testbed/openstack$$'); rc=$$?; \
-	wait $$pid; orc=$$?; cat $$log; rm -f $$log; \
-	test $$rc -eq 0 && test $$orc -eq 0
+	$(GO) test -count=1 -timeout 20m ./...
 
 test: deps vet workflowcheck unit fuzz
 
